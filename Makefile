@@ -1,0 +1,62 @@
+# loadtest: the front door. `make loadtest` runs the main job, `make test` the tests.
+# Built tools and images live in $(LOADTEST_CACHE), outside the repo, and are reused.
+
+PYTHON ?= python3
+VENV ?= .venv
+LOADTEST := $(VENV)/bin/loadtest
+PYTEST := $(VENV)/bin/pytest
+export LOADTEST_CACHE ?= $(HOME)/.cache/loadtest
+
+PROVIDER ?= local
+NAME ?= loadtest-run
+PYTEST_ARGS ?=
+
+.PHONY: help venv tools tools-status loadtest test test-unit test-integration lint \
+        cluster cluster-down cluster-status clean
+
+help:
+	@echo "make loadtest   run the main job (PROVIDER=$(PROVIDER))"
+	@echo "make test       run the tests (unit + integration)"
+	@echo "make tools      build the pinned Go toolchain into $(LOADTEST_CACHE)"
+	@echo "make lint       ruff"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+tools: venv
+	$(LOADTEST) tools build
+
+tools-status: venv
+	$(LOADTEST) tools status --versions
+
+loadtest: tools
+	$(LOADTEST) run --provider $(PROVIDER) --name $(NAME)
+
+test: tools
+	$(PYTEST) $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PYTEST) -m "not integration and not e2e" $(PYTEST_ARGS)
+
+test-integration: tools
+	$(PYTEST) -m integration $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check loadtest tests locustfiles
+
+cluster: tools
+	$(LOADTEST) cluster up --provider $(PROVIDER) --name $(NAME) --reuse
+
+cluster-down: venv
+	$(LOADTEST) cluster down --provider $(PROVIDER) --name $(NAME)
+
+cluster-status: venv
+	$(LOADTEST) cluster list --provider $(PROVIDER)
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,136 @@
+"""The `loadtest` command: a thin layer over the package, and the only place that exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadtest import toolchain
+from loadtest.clusters import PROVIDERS, get_provider
+from loadtest.clusters.base import Cluster, ClusterProvider
+from loadtest.errors import ClusterError, CommandError, LoadtestError
+
+
+def log(msg: str) -> None:
+    print(f"loadtest: {msg}", file=sys.stderr, flush=True)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def make_provider(args: argparse.Namespace) -> ClusterProvider:
+    if args.provider == "local":
+        return get_provider("local", log=log, apiserver_port=args.port,
+                            apiserver_args=dict(args.apiserver_arg or []),
+                            feature_gates=args.feature_gates)
+    if args.provider == "existing":
+        return get_provider("existing", kubeconfig_path=args.kubeconfig)
+    return get_provider(args.provider)
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        toolchain.build(args.names or None, force=args.force)
+    else:
+        for name, version, ok in toolchain.status():
+            print(f"{name:12} {version:10} {'built' if ok else 'not built (run `make tools`)'}")
+        if args.versions:
+            for name, line in toolchain.reported_versions().items():
+                print(f"{name:12} reports: {line}")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    provider = make_provider(args)
+    if args.action == "up":
+        existing = provider.get(args.name)
+        if existing is not None and args.reuse:
+            log(f"reusing {provider.name} cluster {args.name!r}")
+            cluster = existing
+        else:
+            cluster = provider.create(args.name)
+        _print_cluster(cluster)
+    elif args.action == "down":
+        if provider.get(args.name) is None:
+            log(f"no {provider.name} cluster named {args.name!r}; nothing to do")
+        provider.delete(args.name)
+    elif args.action == "list":
+        for name in provider.list():
+            print(name)
+    elif args.action == "info":
+        found = provider.get(args.name)
+        if found is None:
+            raise ClusterError(f"no {provider.name} cluster named {args.name!r}")
+        _print_cluster(found)
+    return 0
+
+
+def _print_cluster(cluster: Cluster) -> None:
+    print(json.dumps(cluster.redacted(), indent=2))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.run import run_main_job
+
+    provider = get_provider("local", log=log) if args.provider == "local" else \
+        get_provider(args.provider)
+    return run_main_job(provider, cluster_name=args.name, keep=args.keep_cluster,
+                        out_dir=args.out, log=log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loadtest", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tools", help="build or show the pinned Go toolchain")
+    t.add_argument("action", choices=["build", "status"])
+    t.add_argument("names", nargs="*", help="components to build (default: all)")
+    t.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    t.add_argument("--versions", action="store_true", help="also run each binary's --version")
+    t.set_defaults(func=cmd_tools)
+
+    c = sub.add_parser("cluster", help="create, remove, list clusters")
+    c.add_argument("action", choices=["up", "down", "list", "info"])
+    c.add_argument("--provider", choices=PROVIDERS, default="local")
+    c.add_argument("--name", default="loadtest")
+    c.add_argument("--port", type=int, help="local: kube-apiserver port (default: random)")
+    c.add_argument("--feature-gates", default="", help="local: kube-apiserver feature gates")
+    c.add_argument("--apiserver-arg", type=_key_value, action="append",
+                   help="local: extra kube-apiserver flag KEY=VALUE (repeatable)")
+    c.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
+    c.add_argument("--reuse", action="store_true", help="up: reuse a cluster of that name")
+    c.set_defaults(func=cmd_cluster)
+
+    r = sub.add_parser("run", help="the main job: cluster, checks, results")
+    r.add_argument("--provider", choices=PROVIDERS, default="local")
+    r.add_argument("--name", default="loadtest-run")
+    r.add_argument("--keep-cluster", action="store_true")
+    r.add_argument("--out", type=Path, default=Path("results"))
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CommandError as e:
+        print(f"error: {e}\n{e.details()}", file=sys.stderr)
+        return 1
+    except LoadtestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The Cluster handle every later stage takes, and the provider protocol that yields it."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster as the harness sees it: where to talk, with what, and what to scrape.
+
+    Credentials are file paths (or a token) taken from the kubeconfig; the token is never
+    printed (see `redacted`).
+    """
+
+    name: str
+    provider: str
+    kubeconfig: Path
+    context: str
+    server: str
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    token: str | None = field(default=None, repr=False)
+    # (host, port) of the cluster DNS as the harness can reach it, if it can.
+    dns: tuple[str, int] | None = None
+    # Named metrics endpoints: "apiserver" (needs the credentials), "coredns", ...
+    metrics: dict[str, str] = field(default_factory=dict)
+    # Load may only go to clusters the harness created, or to ones the user opted in.
+    created_by_harness: bool = True
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["kubeconfig"] = str(self.kubeconfig)
+        d["token"] = None  # never persisted
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Cluster:
+        d = json.loads(text)
+        d["kubeconfig"] = Path(d["kubeconfig"])
+        if d.get("dns"):
+            d["dns"] = (d["dns"][0], int(d["dns"][1]))
+        return cls(**d)
+
+    def redacted(self) -> dict[str, object]:
+        """A summary safe for logs and reports: no token, paths only."""
+        d = json.loads(self.to_json())
+        d.pop("token", None)
+        return d
+
+
+class ClusterProvider(Protocol):
+    """What every provider (local, kind, existing) offers; the CLI and fixtures use only this."""
+
+    name: str
+
+    def create(self, cluster_name: str) -> Cluster:
+        """Bring a new cluster up and return when it is ready; nothing is left on failure."""
+        ...
+
+    def get(self, cluster_name: str) -> Cluster | None:
+        """The handle of an existing cluster of this provider, or None."""
+        ...
+
+    def list(self) -> list[str]:
+        """Names of the clusters of this provider."""
+        ...
+
+    def delete(self, cluster_name: str) -> None:
+        """Remove the cluster and everything it left; deleting twice is safe."""
+        ...
+
+
+def http_client(cluster: Cluster, timeout: float = 10.0, **kwargs: object) -> httpx.Client:
+    """An httpx client that talks to the cluster's API server with the handle's credentials."""
+    headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}
+    cert = (cluster.client_cert, cluster.client_key) if cluster.client_cert else None
+    verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=cluster.ca_file)
+                                     if cluster.ca_file else True)
+    return httpx.Client(base_url=cluster.server, headers=headers, cert=cert, verify=verify,
+                        timeout=timeout, **kwargs)  # type: ignore[arg-type]

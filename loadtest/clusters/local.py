@@ -1,0 +1,277 @@
+"""The Docker-less provider: a real control plane as processes on 127.0.0.1.
+
+kwokctl's binary runtime runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+and the KWOK controller from the locally built binaries; CoreDNS (kubernetes plugin, zone
+cluster.local) runs beside it with the cluster's kubeconfig. Everything a cluster owns lives
+under one state directory, so `delete` removes all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import yaml
+
+from loadtest import kubeconfig, toolchain
+from loadtest.clusters.base import Cluster, http_client
+from loadtest.errors import ClusterError, CommandError, LoadtestError
+from loadtest.proc import run
+from loadtest.wait import until
+
+HOST = "127.0.0.1"
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def state_root() -> Path:
+    return toolchain.cache_dir() / "local"
+
+
+def port_free(port: int, host: str = HOST) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def dns_query(server: tuple[str, int], name: str, rdtype: str = "A",
+              timeout: float = 2.0) -> dns.message.Message:
+    """One UDP query to the cluster DNS; raises dns.exception.Timeout on no answer."""
+    return dns.query.udp(dns.message.make_query(name, rdtype), server[0], timeout=timeout,
+                         port=server[1])
+
+
+class LocalProvider:
+    """Creates and removes local control planes; see the module docstring."""
+
+    name = "local"
+
+    def __init__(self, log: Log = _quiet, apiserver_port: int | None = None,
+                 apiserver_args: Mapping[str, str] | None = None,
+                 feature_gates: str = "", timeout: float = 180) -> None:
+        self.log = log
+        self.apiserver_port = apiserver_port
+        self.apiserver_args = dict(apiserver_args or {})
+        self.feature_gates = feature_gates
+        self.timeout = timeout
+
+    # --- the provider protocol -------------------------------------------------------------
+
+    def create(self, cluster_name: str) -> Cluster:
+        if not _NAME.match(cluster_name):
+            raise ClusterError(f"invalid cluster name {cluster_name!r}: use lowercase letters, "
+                               "digits and '-', at most 42 characters")
+        d = state_root() / cluster_name
+        if d.exists():
+            raise ClusterError(f"local cluster {cluster_name!r} already exists "
+                               f"(remove it with: loadtest cluster down --name {cluster_name})")
+        bins = {b: toolchain.binary(b) for b in (
+            "kwokctl", "kwok", "etcd", "kube-apiserver", "kube-controller-manager",
+            "kube-scheduler", "kubectl", "coredns")}
+        if self.apiserver_port and not port_free(self.apiserver_port):
+            raise ClusterError(f"port {self.apiserver_port} on {HOST} is in use: "
+                               "choose another with --port")
+        d.mkdir(parents=True)
+        t0 = time.monotonic()
+        try:
+            # 1. control plane through kwokctl, bound to loopback, from our own binaries
+            self._kwokctl_create(cluster_name, d, bins)
+            self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
+            creds = kubeconfig.read(d / "kubeconfig")
+            # 2. CoreDNS beside it, serving cluster.local from the API
+            dns_addr, coredns_metrics = self._start_coredns(d, bins["coredns"], creds.context)
+            cluster = Cluster(
+                name=cluster_name, provider=self.name, kubeconfig=d / "kubeconfig",
+                context=creds.context, server=creds.server, ca_file=creds.ca_file,
+                client_cert=creds.client_cert, client_key=creds.client_key, dns=dns_addr,
+                metrics={"apiserver": creds.server + "/metrics",
+                         "coredns": coredns_metrics},
+                created_by_harness=True)
+            (d / "cluster.json").write_text(cluster.to_json())
+            # 3. ready means /readyz ok and DNS answering for the kubernetes Service
+            self._wait_ready(cluster)
+            self.log(f"cluster {cluster_name!r} ready in {time.monotonic() - t0:.1f}s")
+            return cluster
+        except BaseException:
+            # Nothing half-started stays behind (Ctrl-C included).
+            self.delete(cluster_name)
+            raise
+
+    def get(self, cluster_name: str) -> Cluster | None:
+        f = state_root() / cluster_name / "cluster.json"
+        return Cluster.from_json(f.read_text()) if f.exists() else None
+
+    def list(self) -> list[str]:
+        root = state_root()
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+    def delete(self, cluster_name: str) -> None:
+        d = state_root() / cluster_name
+        if not d.exists():
+            return
+        _stop_pidfile(d / "coredns.pid")
+        kwokctl = toolchain.bin_dir() / "kwokctl"
+        if (d / "kwok").exists() and kwokctl.exists():
+            try:
+                run([kwokctl, "delete", "cluster", "--name", cluster_name],
+                    "kwokctl delete cluster", env={"KWOK_WORKDIR": str(d / "kwok")}, timeout=120)
+            except CommandError as e:
+                self.log(f"warning: {e}")
+        _kill_strays(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _kwokctl_create(self, name: str, d: Path, bins: dict[str, Path]) -> None:
+        patches = []
+        args = dict(self.apiserver_args)
+        if self.feature_gates:
+            args["feature-gates"] = self.feature_gates
+        if args:
+            patches.append({"name": "kube-apiserver",
+                            "extraArgs": [{"key": k, "value": v} for k, v in args.items()]})
+        options: dict[str, object] = {
+            "runtime": "binary",
+            # kwokctl binds kube-apiserver and etcd to 0.0.0.0 unless told otherwise.
+            "bindAddress": HOST,
+            "kubeAuthorization": True,
+            "kubeAdmission": True,
+            "kubeApiserverBinary": str(bins["kube-apiserver"]),
+            "kubeControllerManagerBinary": str(bins["kube-controller-manager"]),
+            "kubeSchedulerBinary": str(bins["kube-scheduler"]),
+            "kwokControllerBinary": str(bins["kwok"]),
+            "etcdBinary": str(bins["etcd"]),
+            "kubectlBinary": str(bins["kubectl"]),
+        }
+        if self.apiserver_port:
+            options["kubeApiserverPort"] = self.apiserver_port
+        conf = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
+                "options": options, "componentsPatches": patches}
+        (d / "kwokctl.yaml").write_text(yaml.safe_dump(conf))
+        self.log("starting etcd, kube-apiserver, controller-manager, scheduler, kwok (kwokctl)")
+        run([bins["kwokctl"], "--config", d / "kwokctl.yaml", "create", "cluster",
+             "--name", name, "--kubeconfig", d / "kubeconfig", "--wait", f"{int(self.timeout)}s"],
+            "kwokctl create cluster", env={"KWOK_WORKDIR": str(d / "kwok")},
+            timeout=self.timeout + 30)
+
+    def _start_coredns(self, d: Path, coredns: Path, context: str) -> tuple[tuple[str, int], str]:
+        port, metrics, health, ready = (free_port() for _ in range(4))
+        # kubeadm's Corefile, minus `forward` (nothing outside is reachable here).
+        corefile = f""".:{port} {{
+    bind {HOST}
+    errors
+    health {HOST}:{health}
+    ready {HOST}:{ready}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {d / "kubeconfig"} {context}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }}
+    prometheus {HOST}:{metrics}
+    cache 30
+}}
+"""
+        (d / "Corefile").write_text(corefile)
+        self.log(f"starting CoreDNS on {HOST}:{port}")
+        with (d / "coredns.log").open("ab") as out:
+            proc = subprocess.Popen([str(coredns), "-conf", str(d / "Corefile")], cwd=d,
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        (d / "coredns.pid").write_text(str(proc.pid))
+        try:
+            until(lambda: proc.poll() is None and _http_ok(f"http://{HOST}:{ready}/ready"),
+                  "CoreDNS ready plugin", timeout=60)
+        except LoadtestError as e:
+            if proc.poll() is not None:
+                tail = (d / "coredns.log").read_text()[-2000:]
+                raise CommandError("CoreDNS", proc.args, proc.returncode or -1, tail) from e
+            raise
+        return (HOST, port), f"http://{HOST}:{metrics}/metrics"
+
+    def _wait_ready(self, cluster: Cluster) -> None:
+        with http_client(cluster) as c:
+            until(lambda: c.get("/readyz").status_code == 200, "kube-apiserver /readyz",
+                  timeout=self.timeout)
+        assert cluster.dns is not None
+        dns_addr = cluster.dns
+        until(lambda: dns_query(dns_addr, "kubernetes.default.svc.cluster.local.").answer,
+              "CoreDNS to answer kubernetes.default.svc.cluster.local", timeout=60)
+
+
+def _http_ok(url: str) -> bool:
+    import httpx
+
+    return httpx.get(url, timeout=2).status_code == 200
+
+
+def _stop_pidfile(pidfile: Path, grace: float = 10) -> None:
+    if not pidfile.exists():
+        return
+    try:
+        pid = int(pidfile.read_text())
+    except ValueError:
+        return
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    _signal_group(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def _kill_strays(d: Path) -> None:
+    """Kill any process still running from or on files in the cluster's directory."""
+    needle = str(d)
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc_dir.name), signal.SIGKILL)
