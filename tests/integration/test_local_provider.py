@@ -1,0 +1,118 @@
+"""Against a real local control plane: etcd, kube-apiserver, controllers, KWOK, CoreDNS."""
+
+import socket
+import uuid
+from pathlib import Path
+
+import dns.rcode
+import pytest
+from kubernetes import client
+
+from loadtest.clusters import Cluster, get_provider, http_client
+from loadtest.clusters.local import dns_query, state_root
+from loadtest.errors import ClusterError
+from loadtest.wait import until
+
+pytestmark = pytest.mark.integration
+
+
+def _processes_mentioning(needle: str) -> list[str]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if needle in cmd:
+                found.append(cmd)
+    return found
+
+
+def test_apiserver_is_ready_and_bound_to_loopback(loadtest_cluster: Cluster):
+    assert loadtest_cluster.server.startswith("https://127.0.0.1:")
+    with http_client(loadtest_cluster) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200 and r.text == "ok"
+        version = c.get("/version").json()
+    assert version["gitVersion"].startswith("v1.33.")
+
+
+def test_service_resolves_through_coredns_and_missing_name_is_nxdomain(loadtest_cluster, k8s):
+    core = client.CoreV1Api(k8s)
+    ns = f"it-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    svc = core.create_namespaced_service(ns, client.V1Service(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)],
+                                  selector={"app": "web"})))
+    client.DiscoveryV1Api(k8s).create_namespaced_endpoint_slice(ns, client.V1EndpointSlice(
+        metadata=client.V1ObjectMeta(name="web-1", labels={"kubernetes.io/service-name": "web"}),
+        address_type="IPv4",
+        endpoints=[client.V1Endpoint(addresses=["10.0.0.5"])],
+        ports=[client.DiscoveryV1EndpointPort(port=80)]))
+    cluster_ip = svc.spec.cluster_ip
+    assert cluster_ip
+
+    def answer():
+        msg = dns_query(loadtest_cluster.dns, f"web.{ns}.svc.cluster.local.")
+        return [rr.address for rrset in msg.answer for rr in rrset]
+
+    assert until(answer, "the new Service to resolve", timeout=30) == [cluster_ip]
+    missing = dns_query(loadtest_cluster.dns, f"nope.{ns}.svc.cluster.local.")
+    assert missing.rcode() == dns.rcode.NXDOMAIN
+    core.delete_namespace(ns)
+
+
+def test_kwok_fake_node_becomes_ready(loadtest_cluster, k8s):
+    core = client.CoreV1Api(k8s)
+    name = f"kwok-it-{uuid.uuid4().hex[:6]}"
+    core.create_node(client.V1Node(metadata=client.V1ObjectMeta(
+        name=name, annotations={"kwok.x-k8s.io/node": "fake"},
+        labels={"type": "kwok"})))
+
+    def ready():
+        n = core.read_node(name)
+        return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+
+    assert until(ready, f"KWOK to mark node {name} Ready", timeout=30)
+    core.delete_node(name)
+
+
+def test_apiserver_metrics_are_scraped(loadtest_cluster):
+    with http_client(loadtest_cluster) as c:
+        text = c.get(loadtest_cluster.metrics["apiserver"]).text
+    assert "apiserver_request_total{" in text
+    import httpx
+
+    coredns = httpx.get(loadtest_cluster.metrics["coredns"], timeout=5).text
+    assert "coredns_dns_requests_total" in coredns
+
+
+def test_second_cluster_with_same_name_is_refused(loadtest_cluster):
+    with pytest.raises(ClusterError, match="already exists"):
+        get_provider("local").create(loadtest_cluster.name)
+
+
+def test_port_in_use_is_refused_and_leaves_nothing():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ClusterError, match=f"port {port} .* in use"):
+            get_provider("local", apiserver_port=port).create("it-port")
+    assert not (state_root() / "it-port").exists()
+
+
+def test_up_then_down_leaves_no_process_and_no_files():
+    provider = get_provider("local")
+    cluster = provider.create("it-down")
+    d = state_root() / "it-down"
+    assert _processes_mentioning(str(d)), "expected the control plane to run from its state dir"
+    port = int(cluster.server.rsplit(":", 1)[1])
+    provider.delete("it-down")
+    assert _processes_mentioning(str(d)) == []
+    assert not d.exists()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+    provider.delete("it-down")  # twice is safe
