@@ -8,10 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtest import toolchain
-from loadtest.clusters import PROVIDERS, get_provider
+from loadtest import config, toolchain
+from loadtest.clusters import PROVIDERS, get_provider, require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider
+from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError, CommandError, LoadtestError
+from loadtest.inventory import Seeder
 
 
 def log(msg: str) -> None:
@@ -76,6 +78,52 @@ def _print_cluster(cluster: Cluster) -> None:
     print(json.dumps(cluster.redacted(), indent=2))
 
 
+def _target_cluster(args: argparse.Namespace) -> Cluster:
+    """The cluster a command sends load to: it must exist, and be ours unless opted in."""
+    provider = make_provider(args)
+    cluster = provider.get(args.name)
+    if cluster is None:
+        raise ClusterError(f"no {provider.name} cluster named {args.name!r} "
+                           f"(create one with: loadtest cluster up --provider {provider.name} "
+                           f"--name {args.name})")
+    require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
+    return cluster
+
+
+SPEC_FLAGS = ("nodes", "pods_per_node", "namespaces", "services_per_namespace",
+              "configmaps_per_namespace", "pod_bytes", "node_bytes")
+
+
+def inventory_spec(args: argparse.Namespace) -> InventorySpec:
+    """The inventory from --file, with any flags given overriding it; validated at the edge."""
+    base: dict[str, object] = {}
+    if args.file:
+        base = config.load(InventorySpec, args.file).model_dump()
+    for f in SPEC_FLAGS:
+        if getattr(args, f) is not None:
+            base[f] = getattr(args, f)
+    if args.inventory:
+        base["name"] = args.inventory
+    return config.parse(InventorySpec, base, str(args.file or "flags"))
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    spec = inventory_spec(args)
+    cluster = _target_cluster(args)
+    seeder = Seeder(cluster, spec, concurrency=args.concurrency, log=log)
+    if args.delete:
+        before = seeder.delete()
+        log(f"deleted inventory {spec.name!r} (had {before})")
+        return 0
+    result = seeder.seed()
+    rate = result.total_created / result.seconds if result.seconds else 0.0
+    log(f"created {result.created} in {result.seconds:.1f}s ({rate:.0f} objects/s); "
+        f"already there: {result.existing}")
+    if args.wait:
+        log(f"KWOK: {seeder.wait_ready(timeout=args.wait)}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.run import run_main_job
 
@@ -83,6 +131,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         get_provider(args.provider)
     return run_main_job(provider, cluster_name=args.name, keep=args.keep_cluster,
                         out_dir=args.out, log=log)
+
+
+def _cluster_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", choices=PROVIDERS, default="local")
+    p.add_argument("--name", default="loadtest", help="cluster name (existing: context)")
+    p.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
+    p.add_argument("--allow-existing-cluster", action="store_true",
+                   help="allow load on a cluster loadtest did not create")
+    p.set_defaults(port=None, apiserver_arg=None, feature_gates="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
     c.add_argument("--reuse", action="store_true", help="up: reuse a cluster of that name")
     c.set_defaults(func=cmd_cluster)
+
+    s = sub.add_parser("seed", help="create (or --delete) a production-shaped inventory")
+    _cluster_target_args(s)
+    s.add_argument("--file", type=Path, help="inventory spec (YAML); flags override it")
+    s.add_argument("--inventory", help="inventory name (label value; default 'default')")
+    for f in SPEC_FLAGS:
+        s.add_argument("--" + f.replace("_", "-"), type=int, dest=f)
+    s.add_argument("--concurrency", type=int, default=48, help="requests in flight")
+    s.add_argument("--wait", type=float, default=300,
+                   help="seconds to wait for nodes Ready and pods Running (0: don't)")
+    s.add_argument("--delete", action="store_true", help="remove everything labelled")
+    s.set_defaults(func=cmd_seed)
 
     r = sub.add_parser("run", help="the main job: cluster, checks, results")
     r.add_argument("--provider", choices=PROVIDERS, default="local")

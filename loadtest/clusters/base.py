@@ -6,7 +6,7 @@ import json
 import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -78,11 +78,21 @@ class ClusterProvider(Protocol):
         ...
 
 
-def http_client(cluster: Cluster, timeout: float = 10.0, **kwargs: object) -> httpx.Client:
-    """An httpx client that talks to the cluster's API server with the handle's credentials."""
+def client_options(cluster: Cluster, timeout: float = 10.0) -> dict[str, Any]:
+    """httpx client options for talking to the cluster's API server with its credentials."""
     headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}
     cert = (cluster.client_cert, cluster.client_key) if cluster.client_cert else None
     verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=cluster.ca_file)
                                      if cluster.ca_file else True)
-    return httpx.Client(base_url=cluster.server, headers=headers, cert=cert, verify=verify,
-                        timeout=timeout, **kwargs)  # type: ignore[arg-type]
+    return {"base_url": cluster.server, "headers": headers, "cert": cert, "verify": verify,
+            "timeout": timeout}
+
+
+def http_client(cluster: Cluster, timeout: float = 10.0, **kwargs: Any) -> httpx.Client:
+    """A blocking httpx client for the cluster's API server."""
+    return httpx.Client(**{**client_options(cluster, timeout), **kwargs})
+
+
+def async_http_client(cluster: Cluster, timeout: float = 30.0, **kwargs: Any) -> httpx.AsyncClient:
+    """An asyncio httpx client for the cluster's API server (HTTP/2 when asked)."""
+    return httpx.AsyncClient(**{**client_options(cluster, timeout), **kwargs})

@@ -1,0 +1,72 @@
+import json
+from collections import Counter
+
+import pytest
+
+from loadtest import config
+from loadtest.config import InventorySpec
+from loadtest.errors import ConfigError
+from loadtest.inventory import (
+    KWOK_ANNOTATION,
+    LABEL,
+    expected_counts,
+    node_manifest,
+    plan,
+    pod_manifest,
+)
+
+
+def _size(obj) -> int:
+    return len(json.dumps(obj, separators=(",", ":")))
+
+
+def test_objects_reach_their_target_size():
+    spec = InventorySpec(pod_bytes=6000, node_bytes=15000)
+    assert 5900 <= _size(pod_manifest(spec, 7)) <= 6100
+    assert 14900 <= _size(node_manifest(spec, 3)) <= 15100
+
+
+def test_pods_are_bound_to_fake_nodes_and_tolerate_their_taint():
+    spec = InventorySpec(nodes=4, pods_per_node=3)
+    node = node_manifest(spec, 1)
+    assert node["metadata"]["annotations"][KWOK_ANNOTATION] == "fake"
+    assert node["spec"]["taints"][0]["effect"] == "NoSchedule"
+    pods = [pod_manifest(spec, p) for p in range(spec.pods)]
+    per_node = Counter(p["spec"]["nodeName"] for p in pods)
+    assert per_node == {node_manifest(spec, i)["metadata"]["name"]: 3 for i in range(4)}
+    assert all(p["spec"]["tolerations"][0]["key"] == KWOK_ANNOTATION for p in pods)
+    assert all(p["metadata"]["labels"][LABEL] == spec.name for p in pods)
+
+
+def test_plan_is_deterministic_unique_and_matches_counts():
+    spec = InventorySpec(nodes=5, pods_per_node=4, namespaces=3, services_per_namespace=2,
+                         configmaps_per_namespace=1)
+    first = [(k.name, ns, n) for k, _, ns, n in plan(spec)]
+    assert first == [(k.name, ns, n) for k, _, ns, n in plan(spec)]
+    assert len(set(first)) == len(first)
+    counts = Counter(k for k, _, _ in first)
+    want = expected_counts(spec)
+    assert {k: counts[k] for k in want} == want
+    assert counts["serviceaccounts"] == spec.namespaces
+    # the name in the plan is the name of the object the factory builds
+    for kind, factory, ns, name in plan(spec):
+        md = factory()["metadata"]
+        assert (md.get("namespace", ""), md["name"]) == (ns, name), kind.name
+
+
+def test_order_puts_dependencies_first():
+    kinds = [k.name for k, *_ in plan(InventorySpec(nodes=2, pods_per_node=1))]
+    assert kinds.index("namespaces") < kinds.index("serviceaccounts") < kinds.index("pods")
+    assert max(i for i, k in enumerate(kinds) if k == "nodes") < kinds.index("pods")
+
+
+def test_bad_specs_are_refused_with_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="nodes: Input should be greater"):
+        config.parse(InventorySpec, {"nodes": -1}, "flags")
+    f = tmp_path / "inv.yaml"
+    f.write_text("nodes: 5\npods: 3\n")
+    with pytest.raises(ConfigError, match=r"inv.yaml: pods: Extra inputs are not permitted"):
+        config.load(InventorySpec, f)
+    f.write_text("nodes: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(InventorySpec, f)
