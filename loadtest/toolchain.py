@@ -168,12 +168,13 @@ def _build_one(c: Component, log: Log, prefix: str) -> None:
         with logfile.open("w") as out:
             proc = subprocess.Popen(cmd, cwd=c.module_dir, env=env, stdout=out,
                                     stderr=subprocess.STDOUT)
-            t0 = time.monotonic()
+            t0 = last = time.monotonic()
             # A cold Kubernetes build takes minutes: say it is still going.
             while proc.poll() is None:
                 time.sleep(1)
-                elapsed = int(time.monotonic() - t0)
-                if elapsed and elapsed % 30 == 0:
+                if time.monotonic() - last >= 30:
+                    last = time.monotonic()
+                    elapsed = int(last - t0)
                     log(f"{prefix}: still compiling ({elapsed // 60}m{elapsed % 60:02d}s)")
         if proc.returncode != 0:
             raise CommandError(f"building {c.name} {c.version}", cmd, proc.returncode,

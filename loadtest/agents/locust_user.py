@@ -1,0 +1,138 @@
+"""The Locust side of the agents: the only module of the package that imports locust.
+
+One Locust user is one agent on one node. The agent's watches and polls run in their own
+greenlets; the user's task just keeps them alive, so Locust's spawn rate is the rollout
+rate of the DaemonSet. Options come from Locust's own command line (or LOADTEST_* env).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import LoadTestShape, User, events, task
+from locust.env import Environment
+
+from loadtest.agents.agent import Agent, AgentStats
+from loadtest.agents.identity import Identities, ensure_rbac
+from loadtest.agents.profile import AgentProfile, load_profile
+from loadtest.agents.shapes import parse_steps
+from loadtest.clusters.base import Cluster, http_client
+
+
+class _Process:
+    """What every user of this process shares: cluster, profile, identities, node names."""
+
+    cluster: Cluster
+    profile: AgentProfile
+    identities: Identities
+    nodes: list[str]
+    stats = AgentStats()
+    counter = itertools.count()
+    decode = False
+    stats_out: Path | None = None
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--cluster-json", env_var="LOADTEST_CLUSTER_JSON", default="",
+                        help="the harness's Cluster handle (cluster.json)")
+    parser.add_argument("--profile", env_var="LOADTEST_PROFILE", default="kubelet-like")
+    parser.add_argument("--node-selector", env_var="LOADTEST_NODE_SELECTOR", default="")
+    parser.add_argument("--decode", env_var="LOADTEST_DECODE", action="store_true",
+                        default=False, help="decode every list and event (as an informer)")
+    parser.add_argument("--agent-stats", env_var="LOADTEST_AGENT_STATS", default="",
+                        help="write this process's agent counters (JSON) here at the end")
+    parser.add_argument("--ramp-rate", env_var="LOADTEST_RAMP_RATE", type=float, default=0,
+                        help="rollout shape: agents joining per second")
+    parser.add_argument("--steps", env_var="LOADTEST_STEPS", default="",
+                        help="step shape: 'agents:seconds,...' e.g. 100:60,200:60")
+
+
+@events.test_start.add_listener
+def _setup(environment: Environment, **_: Any) -> None:
+    opts = environment.parsed_options
+    if opts is None or not opts.cluster_json:
+        raise SystemExit("loadtest agents: --cluster-json (LOADTEST_CLUSTER_JSON) is required")
+    p = _Process
+    p.cluster = Cluster.from_json(Path(opts.cluster_json).read_text())
+    p.profile = load_profile(opts.profile)
+    p.decode = bool(opts.decode)
+    p.stats_out = Path(opts.agent_stats) if opts.agent_stats else None
+    if environment.runner is None or not hasattr(environment.runner, "worker_index") or \
+            environment.runner.worker_index in (0, -1):
+        ensure_rbac(p.cluster, p.profile)
+    p.identities = Identities(p.cluster, p.profile)
+    p.nodes = list_nodes(p.cluster, opts.node_selector)
+
+
+@events.quitting.add_listener
+def _write_stats(environment: Environment, **_: Any) -> None:
+    if _Process.stats_out is not None:
+        out = _Process.stats_out
+        if os.environ.get("LOCUST_WORKER_INDEX"):
+            out = out.with_suffix(f".{os.environ['LOCUST_WORKER_INDEX']}.json")
+        out.write_text(json.dumps(_Process.stats.as_dict(), indent=2))
+
+
+def list_nodes(cluster: Cluster, selector: str) -> list[str]:
+    with http_client(cluster, timeout=60) as c:
+        r = c.get("/api/v1/nodes", params={"labelSelector": selector},
+                  headers={"Accept": "application/json;as=PartialObjectMetadataList;"
+                                     "g=meta.k8s.io;v=v1"})
+        r.raise_for_status()
+    names = sorted(i["metadata"]["name"] for i in r.json()["items"])
+    if not names:
+        raise SystemExit(f"loadtest agents: no nodes match {selector!r}: seed some first")
+    return names
+
+
+class AgentUser(User):
+    """One telemetry agent on one node."""
+
+    def on_start(self) -> None:
+        p = _Process
+        i = next(p.counter)
+        self.agent = Agent(p.profile, p.nodes[i % len(p.nodes)], p.identities.endpoint(i),
+                           self.environment.events.request.fire, p.stats, decode=p.decode)
+        self.agent.start()
+
+    @task
+    def live(self) -> None:
+        # The agent works in its own greenlets; the user only keeps it alive.
+        gevent.sleep(3600)
+
+    def on_stop(self) -> None:
+        self.agent.stop()
+
+
+class RolloutShape(LoadTestShape):
+    """A DaemonSet rollout: agents join at --ramp-rate per second up to --users, then hold."""
+
+    abstract = True
+
+    def tick(self) -> tuple[int, float] | None:
+        opts = self.runner.environment.parsed_options  # type: ignore[union-attr]
+        run_time = opts.run_time or 0
+        if run_time and self.get_run_time() > run_time:
+            return None
+        return int(opts.num_users), float(opts.ramp_rate or opts.spawn_rate)
+
+
+class StepShape(LoadTestShape):
+    """A step load to find the knee: hold each agent count for its seconds, then stop."""
+
+    abstract = True
+
+    def tick(self) -> tuple[int, float] | None:
+        opts = self.runner.environment.parsed_options  # type: ignore[union-attr]
+        t = self.get_run_time()
+        for step in parse_steps(opts.steps):
+            if t < step[1]:
+                return step[0], max(step[0] / 5, 1.0)
+            t -= step[1]
+        return None

@@ -1,0 +1,19 @@
+"""Load shapes as data (pure): parsed here, driven by Locust in locust_user."""
+
+from __future__ import annotations
+
+from loadtest.errors import ConfigError
+
+
+def parse_steps(text: str) -> list[tuple[int, float]]:
+    """'100:60,200:60' -> [(100, 60.0), (200, 60.0)]; bad text is a one-line error."""
+    steps = []
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        users, sep, secs = part.partition(":")
+        try:
+            steps.append((int(users), float(secs)))
+        except ValueError:
+            raise ConfigError(f"bad --steps entry {part!r}: expected AGENTS:SECONDS") from None
+        if not sep or steps[-1][0] < 0 or steps[-1][1] <= 0:
+            raise ConfigError(f"bad --steps entry {part!r}: expected AGENTS:SECONDS, both positive")
+    return steps
