@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,7 @@ def namespace_manifest(spec: InventorySpec, j: int) -> dict[str, Any]:
 
 def node_manifest(spec: InventorySpec, i: int) -> dict[str, Any]:
     name = node_name(spec, i)
+    ident = uuid.uuid5(uuid.NAMESPACE_DNS, name)
     zone = f"zone-{'abc'[i % 3]}"
     # A production node carries many image entries in its status: most of its size.
     images = [{"names": [f"registry.example/team-{k % 40}/service-{k}@sha256:{k:064x}",
@@ -91,8 +93,9 @@ def node_manifest(spec: InventorySpec, i: int) -> dict[str, Any]:
                          "kubeletVersion": "fake", "kubeProxyVersion": "fake",
                          "containerRuntimeVersion": "containerd://2.1.4",
                          "kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12",
-                         "machineID": f"{i:032x}", "systemUUID": f"{i:032x}",
-                         "bootID": f"{i:032x}"},
+                         # Not digit-only: KWOK re-reads status through YAML templates.
+                         "machineID": ident.hex, "systemUUID": str(ident),
+                         "bootID": str(ident)},
             "images": images,
         },
     }
@@ -142,7 +145,7 @@ def pod_manifest(spec: InventorySpec, p: int) -> dict[str, Any]:
             "labels": {LABEL: spec.name, "app": app, "team": f"team-{p % 40}",
                        "version": "v1.4.2", "pod-template-hash": f"{p % 997:08x}"},
             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
-                            "checksum/config": f"{p:064x}"},
+                            "checksum/config": f"sha256:{p:064x}"},
         },
         "spec": {
             "nodeName": node_name(spec, node_i),
@@ -287,7 +290,7 @@ class Seeder:
             r = await c.get(path, params=params, headers={"Accept": METADATA_ONLY})
             _raise_for(r, f"LIST {kind.name}")
             body = r.json()
-            for item in body.get("items", []):
+            for item in body.get("items") or []:
                 md = item["metadata"]
                 out.add((md.get("namespace", ""), md["name"]))
             cont = body.get("metadata", {}).get("continue", "")
@@ -359,6 +362,13 @@ class Seeder:
             for ns in namespaces:
                 r = await c.delete(f"/api/v1/namespaces/{ns}")
                 _raise_for(r, f"DELETE namespace {ns}", ok=(200, 202, 404, 409))
+            # Done means gone: a seed right after must not meet Terminating namespaces.
+            deadline = time.monotonic() + 300
+            while left := {k.name: n for k in (NAMESPACES, NODES)
+                           if (n := len(await self._existing(c, k)))}:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"timed out after 300s waiting for deletion: {left} left")
+                await asyncio.sleep(0.5)
         return before
 
     def wait_ready(self, timeout: float = 300) -> dict[str, int]:
@@ -389,7 +399,7 @@ class Seeder:
             r = await c.get("/api/v1/nodes", params=params)
             _raise_for(r, "LIST nodes")
             body = r.json()
-            for n in body.get("items", []):
+            for n in body.get("items") or []:
                 conds = n.get("status", {}).get("conditions") or []
                 ready += any(x["type"] == "Ready" and x["status"] == "True" for x in conds)
             cont = body.get("metadata", {}).get("continue", "")
