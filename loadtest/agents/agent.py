@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import gevent
+import gevent.ssl
 from geventhttpclient import HTTPClient
 
 from loadtest.agents.profile import AgentProfile, Backoff, Poll, Target, Watch
@@ -97,7 +98,13 @@ class Endpoint:
 
 def ssl_context(ca_file: str | None, cert: str | None = None,
                 key: str | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca_file)
+    # gevent's SSLContext (not create_default_context, which returns the stdlib class):
+    # a stdlib SSL socket would block the whole process on every read.
+    ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    else:
+        ctx.load_default_certs()
     if cert:
         ctx.load_cert_chain(cert, key)
     return ctx
