@@ -60,3 +60,9 @@ cluster-status: venv
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
+
+# --- kind: Docker engine, offline node image, e2e (see clusters/kind/README.md) ---
+.PHONY: docker node-image test-e2e
+
+docker:
+	bash clusters/docker/ensure-docker.sh
