@@ -66,3 +66,15 @@ clean:
 
 docker:
 	bash clusters/docker/ensure-docker.sh
+
+# The kind node image, built offline from the toolchain and Debian (cached by input hash).
+node-image: venv docker
+	$(LOADTEST) tools build kubernetes etcd coredns kind cni-plugins crictl
+	bash clusters/containerd/build.sh
+	bash clusters/node-image/build.sh
+
+# PROVIDER=kind: `make cluster` needs Docker and the node image first.
+ifeq ($(PROVIDER),kind)
+cluster: node-image
+cluster-down cluster-status: docker
+endif

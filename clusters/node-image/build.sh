@@ -196,6 +196,12 @@ copy_with_libs "$t" /usr/sbin/xtables-nft-multi
 copy_with_libs "$t" /usr/sbin/xtables-legacy-multi
 mkdir -p "$t/usr/lib/x86_64-linux-gnu"
 cp -a "$root/usr/lib/x86_64-linux-gnu/xtables" "$t/usr/lib/x86_64-linux-gnu/"
+# the extensions load their own libraries (libxt_statistic needs libm, ...)
+for so in "$root"/usr/lib/x86_64-linux-gnu/xtables/*.so; do
+    copy_with_libs "$t" "/usr/lib/x86_64-linux-gnu/xtables/$(basename "$so")"
+done
+# kube-proxy's iptables mode also cleans up nftables leftovers with `nft`
+copy_with_libs "$t" /usr/sbin/nft
 cp /bin/busybox "$t/bin/busybox"
 for a in sh grep wc ln mv; do ln -sf busybox "$t/bin/$a"; done
 install -m 0755 "$here/files/iptables-wrapper" "$t/usr/sbin/iptables-wrapper"
@@ -237,7 +243,8 @@ step 7 "STOPSIGNAL SIGRTMIN+3 and labels (docker build, offline)"
 mkdir -p "$work/ctx"
 printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\nLABEL io.loadtest.inputs=%s io.loadtest.kubernetes=%s io.loadtest.kind=%s\n' \
     "$preloaded" "$inputs_hash" "$K8S_VERSION" "$KIND_VERSION" > "$work/ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$work/ctx" >/dev/null
+DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$work/ctx" >"$work/build.log" 2>&1 \
+    || { cat "$work/build.log" >&2; die "docker build of the final image failed"; }
 docker tag "$IMAGE" "$IMAGE_REPO:$K8S_VERSION"
 
 step 8 "cleaning up intermediate images and older node images"
