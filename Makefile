@@ -78,3 +78,7 @@ ifeq ($(PROVIDER),kind)
 cluster: node-image
 cluster-down cluster-status: docker
 endif
+
+# e2e: a real 3-node kind cluster from the local node image (removed at the end).
+test-e2e: node-image
+	$(PYTEST) -m e2e --loadtest-provider kind --loadtest-cluster loadtest-e2e $(PYTEST_ARGS)
