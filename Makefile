@@ -72,6 +72,7 @@ node-image: venv docker
 	$(LOADTEST) tools build kubernetes etcd coredns kind cni-plugins crictl
 	bash clusters/containerd/build.sh
 	bash clusters/node-image/build.sh
+	bash clusters/node-image/build-haproxy.sh
 
 # PROVIDER=kind: `make cluster` needs Docker and the node image first.
 ifeq ($(PROVIDER),kind)
