@@ -56,9 +56,13 @@ CFG
 # nofile limit is lower, haproxy >= 2.3 refuses to load it (strict-limits). A second config
 # file, read after kind's on every reload, lets it run with what the limit allows.
 printf 'global\n  no strict-limits\n' > "$root/usr/local/etc/haproxy/zz-loadtest.cfg"
+old_id=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)
 tar -C "$root" --numeric-owner -c . | docker import \
     -c 'ENV PATH=/usr/sbin:/usr/bin:/bin' \
     -c "LABEL io.loadtest.built=local io.loadtest.inputs=$hash" \
     -c 'ENTRYPOINT ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg", "-f", "/usr/local/etc/haproxy/zz-loadtest.cfg"]' \
     - "$TAG" >/dev/null
+# re-importing under the same tag leaves the old image dangling: remove it by ID
+[ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{.Id}}' "$TAG")" ] \
+    && docker rmi "$old_id" >/dev/null 2>&1 || true
 say "built $TAG"

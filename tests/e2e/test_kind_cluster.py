@@ -49,6 +49,7 @@ def probe_image(loadtest_cluster: Cluster) -> str:
     if not busybox.exists():
         pytest.fail("/bin/busybox is missing: apt-get install busybox-static (make node-image "
                     "installs it)")
+    old = run(["docker", "images", "-q", "--no-trunc", PROBE_IMAGE], "docker images").strip()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "bin").mkdir()
@@ -60,6 +61,9 @@ def probe_image(loadtest_cluster: Cluster) -> str:
         (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
         run(["sh", "-c", f"tar -C {root} -c . | docker import -c 'ENV PATH=/bin' - {PROBE_IMAGE}"],
             "docker import of the probe image")
+    new = run(["docker", "images", "-q", "--no-trunc", PROBE_IMAGE], "docker images").strip()
+    if old and old != new:  # re-importing under the same tag leaves the old one dangling
+        run(["docker", "rmi", old], "docker rmi of the previous probe image")
     run([toolchain.binary("kind"), "load", "docker-image", PROBE_IMAGE, "--name",
          loadtest_cluster.name], "kind load docker-image", timeout=180)
     return PROBE_IMAGE
