@@ -60,3 +60,26 @@ cluster-status: venv
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
+
+# --- kind: Docker engine, offline node image, e2e (see clusters/kind/README.md) ---
+.PHONY: docker node-image test-e2e
+
+docker:
+	bash clusters/docker/ensure-docker.sh
+
+# The kind node image, built offline from the toolchain and Debian (cached by input hash).
+node-image: venv docker
+	$(LOADTEST) tools build kubernetes etcd coredns kind cni-plugins crictl
+	bash clusters/containerd/build.sh
+	bash clusters/node-image/build.sh
+	bash clusters/node-image/build-haproxy.sh
+
+# PROVIDER=kind: `make cluster` needs Docker and the node image first.
+ifeq ($(PROVIDER),kind)
+cluster: node-image
+cluster-down cluster-status: docker
+endif
+
+# e2e: a real 3-node kind cluster from the local node image (removed at the end).
+test-e2e: node-image
+	$(PYTEST) -m e2e --loadtest-provider kind --loadtest-cluster loadtest-e2e $(PYTEST_ARGS)

@@ -32,6 +32,10 @@ def make_provider(args: argparse.Namespace) -> ClusterProvider:
         return get_provider("local", log=log, apiserver_port=args.port,
                             apiserver_args=dict(args.apiserver_arg or []),
                             feature_gates=args.feature_gates)
+    if args.provider == "kind":
+        return get_provider("kind", log=log, apiserver_port=args.port,
+                            apiserver_args=dict(args.apiserver_arg or []),
+                            feature_gates=args.feature_gates)
     if args.provider == "existing":
         return get_provider("existing", kubeconfig_path=args.kubeconfig)
     return get_provider(args.provider)

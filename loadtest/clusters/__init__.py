@@ -16,11 +16,15 @@ def get_provider(name: str, **options: Any) -> ClusterProvider:
         from loadtest.clusters.local import LocalProvider
 
         return LocalProvider(**options)
+    if name == "kind":
+        from loadtest.clusters.kind import KindProvider
+
+        return KindProvider(**options)
     if name == "existing":
         from loadtest.clusters.existing import ExistingProvider
 
         return ExistingProvider(**options)
-    raise ConfigError(f"provider {name!r} is not available (choose from: local, existing)")
+    raise ConfigError(f"provider {name!r} is not available (choose from: local, kind, existing)")
 
 
 def require_load_allowed(cluster: Cluster, allow_existing: bool) -> None:

@@ -1,0 +1,270 @@
+"""The kind provider: real multi-node clusters, one Docker container per node.
+
+Clusters are found the way kind finds them, by the `io.x-k8s.kind.cluster` label on the node
+containers; there is no state file of ours to go stale. Where no registry can be reached the
+node image is the one `make node-image` builds (loadtest/kind-node:<kubernetes version>); if
+that image is absent, kind's own default image is used, as on a machine that can pull.
+The harness marks the clusters it creates with a Kubernetes node label, so a kind cluster the
+user made by hand is reported as not created by the harness (no load goes to it by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadtest import kubeconfig, toolchain
+from loadtest.clusters.base import Cluster
+from loadtest.errors import ClusterError, CommandError, ConfigError
+from loadtest.proc import run
+from loadtest.wait import until
+
+Log = Callable[[str], None]
+
+HOST = "127.0.0.1"
+CONFIG_DIR = toolchain.REPO_ROOT / "clusters" / "kind"
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind's own label on every node container
+NETWORK = "kind"  # the docker network kind creates and never removes
+CREATED_BY = ("loadtest.dev/created-by", "loadtest")  # our mark, a Kubernetes node label
+LOCAL_IMAGE_REPO = "loadtest/kind-node"
+# The DaemonSet of the node image's default CNI; it stands in for kindnet (see
+# clusters/node-image/files/default-cni.yaml). kindest/node images run kindnet instead.
+CNI_AGENTS = ({"app": "loadtest-cni"}, {"app": "kindnet"})
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def state_root() -> Path:
+    """Where kubeconfigs of kind clusters are written (not a registry of clusters)."""
+    return toolchain.cache_dir() / "kind"
+
+
+def local_image() -> str:
+    """The tag `make node-image` gives the image it builds for the pinned Kubernetes."""
+    return f"{LOCAL_IMAGE_REPO}:{toolchain.versions()['kubernetes']}"
+
+
+class KindProvider:
+    """Creates and removes kind clusters; see the module docstring."""
+
+    name = "kind"
+
+    def __init__(self, log: Log = _quiet, config: str | Path | None = None,
+                 image: str | None = None, apiserver_port: int | None = None,
+                 apiserver_args: Mapping[str, str] | None = None, feature_gates: str = "",
+                 timeout: float = 600) -> None:
+        """`config`: a kind config path or a name in clusters/kind/ ("default", "ha");
+        default $LOADTEST_KIND_CONFIG or "default". `image`: the node image; default
+        $LOADTEST_KIND_IMAGE, else the local build if present, else kind's own default."""
+        self.log = log
+        self.config = _config_path(config or os.environ.get("LOADTEST_KIND_CONFIG") or "default")
+        self.image = image or os.environ.get("LOADTEST_KIND_IMAGE") or None
+        self.apiserver_port = apiserver_port
+        self.apiserver_args = dict(apiserver_args or {})
+        self.feature_gates = feature_gates
+        self.timeout = timeout
+
+    # --- the provider protocol -------------------------------------------------------------
+
+    def create(self, cluster_name: str) -> Cluster:
+        if not _NAME.match(cluster_name):
+            raise ClusterError(f"invalid cluster name {cluster_name!r}: use lowercase letters, "
+                               "digits and '-', at most 32 characters")
+        kind, kubectl = toolchain.binary("kind"), toolchain.binary("kubectl")
+        _require_docker()
+        if cluster_name in self.list():
+            raise ClusterError(f"kind cluster {cluster_name!r} already exists (remove it with: "
+                               f"loadtest cluster down --provider kind --name {cluster_name})")
+        image = self._node_image()
+        d = state_root() / cluster_name
+        t0 = time.monotonic()
+        try:
+            # 1. our kind config: the chosen file, loopback API server, per-run flags, our mark
+            d.mkdir(parents=True, exist_ok=True)
+            conf = d / "kind-config.yaml"
+            conf.write_text(yaml.safe_dump(self._kind_config(), sort_keys=False))
+            # 2. kind creates the node containers, runs kubeadm, installs the CNI
+            shown = image or "kind's default"
+            self.log(f"creating kind cluster {cluster_name!r} from {self.config.name} "
+                     f"with image {shown}")
+            cmd: list[str | Path] = [kind, "create", "cluster", "--name", cluster_name,
+                                     "--config", conf, "--kubeconfig", d / "kubeconfig"]
+            if image:
+                cmd += ["--image", image]
+            run(cmd, "kind create cluster", timeout=self.timeout)
+            self.log(f"nodes up ({time.monotonic() - t0:.0f}s); waiting for Ready")
+            # 3. every node Ready (the CNI agent has written its conflist)
+            self._wait_nodes_ready(kubectl, d / "kubeconfig")
+            # 4. CoreDNS and the CNI agent Running and ready on their nodes
+            self._wait_system_pods(kubectl, d / "kubeconfig")
+            cluster = self._handle(cluster_name, d / "kubeconfig", created_by_harness=True)
+            self.log(f"kind cluster {cluster_name!r} ready in {time.monotonic() - t0:.0f}s")
+            return cluster
+        except BaseException:
+            # Nothing half-made stays behind (Ctrl-C included).
+            self.delete(cluster_name)
+            raise
+
+    def get(self, cluster_name: str) -> Cluster | None:
+        if cluster_name not in self.list():
+            return None
+        d = state_root() / cluster_name
+        d.mkdir(parents=True, exist_ok=True)
+        kcfg = d / "kubeconfig"
+        try:
+            # kind knows the endpoint and credentials; our copy is refreshed from it each time.
+            kcfg.unlink(missing_ok=True)
+            run([toolchain.binary("kind"), "export", "kubeconfig", "--name", cluster_name,
+                 "--kubeconfig", kcfg], "kind export kubeconfig", timeout=60)
+            # Our mark on the nodes tells a harness-made cluster from one made by hand.
+            mark = run([toolchain.binary("kubectl"), "--kubeconfig", kcfg, "get", "nodes",
+                        "-l", "=".join(CREATED_BY), "-o", "name"], "kubectl get nodes",
+                       timeout=30)
+        except CommandError as e:
+            # A stopped or broken cluster: not usable, but `delete` still removes it.
+            self.log(f"kind cluster {cluster_name!r} exists but cannot be read: {e}")
+            return None
+        return self._handle(cluster_name, kcfg, created_by_harness="node/" in mark)
+
+    def list(self) -> list[str]:
+        return sorted(set(_docker_lines(["ps", "-a", "--filter", f"label={CLUSTER_LABEL}",
+                                         "--format", f'{{{{.Label "{CLUSTER_LABEL}"}}}}'])))
+
+    def delete(self, cluster_name: str) -> None:
+        if shutil.which("docker") is None:
+            return
+        if cluster_name in self.list():
+            self.log(f"deleting kind cluster {cluster_name!r}")
+            run([toolchain.binary("kind"), "delete", "cluster", "--name", cluster_name],
+                "kind delete cluster", timeout=300)
+        shutil.rmtree(state_root() / cluster_name, ignore_errors=True)
+        # kind leaves its docker network behind; remove it once no kind cluster remains.
+        if not self.list() and NETWORK in _docker_lines(["network", "ls", "--format",
+                                                          "{{.Name}}"]):
+            try:
+                run(["docker", "network", "rm", NETWORK], "docker network rm kind", timeout=60)
+            except CommandError as e:
+                self.log(f"warning: {e}")
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _node_image(self) -> str | None:
+        if self.image:
+            return self.image
+        local = local_image()
+        try:
+            run(["docker", "image", "inspect", local], "docker image inspect", timeout=30)
+        except CommandError:
+            self.log(f"no local node image {local} (make node-image builds it); "
+                     "kind will use its default image, which needs a registry")
+            return None
+        return local
+
+    def _kind_config(self) -> dict[str, Any]:
+        try:
+            conf = yaml.safe_load(self.config.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"kind config {self.config}: {e}") from e
+        if not isinstance(conf, dict) or conf.get("kind") != "Cluster":
+            raise ConfigError(f"kind config {self.config}: not a kind Cluster config")
+        net = conf.setdefault("networking", {})
+        net["apiServerAddress"] = HOST  # load and probes stay on this machine
+        if self.apiserver_port:
+            net["apiServerPort"] = self.apiserver_port
+        args = dict(self.apiserver_args)
+        if self.feature_gates:
+            args["feature-gates"] = self.feature_gates
+        if args:
+            patch = {"kind": "ClusterConfiguration",
+                     "apiServer": {"extraArgs": {k: str(v) for k, v in args.items()}}}
+            conf.setdefault("kubeadmConfigPatches", []).append(yaml.safe_dump(patch))
+        nodes = conf.setdefault("nodes", [{"role": "control-plane"}])
+        for node in nodes:
+            node.setdefault("labels", {})[CREATED_BY[0]] = CREATED_BY[1]
+        return conf
+
+    def _wait_nodes_ready(self, kubectl: Path, kcfg: Path) -> None:
+        want = len(self._kind_config()["nodes"])
+
+        def ready() -> bool:
+            nodes = _kubectl_json(kubectl, kcfg, "get", "nodes")["items"]
+            ok = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
+                                          for c in n["status"].get("conditions", []))]
+            return len(nodes) == want and len(ok) == want
+
+        until(ready, f"all {want} nodes Ready", timeout=self.timeout, interval=2)
+
+    def _wait_system_pods(self, kubectl: Path, kcfg: Path) -> None:
+        def running(selector: dict[str, str]) -> bool:
+            sel = ",".join(f"{k}={v}" for k, v in selector.items())
+            pods = _kubectl_json(kubectl, kcfg, "-n", "kube-system", "get", "pods", "-l",
+                                 sel)["items"]
+            return bool(pods) and all(_pod_ready(p) for p in pods)
+
+        until(lambda: running({"k8s-app": "kube-dns"}), "CoreDNS pods Running and ready",
+              timeout=self.timeout, interval=2)
+        until(lambda: any(running(s) for s in CNI_AGENTS),
+              "CNI agent pods (loadtest-cni or kindnet) Running", timeout=self.timeout,
+              interval=2)
+
+    def _handle(self, name: str, kcfg: Path, created_by_harness: bool) -> Cluster:
+        creds = kubeconfig.read(kcfg, data_dir=kcfg.parent)
+        return Cluster(
+            name=name, provider=self.name, kubeconfig=kcfg, context=creds.context,
+            server=creds.server, ca_file=creds.ca_file, client_cert=creds.client_cert,
+            client_key=creds.client_key, token=creds.token,
+            # Cluster DNS is reachable only from inside the cluster (pods, nodes).
+            dns=None,
+            metrics={"apiserver": creds.server + "/metrics"},
+            created_by_harness=created_by_harness)
+
+
+def _config_path(config: str | Path) -> Path:
+    p = Path(config)
+    if not p.suffix and not p.exists():
+        p = CONFIG_DIR / f"{config}.yaml"
+    if not p.exists():
+        known = ", ".join(sorted(f.stem for f in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"kind config {config!r} not found (a path, or one of: {known})")
+    return p
+
+
+def _require_docker() -> None:
+    if shutil.which("docker") is None:
+        raise ClusterError("docker is not installed: run `make docker`")
+    try:
+        run(["docker", "info", "--format", "{{.ServerVersion}}"], "docker info", timeout=30)
+    except CommandError as e:
+        raise ClusterError("the Docker engine does not answer: run `make docker`") from e
+
+
+def _docker_lines(args: list[str]) -> list[str]:
+    if shutil.which("docker") is None:
+        return []
+    out = run(["docker", *args], f"docker {args[0]}", timeout=60)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _kubectl_json(kubectl: Path, kcfg: Path, *args: str) -> dict[str, Any]:
+    out = run([kubectl, "--kubeconfig", kcfg, *args, "-o", "json"], f"kubectl {args[-1]}",
+              timeout=30)
+    # stdout (the JSON) comes first; kubectl may add warnings on stderr after it.
+    doc, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
+    return doc
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status", {})
+    return status.get("phase") == "Running" and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
