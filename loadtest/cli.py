@@ -128,6 +128,19 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agents(args: argparse.Namespace) -> int:
+    from loadtest.agents.runner import AgentRun, run_agents
+
+    run = AgentRun(profile=args.profile, agents=args.agents, duration_s=args.duration,
+                   spawn_rate=args.spawn_rate, shape=args.shape, steps=args.steps,
+                   processes=args.processes, node_selector=args.node_selector,
+                   decode=args.decode)
+    cluster = _target_cluster(args)
+    stats = run_agents(cluster, run, args.out, log)
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.run import run_main_job
 
@@ -180,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for nodes Ready and pods Running (0: don't)")
     s.add_argument("--delete", action="store_true", help="remove everything labelled")
     s.set_defaults(func=cmd_seed)
+
+    a = sub.add_parser("agents", help="run Locust telemetry agents against a cluster")
+    _cluster_target_args(a)
+    a.add_argument("--profile", default="kubelet-like", help="profile name or file")
+    a.add_argument("--agents", type=int, default=100, help="agents (one per node)")
+    a.add_argument("--duration", type=float, default=60, help="seconds")
+    a.add_argument("--spawn-rate", type=float, default=50, help="agents joining per second")
+    a.add_argument("--shape", choices=["fixed", "rollout", "steps"], default="fixed")
+    a.add_argument("--steps", default="", help="steps shape: AGENTS:SECONDS,...")
+    a.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    a.add_argument("--node-selector", default="type=kwok", help="nodes the agents sit on")
+    a.add_argument("--decode", action="store_true", help="decode every list and event")
+    a.add_argument("--out", type=Path, default=Path("results/agents"))
+    a.set_defaults(func=cmd_agents)
 
     r = sub.add_parser("run", help="the main job: cluster, checks, results")
     r.add_argument("--provider", choices=PROVIDERS, default="local")

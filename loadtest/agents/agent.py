@@ -73,13 +73,23 @@ class AgentStats:
     errors: int = 0
     agents_started: int = 0
     agents_synced: int = 0
+    first_event_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"events": dict(self.events), "bytes": dict(self.bytes),
                 "requests": dict(self.requests), "reconnects": self.reconnects,
                 "relists_410": self.relists_410, "throttled_429": self.throttled_429,
                 "errors": self.errors, "agents_started": self.agents_started,
-                "agents_synced": self.agents_synced}
+                "agents_synced": self.agents_synced,
+                "watch_first_event_ms": _summary(self.first_event_ms)}
+
+
+def _summary(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"count": 0}
+    s = sorted(xs)
+    return {"count": len(s), "p50": s[len(s) // 2], "p99": s[min(len(s) - 1, int(len(s) * .99))],
+            "max": s[-1]}
 
 
 @dataclass(frozen=True)
@@ -184,10 +194,10 @@ class Agent:
 
     # --- behaviours ---------------------------------------------------------------------
 
-    def _informer(self, w: Watch) -> None:
-        """Reflector loop: list (or watch-list), then watch from the last version, forever."""
+    def _informer(self, w: Watch, rv: str | None = None) -> None:
+        """Reflector loop: list (or watch-list), then watch from the last version, forever.
+        `rv` starts it from a known version (as a restarted informer with a cache would)."""
         backoff = BackoffTimer(self.profile.backoff)
-        rv: str | None = None
         list_rv = w.list_resource_version
         while True:
             try:
@@ -305,42 +315,46 @@ class Agent:
             params["resourceVersion"] = rv
         name = f"WATCH {w.label}"
         t0 = time.perf_counter()
-        size = 0
         last = rv or ""
         first = True
+        # Reported when the stream is established (Locust shows connect latency); bytes and
+        # events are counted as they arrive, so a watch cut by the end of a run still counts.
         try:
             resp = self.http.get(f"{path}?{urlencode(params)}")
+        except Exception as e:
+            self._report("WATCH", name, t0, 0, e)
+            raise
+        try:
             try:
                 _check(resp)
-                while True:
-                    line = resp.readline(b"\n")
-                    if not line:
-                        break
-                    size += len(line)
-                    if first:
-                        self.report(request_type="WATCH", name=f"{name} first event",
-                                    response_time=(time.perf_counter() - t0) * 1000,
-                                    response_length=0, exception=None, context={})
-                        first = False
-                    kind = _TYPE.match(line)
-                    etype = kind.group(1).decode() if kind else "UNKNOWN"
-                    self.stats.events[f"{w.label} {etype}"] += 1
-                    if etype == "ERROR":
-                        status = json.loads(line).get("object", {})
-                        if status.get("code") == 410:
-                            raise Gone(status.get("message", "410 Gone"))
-                        raise HTTPStatusError(int(status.get("code", 500)), line)
-                    m = _RV.search(line, 0, 2048)
-                    if m:
-                        last = m.group(1).decode()
-                    if self.decode:
-                        json.loads(line)
-            finally:
-                resp.release()
-        except Exception as e:
-            self._report("WATCH", name, t0, size, e)
-            raise
-        self._report("WATCH", name, t0, size, None)
+            except Exception as e:
+                self._report("WATCH", name, t0, 0, e)
+                raise
+            self._report("WATCH", name, t0, 0, None)
+            bytes_key = name
+            while True:
+                line = resp.readline(b"\n")
+                if not line:
+                    break
+                self.stats.bytes[bytes_key] += len(line)
+                if first:
+                    self.stats.first_event_ms.append((time.perf_counter() - t0) * 1000)
+                    first = False
+                kind = _TYPE.match(line)
+                etype = kind.group(1).decode() if kind else "UNKNOWN"
+                self.stats.events[f"{w.label} {etype}"] += 1
+                if etype == "ERROR":
+                    status = json.loads(line).get("object", {})
+                    if status.get("code") == 410:
+                        raise Gone(status.get("message", "410 Gone"))
+                    raise HTTPStatusError(int(status.get("code", 500)), line)
+                m = _RV.search(line, 0, 2048)
+                if m:
+                    last = m.group(1).decode()
+                if self.decode:
+                    json.loads(line)
+        finally:
+            resp.release()
         return last
 
     def _report(self, verb: str, name: str, t0: float, size: int, exc: Exception | None) -> None:

@@ -41,7 +41,7 @@ class _Process:
 def _options(parser: Any) -> None:
     parser.add_argument("--cluster-json", env_var="LOADTEST_CLUSTER_JSON", default="",
                         help="the harness's Cluster handle (cluster.json)")
-    parser.add_argument("--profile", env_var="LOADTEST_PROFILE", default="kubelet-like")
+    parser.add_argument("--agent-profile", env_var="LOADTEST_PROFILE", default="kubelet-like")
     parser.add_argument("--node-selector", env_var="LOADTEST_NODE_SELECTOR", default="")
     parser.add_argument("--decode", env_var="LOADTEST_DECODE", action="store_true",
                         default=False, help="decode every list and event (as an informer)")
@@ -60,7 +60,7 @@ def _setup(environment: Environment, **_: Any) -> None:
         raise SystemExit("loadtest agents: --cluster-json (LOADTEST_CLUSTER_JSON) is required")
     p = _Process
     p.cluster = Cluster.from_json(Path(opts.cluster_json).read_text())
-    p.profile = load_profile(opts.profile)
+    p.profile = load_profile(opts.agent_profile)
     p.decode = bool(opts.decode)
     p.stats_out = Path(opts.agent_stats) if opts.agent_stats else None
     if environment.runner is None or not hasattr(environment.runner, "worker_index") or \
@@ -72,11 +72,13 @@ def _setup(environment: Environment, **_: Any) -> None:
 
 @events.quitting.add_listener
 def _write_stats(environment: Environment, **_: Any) -> None:
-    if _Process.stats_out is not None:
-        out = _Process.stats_out
-        if os.environ.get("LOCUST_WORKER_INDEX"):
-            out = out.with_suffix(f".{os.environ['LOCUST_WORKER_INDEX']}.json")
-        out.write_text(json.dumps(_Process.stats.as_dict(), indent=2))
+    out = _Process.stats_out
+    kind = type(environment.runner).__name__
+    if out is None or kind == "MasterRunner":  # the master runs no agents
+        return
+    if kind == "WorkerRunner":  # one file per process, merged by the harness
+        out = out.with_name(f"{out.stem}.{os.getpid()}.json")
+    out.write_text(json.dumps(_Process.stats.as_dict(), indent=2))
 
 
 def list_nodes(cluster: Cluster, selector: str) -> list[str]:

@@ -81,10 +81,10 @@ class ClusterProvider(Protocol):
 def client_options(cluster: Cluster, timeout: float = 10.0) -> dict[str, Any]:
     """httpx client options for talking to the cluster's API server with its credentials."""
     headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}
-    cert = (cluster.client_cert, cluster.client_key) if cluster.client_cert else None
-    verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=cluster.ca_file)
-                                     if cluster.ca_file else True)
-    return {"base_url": cluster.server, "headers": headers, "cert": cert, "verify": verify,
+    verify = ssl.create_default_context(cafile=cluster.ca_file)
+    if cluster.client_cert:
+        verify.load_cert_chain(cluster.client_cert, cluster.client_key)
+    return {"base_url": cluster.server, "headers": headers, "verify": verify,
             "timeout": timeout}
 
 
