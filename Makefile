@@ -60,3 +60,8 @@ cluster-status: venv
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
+
+# The client-go reference agent (agents-go/) into $(LOADTEST_CACHE)/bin/refagent.
+.PHONY: refagent
+refagent: venv
+	$(LOADTEST) tools build refagent

@@ -8,7 +8,7 @@ from loadtest.errors import ConfigError, ToolsMissing
 
 def test_pinned_toolchain_names_every_component():
     comps = {c.name: c for c in toolchain.load_components()}
-    assert set(comps) == {"kubernetes", "etcd", "coredns", "kwok", "kind"}
+    assert set(comps) == {"kubernetes", "etcd", "coredns", "kwok", "kind", "refagent"}
     k8s = comps["kubernetes"]
     assert k8s.version.startswith("v1.33.")
     assert "kube-apiserver" in k8s.binaries and "kubelet" in k8s.binaries
