@@ -246,7 +246,7 @@ func (a *Agent) runInformer(ctx context.Context, w Watch, l *lister) {
 				logErr(a, l.label, "WATCH", err)
 				return nil, err
 			}
-			return newCountingWatch(wi, ts), nil
+			return newCountingWatch(ctx, wi, ts), nil
 		},
 	}
 	store := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc)
@@ -328,11 +328,19 @@ type countingWatch struct {
 	once  sync.Once
 }
 
-func newCountingWatch(inner watch.Interface, ts *TargetStats) *countingWatch {
+func newCountingWatch(ctx context.Context, inner watch.Interface, ts *TargetStats) *countingWatch {
 	w := &countingWatch{inner: inner, out: make(chan watch.Event), stop: make(chan struct{})}
 	go func() {
 		defer close(w.out)
 		for ev := range inner.ResultChan() {
+			if ev.Type == watch.Error && ctx.Err() != nil {
+				// The stream cut by our own shutdown: not the server's doing.
+				select {
+				case w.out <- ev:
+				case <-w.stop:
+				}
+				return
+			}
 			ts.Events[eventIndex(string(ev.Type))].Add(1)
 			if ev.Type == watch.Error {
 				ts.WatchErrors.Add(1)

@@ -17,9 +17,10 @@ import (
 
 // ReqStats counts one request name (e.g. "LIST pods [node]") over all agents.
 type ReqStats struct {
-	Count  atomic.Int64
-	Bytes  atomic.Int64 // response body bytes as read (after transport gzip decoding)
-	Errors atomic.Int64 // transport errors and HTTP status >= 400
+	Count   atomic.Int64
+	Bytes   atomic.Int64 // response body bytes on the wire (gzip-compressed if the server compressed)
+	Decoded atomic.Int64 // bytes after gzip decoding, for compressed responses only
+	Errors  atomic.Int64 // transport errors and HTTP status >= 400
 
 	mu    sync.Mutex
 	codes map[int]int64
@@ -64,6 +65,8 @@ type Stats struct {
 	other    *ReqStats // requests outside any target (e.g. listing nodes at start)
 
 	Dials         atomic.Int64
+	ConnsOpen     atomic.Int64
+	ConnsPeak     atomic.Int64
 	AgentsStarted atomic.Int64
 	AgentsRunning atomic.Int64
 	TransportErrs atomic.Int64
@@ -101,6 +104,16 @@ func (s *Stats) Request(verb, label string) *ReqStats {
 	return s.other
 }
 
+func (s *Stats) connOpened() {
+	n := s.ConnsOpen.Add(1)
+	for {
+		peak := s.ConnsPeak.Load()
+		if n <= peak || s.ConnsPeak.CompareAndSwap(peak, n) {
+			return
+		}
+	}
+}
+
 func (s *Stats) Target(label string) *TargetStats { return s.targets[label] }
 
 // Totals is a snapshot for the progress line.
@@ -130,10 +143,11 @@ func (s *Stats) Totals() Totals {
 }
 
 type reqReport struct {
-	Count  int64            `json:"count"`
-	Bytes  int64            `json:"response_bytes"`
-	Errors int64            `json:"errors"`
-	Codes  map[string]int64 `json:"status_codes"`
+	Count     int64            `json:"count"`
+	Bytes     int64            `json:"response_bytes"`
+	Gunzipped int64            `json:"gunzipped_bytes"`
+	Errors    int64            `json:"errors"`
+	Codes     map[string]int64 `json:"status_codes"`
 }
 
 type targetReport struct {
@@ -170,6 +184,7 @@ type Report struct {
 	Errors            int64                   `json:"errors"`
 	Targets           map[string]targetReport `json:"targets"`
 	Connections       int64                   `json:"connections_dialed"`
+	ConnectionsPeak   int64                   `json:"connections_open_peak"`
 	CPUUserSeconds    float64                 `json:"cpu_user_seconds"`
 	CPUSysSeconds     float64                 `json:"cpu_system_seconds"`
 	CPUSeconds        float64                 `json:"cpu_seconds"`
@@ -179,7 +194,7 @@ type Report struct {
 }
 
 func (r *ReqStats) report() reqReport {
-	out := reqReport{Count: r.Count.Load(), Bytes: r.Bytes.Load(), Errors: r.Errors.Load(),
+	out := reqReport{Count: r.Count.Load(), Bytes: r.Bytes.Load(), Gunzipped: r.Decoded.Load(), Errors: r.Errors.Load(),
 		Codes: map[string]int64{}}
 	r.mu.Lock()
 	for c, n := range r.codes {
@@ -246,6 +261,7 @@ func (s *Stats) Build(base Report) Report {
 		r.Targets[label] = tr
 	}
 	r.Connections = s.Dials.Load()
+	r.ConnectionsPeak = s.ConnsPeak.Load()
 	u, sy, rss := Rusage()
 	r.CPUUserSeconds, r.CPUSysSeconds, r.CPUSeconds, r.MaxRSSBytes = u, sy, u+sy, rss
 	if n := r.RequestsByVerb["LIST"] + r.RequestsByVerb["WATCH"]; n > 0 {
@@ -275,7 +291,7 @@ func (s *Stats) ProgressLine(agents int) string {
 		"bytes=%.1fMB errors=%d conns=%d cpu=%.1fs rss=%dMB",
 		time.Since(s.start).Seconds(), s.AgentsStarted.Load(), agents, s.AgentsRunning.Load(),
 		t.Lists, t.Watches, s.InFlightWatch.Load(), t.Events, float64(t.Bytes)/1e6, t.Errors,
-		s.Dials.Load(), u+sy, rss>>20)
+		s.ConnsOpen.Load(), u+sy, rss>>20)
 }
 
 // sortedKeys is for stable output in tests and logs.

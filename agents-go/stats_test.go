@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -82,5 +83,35 @@ func TestCountingTransportAndReport(t *testing.T) {
 func TestVerbResource(t *testing.T) {
 	if got := verbResource("LIST pods [node]"); got != "LIST pods" {
 		t.Error(got)
+	}
+}
+
+func TestCountsWireBytesOfGzipResponses(t *testing.T) {
+	payload := strings.Repeat(`{"kind":"Pod"}`, 10000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept-Encoding") != "gzip" {
+			t.Errorf("Accept-Encoding %q", r.Header.Get("Accept-Encoding"))
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		io.WriteString(zw, payload)
+		zw.Close()
+	}))
+	defer srv.Close()
+	s := NewStats(testProfile(t))
+	client := &http.Client{Transport: &countingTransport{next: http.DefaultTransport, stats: s}}
+	req, _ := http.NewRequestWithContext(withLabel(context.Background(), "pods [cluster]"), "GET", srv.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != payload {
+		t.Fatalf("body not decoded: %d bytes", len(got))
+	}
+	rs := s.Request("LIST", "pods [cluster]")
+	if rs.Bytes.Load() <= 0 || rs.Bytes.Load() >= int64(len(payload)) || rs.Decoded.Load() != int64(len(payload)) {
+		t.Errorf("wire %d decoded %d (payload %d)", rs.Bytes.Load(), rs.Decoded.Load(), len(payload))
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"net"
@@ -16,8 +17,26 @@ func agentDialer(stats *Stats) func(ctx context.Context, network, addr string) (
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		stats.Dials.Add(1)
-		return d.DialContext(ctx, network, addr)
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		stats.connOpened()
+		return &trackedConn{Conn: c, stats: stats}, nil
 	}
+}
+
+// trackedConn counts open connections (Go's HTTP/2 client may dial twice when two requests
+// race at start and then closes the spare, so dials overstate connections).
+type trackedConn struct {
+	net.Conn
+	stats *Stats
+	once  sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.stats.ConnsOpen.Add(-1) })
+	return c.Conn.Close()
 }
 
 type labelKey struct{}
@@ -48,6 +67,14 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		rs = c.stats.other
 	}
 	rs.Count.Add(1)
+	// Ask for gzip ourselves, as Go's transport would, so that the bytes counted are the
+	// bytes on the wire (what apiserver_response_sizes records), then decode as it would.
+	ourGzip := false
+	if req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Accept-Encoding", "gzip")
+		ourGzip = true
+	}
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
 		rs.Errors.Add(1)
@@ -61,10 +88,41 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if isWatch && resp.StatusCode < 300 {
 		c.stats.InFlightWatch.Add(1)
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, rs: rs, stats: c.stats,
+	body := &countingBody{ReadCloser: resp.Body, rs: rs, stats: c.stats,
 		watch: isWatch && resp.StatusCode < 300}
+	resp.Body = body
+	if ourGzip && resp.Header.Get("Content-Encoding") == "gzip" {
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+		resp.Uncompressed = true
+		resp.Body = &gunzipBody{raw: body}
+	}
 	return resp, nil
 }
+
+// gunzipBody decodes a gzip body lazily (on first Read), as Go's transport does.
+type gunzipBody struct {
+	raw *countingBody
+	zr  *gzip.Reader
+	err error
+}
+
+func (g *gunzipBody) Read(p []byte) (int, error) {
+	if g.zr == nil && g.err == nil {
+		g.zr, g.err = gzip.NewReader(g.raw)
+	}
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.zr.Read(p)
+	if n > 0 {
+		g.raw.rs.Decoded.Add(int64(n))
+	}
+	return n, err
+}
+
+func (g *gunzipBody) Close() error { return g.raw.Close() }
 
 type countingBody struct {
 	io.ReadCloser
