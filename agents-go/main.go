@@ -101,7 +101,8 @@ func readNodesFile(path string) ([]string, error) {
 }
 
 // listNodes asks the cluster for node names with the kubeconfig's own credentials.
-func listNodes(ctx context.Context, cfg *rest.Config, selector string) ([]string, error) {
+// Its LISTs show in the API server's metrics: they are counted as setup_requests.
+func listNodes(ctx context.Context, cfg *rest.Config, selector string, stats *Stats) ([]string, error) {
 	cs, err := kubernetes.NewForConfig(rest.CopyConfig(cfg))
 	if err != nil {
 		return nil, err
@@ -109,6 +110,7 @@ func listNodes(ctx context.Context, cfg *rest.Config, selector string) ([]string
 	var nodes []string
 	opts := metav1.ListOptions{LabelSelector: selector, Limit: 500}
 	for {
+		stats.SetupRequests.Add(1)
 		l, err := cs.CoreV1().Nodes().List(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("listing nodes (%q): %v", selector, err)
@@ -170,6 +172,7 @@ func run(args []string) error {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
+	stats := NewStats(profile)
 	var nodes []string
 	switch {
 	case o.NodesFile != "":
@@ -177,7 +180,7 @@ func run(args []string) error {
 			return fmt.Errorf("--nodes-file: %v", err)
 		}
 	case o.NodeSelector != "":
-		if nodes, err = listNodes(ctx, base, o.NodeSelector); err != nil {
+		if nodes, err = listNodes(ctx, base, o.NodeSelector, stats); err != nil {
 			return err
 		}
 	}
@@ -188,7 +191,6 @@ func run(args []string) error {
 		klog.Warningf("no --token-file, --impersonate or --token-dir: agents use the kubeconfig's credentials (profile identity: %s)", profile.Identity)
 	}
 
-	stats := NewStats(profile)
 	report := Report{Profile: profile.Name, ProfileFile: o.ProfilePath, Agents: o.Agents,
 		Nodes: len(nodes), Identity: id.Kind}
 	runCtx, cancel := context.WithTimeout(ctx, o.Duration)

@@ -65,6 +65,7 @@ type Stats struct {
 	other    *ReqStats // requests outside any target (e.g. listing nodes at start)
 
 	Dials         atomic.Int64
+	SetupRequests atomic.Int64 // LIST nodes pages of --node-selector, with the kubeconfig's identity
 	ConnsOpen     atomic.Int64
 	ConnsPeak     atomic.Int64
 	AgentsStarted atomic.Int64
@@ -175,6 +176,7 @@ type Report struct {
 	RequestsByVerb    map[string]int64        `json:"requests_by_verb"`
 	RequestsByVerbRes map[string]int64        `json:"requests_by_verb_resource"`
 	OtherRequests     reqReport               `json:"other_requests"`
+	SetupRequests     int64                   `json:"setup_requests"`
 	ResponseBytes     int64                   `json:"response_bytes"`
 	WatchEvents       map[string]int64        `json:"watch_events"`
 	Bookmarks         int64                   `json:"bookmarks"`
@@ -243,6 +245,7 @@ func (s *Stats) Build(base Report) Report {
 		r.Errors += rep.Errors
 	}
 	r.OtherRequests = s.other.report()
+	r.SetupRequests = s.SetupRequests.Load()
 	r.Errors += r.OtherRequests.Errors
 	for label, ts := range s.targets {
 		tr := targetReport{WatchEvents: map[string]int64{}, Reconnects: ts.Reconnects.Load(),
