@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -94,6 +96,21 @@ func (a *Agent) client(gv schema.GroupVersion, contentType string) (rest.Interfa
 	}
 	a.clients[key] = c
 	return c, nil
+}
+
+// WhoAmI asks the API server who this agent is (a SelfSubjectReview: one CREATE, no
+// LIST or WATCH), so a run can show the identity the server saw.
+func (a *Agent) WhoAmI(ctx context.Context) (string, []string, error) {
+	cs, err := kubernetes.NewForConfigAndClient(a.cfg, a.http)
+	if err != nil {
+		return "", nil, err
+	}
+	r, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{},
+		metav1.CreateOptions{})
+	if err != nil {
+		return "", nil, err
+	}
+	return r.Status.UserInfo.Username, r.Status.UserInfo.Groups, nil
 }
 
 // lister is how one target lists and watches: typed (built-in kinds, JSON or protobuf) or

@@ -39,6 +39,7 @@ type Options struct {
 	QPS                                           float32
 	Burst                                         int
 	PollStart                                     string
+	WhoAmI                                        bool
 }
 
 func parseFlags(args []string) (*Options, error) {
@@ -62,6 +63,7 @@ func parseFlags(args []string) (*Options, error) {
 	qps := fs.Float64("qps", float64(rest.DefaultQPS), "client-side rate limit per agent (client-go default 5; 0 disables)")
 	fs.IntVar(&o.Burst, "burst", rest.DefaultBurst, "client-side burst per agent (client-go default 10)")
 	fs.StringVar(&o.PollStart, "poll-start", "immediate", "first LIST of a poll loop: 'immediate' at agent start, or 'random' within the first interval")
+	fs.BoolVar(&o.WhoAmI, "whoami", false, "before starting, ask the server who the first agent is (SelfSubjectReview) and report it")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.Var(klogFlags.Lookup("v").Value, "v", "client-go log verbosity")
@@ -232,6 +234,15 @@ func run(args []string) error {
 			node = nodes[i%len(nodes)]
 		}
 		a, err := NewAgent(base, o.FirstIndex+i, node, id, profile, stats, o)
+		if err == nil && i == 0 && o.WhoAmI {
+			user, groups, werr := a.WhoAmI(runCtx)
+			if werr != nil {
+				err = fmt.Errorf("--whoami: %v", werr)
+			} else {
+				report.FirstAgentUser, report.FirstAgentGroups = user, groups
+				fmt.Fprintf(os.Stderr, "refagent: agent %d is %s %v to the API server\n", a.Index, user, groups)
+			}
+		}
 		if err == nil {
 			err = a.Run(runCtx, &wg)
 		}

@@ -171,6 +171,8 @@ type Report struct {
 	AgentsStarted     int64                   `json:"agents_started"`
 	Nodes             int                     `json:"nodes"`
 	Identity          string                  `json:"identity"`
+	FirstAgentUser    string                  `json:"first_agent_user,omitempty"`
+	FirstAgentGroups  []string                `json:"first_agent_groups,omitempty"`
 	DurationSeconds   float64                 `json:"duration_seconds"`
 	Requests          map[string]reqReport    `json:"requests"`
 	RequestsByVerb    map[string]int64        `json:"requests_by_verb"`
