@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -194,6 +195,7 @@ type Report struct {
 	CPUSeconds        float64                 `json:"cpu_seconds"`
 	CPUPerRequestMs   float64                 `json:"cpu_ms_per_request"`
 	MaxRSSBytes       int64                   `json:"max_rss_bytes"`
+	HeapInUseBytes    uint64                  `json:"heap_inuse_bytes_at_exit"`
 	Goroutines        int                     `json:"goroutines_at_exit"`
 }
 
@@ -269,6 +271,9 @@ func (s *Stats) Build(base Report) Report {
 	r.ConnectionsPeak = s.ConnsPeak.Load()
 	u, sy, rss := Rusage()
 	r.CPUUserSeconds, r.CPUSysSeconds, r.CPUSeconds, r.MaxRSSBytes = u, sy, u+sy, rss
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.HeapInUseBytes, r.Goroutines = ms.HeapInuse, runtime.NumGoroutine()
 	if n := r.RequestsByVerb["LIST"] + r.RequestsByVerb["WATCH"]; n > 0 {
 		r.CPUPerRequestMs = 1000 * r.CPUSeconds / float64(n)
 	}
