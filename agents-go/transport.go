@@ -77,8 +77,10 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
-		rs.Errors.Add(1)
-		c.stats.TransportErrs.Add(1)
+		if req.Context().Err() == nil { // not our own shutdown or timeout
+			rs.Errors.Add(1)
+			c.stats.TransportErrs.Add(1)
+		}
 		return resp, err
 	}
 	rs.code(resp.StatusCode)
