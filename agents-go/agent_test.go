@@ -16,9 +16,11 @@ import (
 )
 
 type fakeAPI struct {
-	mu      sync.Mutex
-	lists   []string // query strings of LISTs
-	watches []string // query strings of WATCHes
+	throttle int // answer this many first LISTs with 429 and Retry-After: 1
+	mu       sync.Mutex
+	lists    []string // query strings of LISTs
+	listAt   []time.Time
+	watches  []string // query strings of WATCHes
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +43,15 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.lists = append(f.lists, r.URL.RawQuery)
+	f.listAt = append(f.listAt, time.Now())
+	throttled := len(f.lists) <= f.throttle
 	f.mu.Unlock()
+	if throttled {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprintln(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","code":429}`)
+		return
+	}
 	cont := ""
 	if q.Get("limit") == "1" && q.Get("continue") == "" {
 		cont = "next"
@@ -50,12 +60,15 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func runFake(t *testing.T, profileYAML string, d time.Duration) (*fakeAPI, Report) {
+	return runFakeAPI(t, &fakeAPI{}, profileYAML, d)
+}
+
+func runFakeAPI(t *testing.T, f *fakeAPI, profileYAML string, d time.Duration) (*fakeAPI, Report) {
 	t.Helper()
 	p, err := ParseProfile([]byte(profileYAML), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeAPI{}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	stats := NewStats(p)
@@ -145,5 +158,27 @@ polls:
 	}
 	if r.Targets["pods [cluster]"].ListItems != int64(len(f.lists)) {
 		t.Errorf("items %d", r.Targets["pods [cluster]"].ListItems)
+	}
+}
+
+func TestRetryAfterOn429(t *testing.T) {
+	f, r := runFakeAPI(t, &fakeAPI{throttle: 1}, `
+name: t
+polls:
+  - resource: pods
+    interval_seconds: 100
+`, 1500*time.Millisecond)
+	if len(f.lists) != 2 {
+		t.Fatalf("lists %q", f.lists)
+	}
+	rq := r.Requests["LIST pods [cluster]"]
+	if rq.Count != 2 || rq.Codes["429"] != 1 || rq.Codes["200"] != 1 || rq.Errors != 1 {
+		t.Errorf("requests %+v", rq)
+	}
+	if tr := r.Targets["pods [cluster]"]; tr.ListErrors != 0 || tr.ListItems != 1 {
+		t.Errorf("the retried LIST did not succeed: %+v", tr)
+	}
+	if gap := f.listAt[1].Sub(f.listAt[0]); gap < 900*time.Millisecond {
+		t.Errorf("retried after %v: Retry-After: 1 not honoured", gap)
 	}
 }
