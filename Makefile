@@ -83,3 +83,8 @@ endif
 # e2e: a real 3-node kind cluster from the local node image (removed at the end).
 test-e2e: node-image
 	$(PYTEST) -m e2e --loadtest-provider kind --loadtest-cluster loadtest-e2e $(PYTEST_ARGS)
+
+# The client-go reference agent (agents-go/) into $(LOADTEST_CACHE)/bin/refagent.
+.PHONY: refagent
+refagent: venv
+	$(LOADTEST) tools build refagent

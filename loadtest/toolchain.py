@@ -68,6 +68,9 @@ class Component:
             h.update(part.encode() + b"\0")
         for f in ("go.mod", "go.sum"):
             h.update((self.module_dir / f).read_bytes())
+        if self.version == "local":  # the project's own Go code: its sources decide too
+            for f in sorted(self.module_dir.rglob("*.go")):
+                h.update(str(f.relative_to(self.module_dir)).encode() + b"\0" + f.read_bytes())
         return h.hexdigest()[:16]
 
 
