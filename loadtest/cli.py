@@ -14,6 +14,7 @@ from loadtest.clusters.base import Cluster, ClusterProvider
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError, CommandError, LoadtestError
 from loadtest.inventory import Seeder
+from loadtest.run import MainJob, RunConfig, rebuild_summary, run_verdict_pytest
 
 
 def log(msg: str) -> None:
@@ -141,13 +142,47 @@ def cmd_agents(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from loadtest.run import run_main_job
+RUN_FLAGS = ("profile", "agents", "duration_s", "spawn_rate", "shape", "steps", "processes",
+             "slo_file")
 
-    provider = get_provider("local", log=log) if args.provider == "local" else \
-        get_provider(args.provider)
-    return run_main_job(provider, cluster_name=args.name, keep=args.keep_cluster,
-                        out_dir=args.out, log=log)
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """RunConfig from --config, with flags overriding; validated at the edge."""
+    base: dict[str, object] = {}
+    if args.config:
+        base = config.load(RunConfig, args.config).model_dump()
+    for f in RUN_FLAGS:
+        if getattr(args, f) is not None:
+            base[f] = getattr(args, f)
+    inv = dict(base.get("inventory") or {})  # type: ignore[call-overload]
+    for f in ("nodes", "pods_per_node"):
+        if getattr(args, f) is not None:
+            inv[f] = getattr(args, f)
+    if inv:
+        base["inventory"] = inv
+    return config.parse(RunConfig, base, str(args.config or "flags"))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = run_config(args)
+    job = MainJob(make_provider(args), args.name, cfg, args.out, log,
+                  keep_cluster=not args.delete_cluster,
+                  allow_existing=args.allow_existing_cluster)
+    log(f"results: {job.dir}")
+    run_dir = job.execute()
+    log(f"verdict: {job.summary.get('verdict')} (pytest: one test per SLO)")
+    return run_verdict_pytest(run_dir, cfg.slo_file)
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    summary = rebuild_summary(args.results)
+    log(f"rebuilt {args.results / 'summary.json'} from raw streams "
+        f"({', '.join(summary.get('measurements', {}))})")
+    return 0
+
+
+def cmd_verdict(args: argparse.Namespace) -> int:
+    return run_verdict_pytest(args.results, args.slo or "")
 
 
 def _cluster_target_args(p: argparse.ArgumentParser) -> None:
@@ -208,12 +243,33 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, default=Path("results/agents"))
     a.set_defaults(func=cmd_agents)
 
-    r = sub.add_parser("run", help="the main job: cluster, checks, results")
-    r.add_argument("--provider", choices=PROVIDERS, default="local")
-    r.add_argument("--name", default="loadtest-run")
-    r.add_argument("--keep-cluster", action="store_true")
+    r = sub.add_parser("run", help="the main job: cluster, inventory, agents, SLO verdict")
+    _cluster_target_args(r)
+    r.set_defaults(name="loadtest")
+    r.add_argument("--config", type=Path, help="run config YAML; flags override it")
+    r.add_argument("--profile")
+    r.add_argument("--agents", type=int)
+    r.add_argument("--duration", type=float, dest="duration_s")
+    r.add_argument("--spawn-rate", type=float)
+    r.add_argument("--shape", choices=["fixed", "rollout", "steps"])
+    r.add_argument("--steps")
+    r.add_argument("--processes", type=int)
+    r.add_argument("--nodes", type=int, help="inventory: fake nodes")
+    r.add_argument("--pods-per-node", type=int, help="inventory: pods per node")
+    r.add_argument("--slo", dest="slo_file", help="SLO file overriding the defaults")
+    r.add_argument("--delete-cluster", action="store_true",
+                   help="remove the cluster afterwards if this run created it")
     r.add_argument("--out", type=Path, default=Path("results"))
     r.set_defaults(func=cmd_run)
+
+    sm = sub.add_parser("summarize", help="rebuild a run's summary from its raw streams")
+    sm.add_argument("results", type=Path)
+    sm.set_defaults(func=cmd_summarize)
+
+    v = sub.add_parser("verdict", help="evaluate a run's SLOs with pytest")
+    v.add_argument("results", type=Path)
+    v.add_argument("--slo")
+    v.set_defaults(func=cmd_verdict)
     return p
 
 

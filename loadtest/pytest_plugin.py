@@ -20,6 +20,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--loadtest-provider", default="local", choices=["local", "kind"])
     g.addoption("--loadtest-cluster", default="loadtest-pytest")
     g.addoption("--loadtest-keep-cluster", action="store_true")
+    g.addoption("--loadtest-results", default="", help="results folder for loadtest/verdict.py")
+    g.addoption("--loadtest-slo", default="", help="SLO file overriding the defaults")
 
 
 @pytest.fixture(scope="session")

@@ -1,100 +1,243 @@
-"""The main job behind `make loadtest`: cluster -> checks -> results folder.
+"""The main job behind `make loadtest`: cluster -> inventory -> agents under measurement ->
+SLO verdict -> results folder.
 
-Today it runs end to end on what exists: it ensures a cluster the harness created, checks
-that the API server and cluster DNS serve, scrapes the API server's metrics, and writes a
-results folder with an environment fingerprint. Stages still to come (inventory, agents,
-SLO verdict) are listed in the summary as not run, never reported as passed.
+Results are written as the run goes (raw streams, a summary after every stage), so a crash
+or Ctrl-C keeps what was measured; `loadtest summarize DIR` rebuilds the summary from raw.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
-from loadtest import toolchain
+from pydantic import Field
+
+from loadtest import slo
+from loadtest.agents.profile import load_profile
+from loadtest.agents.runner import AgentRun, run_agents
 from loadtest.clusters import require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider, http_client
-from loadtest.errors import ClusterError
+from loadtest.config import InventorySpec, Strict
+from loadtest.errors import ClusterError, LoadtestError
+from loadtest.inventory import Seeder, namespace_name
+from loadtest.measurements import client as client_m
+from loadtest.measurements import dns as dns_m
+from loadtest.measurements.apiserver import ApiserverMetrics
+from loadtest.measurements.apiserver import summarize as summarize_apiserver
+from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
 
-RESULTS_VERSION = 1
-PENDING_STAGES = {
-    "inventory": "not run: seeding is not built yet",
-    "agents": "not run: Locust agents are not built yet",
-    "slo": "not run: SLO assertions are not built yet",
-}
-
-
-def environment() -> dict[str, object]:
-    """Where a run happened, so results from different machines are never compared blindly."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=toolchain.REPO_ROOT).stdout.strip()
-    except OSError:
-        commit = ""
-    import os
-
-    return {"host": platform.node(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "platform": platform.platform(), "commit": commit,
-            "tools": toolchain.versions()}
+Log = Callable[[str], None]
 
 
-def check_cluster(cluster: Cluster) -> dict[str, object]:
-    """Readiness, DNS and metrics as the harness sees them; raises ClusterError if unreachable."""
-    from loadtest.clusters.local import dns_query
+class RunConfig(Strict):
+    """What a run does; every field has a sensible default, flags override."""
 
-    checks: dict[str, object] = {}
+    version: Literal[1] = 1
+    profile: str = "telemetry-v1"
+    agents: int = Field(default=100, ge=1)
+    duration_s: float = Field(default=90, gt=0)
+    spawn_rate: float = Field(default=50, gt=0)
+    shape: Literal["fixed", "rollout", "steps"] = "fixed"
+    steps: str = ""
+    processes: int = Field(default=1, ge=1)
+    inventory: InventorySpec = InventorySpec(nodes=100, pods_per_node=10)
+    scrape_interval_s: float = Field(default=5, gt=0)
+    dns_rate_hz: float = Field(default=10, gt=0)
+    # DNS caches hide failures at first: keep probing at least this long after a change.
+    dns_min_probe_s: float = Field(default=2 * dns_m.CACHE_TTL_S, ge=0)
+    propagation_check: bool = True
+    slo_file: str = ""
+
+
+def check_cluster(cluster: Cluster) -> dict[str, Any]:
+    """Fail at once, in one line, when the cluster cannot be reached."""
     try:
         with http_client(cluster, timeout=5) as c:
             t0 = time.monotonic()
             r = c.get("/readyz")
-            checks["readyz"] = {"status": r.status_code,
-                                "seconds": round(time.monotonic() - t0, 4)}
-            m = c.get("/metrics")
-            checks["apiserver_metrics_bytes"] = len(m.content)
-            checks["apiserver_request_total_series"] = sum(
-                1 for line in m.text.splitlines() if line.startswith("apiserver_request_total{"))
+            elapsed = time.monotonic() - t0
+            version = c.get("/version").json().get("gitVersion", "?")
     except Exception as e:  # noqa: BLE001 - any transport failure means unreachable
         raise ClusterError(f"cannot reach the API server of {cluster.name!r} at "
-                           f"{cluster.server}: {type(e).__name__}: {e}") from e
-    if cluster.dns:
-        t0 = time.monotonic()
-        ans = dns_query(cluster.dns, "kubernetes.default.svc.cluster.local.")
-        checks["dns"] = {"answer": [str(rr) for rrset in ans.answer for rr in rrset],
-                         "seconds": round(time.monotonic() - t0, 4)}
-    return checks
+                           f"{cluster.server}: {type(e).__name__}: {e}") from None
+    if r.status_code != 200:
+        raise ClusterError(f"API server of {cluster.name!r} is not ready: /readyz "
+                           f"{r.status_code}")
+    return {"readyz_s": round(elapsed, 4), "version": version}
 
 
-def run_main_job(provider: ClusterProvider, cluster_name: str, keep: bool, out_dir: Path,
-                 log: Callable[[str], None]) -> int:
-    provider_name = provider.name
-    run_dir = out_dir / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    created = False
-    cluster = provider.get(cluster_name)
-    if cluster is None:
-        log(f"creating {provider_name} cluster {cluster_name!r}")
-        cluster = provider.create(cluster_name)
-        created = True
-    else:
-        log(f"reusing {provider_name} cluster {cluster_name!r}")
-    try:
-        require_load_allowed(cluster, allow_existing=False)
-        checks = check_cluster(cluster)
-        summary = {"version": RESULTS_VERSION, "environment": environment(),
-                   "cluster": cluster.redacted(), "checks": checks, "stages": PENDING_STAGES,
-                   "verdict": "incomplete: only cluster checks ran"}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        log(f"cluster checks passed: {json.dumps(checks)}")
-        for stage, why in PENDING_STAGES.items():
-            log(f"{stage}: {why}")
-        log(f"results in {run_dir}")
-        return 0
-    finally:
-        if created and not keep:
-            log(f"removing {provider_name} cluster {cluster_name!r}")
-            provider.delete(cluster_name)
+class MainJob:
+    """One run; `execute` returns the results folder. Stages write as they go."""
+
+    def __init__(self, provider: ClusterProvider, cluster_name: str, cfg: RunConfig,
+                 out_root: Path, log: Log, keep_cluster: bool = True,
+                 allow_existing: bool = False) -> None:
+        self.provider = provider
+        self.cluster_name = cluster_name
+        self.cfg = cfg
+        self.log = log
+        self.keep_cluster = keep_cluster
+        self.allow_existing = allow_existing
+        load_profile(cfg.profile)  # a bad profile fails before anything starts
+        self.slos = slo.load_slos(Path(cfg.slo_file) if cfg.slo_file else None)
+        self.dir = new_run_dir(out_root, cfg.profile)
+        self.summary: dict[str, Any] = {"environment": environment(),
+                                        "config": cfg.model_dump(), "stages": {},
+                                        "measurements": {}}
+
+    def save(self) -> None:
+        write_summary(self.dir, self.summary)
+
+    def stage(self, name: str, **info: Any) -> None:
+        self.summary["stages"][name] = {"t": time.time(), **info}
+        self.save()
+
+    def execute(self) -> Path:
+        created = False
+        self.save()
+        try:
+            cluster = self.provider.get(self.cluster_name)
+            if cluster is None:
+                self.log(f"creating {self.provider.name} cluster {self.cluster_name!r}")
+                cluster = self.provider.create(self.cluster_name)
+                created = True
+            require_load_allowed(cluster, self.allow_existing)
+            self.summary["cluster"] = {**cluster.redacted(), **check_cluster(cluster)}
+            self.stage("cluster", created=created)
+            self._seed(cluster)
+            self._load(cluster)
+            self._verdict()
+        except KeyboardInterrupt:
+            self.summary["interrupted"] = True
+            self.save()
+            raise
+        except LoadtestError as e:
+            self.summary["failed"] = str(e)
+            self.save()
+            raise
+        finally:
+            if created and not self.keep_cluster:
+                self.log(f"removing {self.provider.name} cluster {self.cluster_name!r}")
+                self.provider.delete(self.cluster_name)
+        return self.dir
+
+    def _seed(self, cluster: Cluster) -> None:
+        seeder = Seeder(cluster, self.cfg.inventory, log=self.log)
+        result = seeder.seed()
+        ready = seeder.wait_ready(timeout=600)
+        self.summary["inventory"] = {"spec": self.cfg.inventory.model_dump(),
+                                     "created": result.created, "existing": result.existing,
+                                     "seconds": result.seconds, **ready}
+        self.stage("inventory")
+
+    def _load(self, cluster: Cluster) -> None:
+        raw = self.dir / "raw"
+        api = ApiserverMetrics(cluster, raw / "apiserver.jsonl", self.cfg.scrape_interval_s)
+        probe = self._dns_probe(cluster, raw / "dns.jsonl")
+        api.start()
+        if probe:
+            probe.start()
+        self.stage("measurements-started", dns=bool(probe))
+        timer = None
+        created_at: list[float] = []
+        if probe and self.cfg.propagation_check:
+            # A new Service during the load: how long until cluster DNS serves it?
+            timer = threading.Timer(self.cfg.duration_s / 3, self._new_service,
+                                    (cluster, probe, created_at))
+            timer.start()
+        run = AgentRun(profile=self.cfg.profile, agents=self.cfg.agents,
+                       duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
+                       shape=self.cfg.shape, steps=self.cfg.steps,
+                       processes=self.cfg.processes)
+        try:
+            run_agents(cluster, run, self.dir / "agents", self.log)
+        finally:
+            if timer:
+                timer.cancel()
+            if probe:
+                self._probe_long_enough(created_at)
+            self.summary["measurements"]["apiserver"] = api.gather()
+            if probe:
+                self.summary["measurements"]["dns"] = probe.gather()
+            self.summary["measurements"]["client"] = client_m.summarize(self.dir / "agents")
+            self.stage("load")
+
+    def _dns_probe(self, cluster: Cluster, raw: Path) -> dns_m.DnsProbe | None:
+        if cluster.dns is None:
+            self.summary["measurements"]["dns"] = {
+                "error": f"no cluster DNS reachable from the harness for provider "
+                         f"{cluster.provider!r}"}
+            return None
+        inv = self.cfg.inventory
+        services = [(namespace_name(inv, j), f"app-{k}")
+                    for j in range(min(inv.namespaces, 3))
+                    for k in range(min(inv.services_per_namespace, 2))]
+        return dns_m.DnsProbe(cluster.dns, dns_m.default_names(services), raw,
+                              rate_hz=self.cfg.dns_rate_hz)
+
+    def _new_service(self, cluster: Cluster, probe: dns_m.DnsProbe,
+                     created_at: list[float]) -> None:
+        name = f"lt-propagation-{int(time.time())}"
+        with http_client(cluster) as c:
+            r = c.post("/api/v1/namespaces/default/services", json={
+                "metadata": {"name": name, "labels": {"loadtest.io/probe": "true"}},
+                "spec": {"ports": [{"port": 80}]}})
+        if r.status_code == 201:
+            created_at.append(time.time())
+            probe.expect_propagation(f"{name}.default.svc.cluster.local.")
+            self.log(f"created Service {name}; timing its DNS propagation")
+        else:
+            self.log(f"warning: could not create probe Service: HTTP {r.status_code}")
+
+    def _probe_long_enough(self, created_at: list[float]) -> None:
+        if not created_at:
+            return
+        left = created_at[0] + self.cfg.dns_min_probe_s - time.time()
+        if left > 0:
+            self.log(f"probing DNS {left:.0f}s more (at least {self.cfg.dns_min_probe_s:.0f}s "
+                     "after the change: caches hide failures at first)")
+            time.sleep(left)  # bounded: the probe thread does the work meanwhile
+
+    def _verdict(self) -> None:
+        results = slo.evaluate(self.summary, self.slos)
+        self.summary["slo"] = [{"name": r.name, "status": r.status, "expected": r.expected,
+                                "measured": r.measured, "violations": r.violations}
+                               for r in results]
+        failed = [r for r in results if r.status != "pass"]
+        self.summary["verdict"] = "fail" if failed else "pass"
+        self.save()
+        for r in results:
+            self.log(f"SLO {r.status.upper():5} {r.message}")
+
+
+def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
+    """The SLO verdict through pytest (one test per SLO, junit XML in the results)."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "loadtest.pytest_plugin", "-q",
+           "--no-header", "-p", "no:cacheprovider",
+           str(Path(__file__).with_name("verdict.py")), "--loadtest-results", str(run_dir),
+           f"--junitxml={run_dir / 'verdict.xml'}"]
+    if slo_file:
+        cmd += ["--loadtest-slo", slo_file]
+    return subprocess.run(cmd).returncode
+
+
+def rebuild_summary(run_dir: Path) -> dict[str, Any]:
+    """Recompute the measurements of a summary from the raw streams (after a crash)."""
+    p = run_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(p.read_text()) if p.exists() else {}
+    summary.pop("version", None)
+    m = summary.setdefault("measurements", {})
+    m["apiserver"] = summarize_apiserver(read_jsonl(run_dir / "raw" / "apiserver.jsonl"))
+    if (run_dir / "raw" / "dns.jsonl").exists():
+        m["dns"] = dns_m.summarize(read_jsonl(run_dir / "raw" / "dns.jsonl"))
+    if (run_dir / "agents").exists():
+        m["client"] = client_m.summarize(run_dir / "agents")
+    summary["rebuilt_from_raw"] = True
+    write_summary(run_dir, summary)
+    return summary

@@ -1,0 +1,102 @@
+"""Prometheus text and histogram maths (pure).
+
+Scrapes are kept as flat samples; counters and histograms are compared between two scrapes
+(a window), and quantiles are interpolated within buckets as PromQL's histogram_quantile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
+
+# (name, sorted label items, value)
+Labels = tuple[tuple[str, str], ...]
+Sample = tuple[str, Labels, float]
+
+
+def parse(text: str, keep: Iterable[str] | None = None) -> list[Sample]:
+    """Samples of the metric families named in `keep` (all when None)."""
+    wanted = set(keep) if keep is not None else None
+    out: list[Sample] = []
+    for fam in text_string_to_metric_families(text):
+        # the parser names a counter's family without its _total suffix
+        if wanted is not None and fam.name not in wanted and f"{fam.name}_total" not in wanted:
+            continue
+        for s in fam.samples:
+            out.append((s.name, tuple(sorted(s.labels.items())), float(s.value)))
+    return out
+
+
+def index(samples: Iterable[Sample]) -> dict[tuple[str, Labels], float]:
+    return {(n, lb): v for n, lb, v in samples}
+
+
+def counter_delta(before: Mapping[tuple[str, Labels], float],
+                  after: Mapping[tuple[str, Labels], float], name: str,
+                  by: tuple[str, ...] = ()) -> dict[tuple[str, ...], float]:
+    """Increase of a counter between two scrapes, summed by the `by` labels.
+
+    A series that went down was reset (a restarted API server): its whole value counts.
+    """
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for (n, lb), v in after.items():
+        if n != name:
+            continue
+        prev = before.get((n, lb), 0.0)
+        d = v - prev if v >= prev else v
+        labels = dict(lb)
+        out[tuple(labels.get(k, "") for k in by)] += d
+    return dict(out)
+
+
+def gauge(samples: Mapping[tuple[str, Labels], float], name: str,
+          by: tuple[str, ...] = ()) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for (n, lb), v in samples.items():
+        if n == name:
+            labels = dict(lb)
+            out[tuple(labels.get(k, "") for k in by)] += v
+    return dict(out)
+
+
+def histogram_delta(before: Mapping[tuple[str, Labels], float],
+                    after: Mapping[tuple[str, Labels], float], name: str,
+                    by: tuple[str, ...]) -> dict[tuple[str, ...], list[tuple[float, float]]]:
+    """Per group, the window's cumulative buckets [(le, count)], sorted by le."""
+    deltas = counter_delta(before, after, f"{name}_bucket", by=(*by, "le"))
+    groups: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
+    for key, v in deltas.items():
+        *g, le = key
+        groups[tuple(g)][float(le)] = groups[tuple(g)].get(float(le), 0.0) + v
+    return {g: sorted(b.items()) for g, b in groups.items()}
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """histogram_quantile: linear interpolation inside the bucket holding rank q*count.
+
+    None when the window saw no observation; the highest finite bound when the rank falls
+    in the +Inf bucket (as PromQL does).
+    """
+    if not buckets or not 0 <= q <= 1:
+        return None
+    total = buckets[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return prev_le
+            if count == prev_count:
+                return le
+            return prev_le + (le - prev_le) * (rank - prev_count) / (count - prev_count)
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+def count(buckets: list[tuple[float, float]]) -> float:
+    return buckets[-1][1] if buckets else 0.0

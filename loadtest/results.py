@@ -1,0 +1,101 @@
+"""Versioned run results, written as the run goes so a crash keeps what was measured.
+
+A results folder holds raw/*.jsonl (one JSON object per line, flushed per line), Locust's
+CSV/HTML, and summary.json (versioned, with an environment fingerprint). The summary can be
+rebuilt from the raw streams at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from loadtest import toolchain
+from loadtest.errors import ConfigError
+
+RESULTS_VERSION = 1
+
+
+def environment() -> dict[str, Any]:
+    """Where a run happened, so results from different machines are never compared blindly."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=toolchain.REPO_ROOT, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {"host": platform.node(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
+            "platform": platform.platform(), "commit": commit, "tools": toolchain.versions()}
+
+
+class JsonlWriter:
+    """Append-only JSON lines, flushed per record; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._f: TextIO = path.open("a")
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            self._f.write(line + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a stream; a torn last line (a crash mid-write) is skipped, not fatal."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def new_run_dir(root: Path, label: str = "") -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    d = root / (f"{stamp}-{label}" if label else stamp)
+    (d / "raw").mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    p = run_dir / "summary.json"
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": RESULTS_VERSION, **summary}, indent=2, default=str))
+    tmp.replace(p)  # never a half-written summary
+    return p
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    p = Path(run_dir) / "summary.json"
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{p}: not a results summary: {e}") from None
+    if data.get("version") != RESULTS_VERSION:
+        raise ConfigError(f"{p}: results version {data.get('version')!r}, "
+                          f"this harness reads {RESULTS_VERSION}")
+    return data

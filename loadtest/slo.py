@@ -1,0 +1,183 @@
+"""SLOs as data, and their evaluation against a run's summary (pure).
+
+Defaults are the Kubernetes API call latency SLOs (p99 over 5-minute windows: mutating
+<= 1 s; reads <= 1 s for one object, <= 5 s namespace scope, <= 30 s cluster scope; WATCH
+is not an SLI) and ClusterLoader2's DNS SLOs (errors <= 0.1 %, p50 <= 20 ms, p99 <= 100 ms),
+plus budgets for 429s, 5xx, client failures and DNS propagation. A file overrides any field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from loadtest import config
+from loadtest.config import Strict
+
+READ_VERBS = {"GET", "LIST"}
+MUTATING_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
+
+
+class ApiSLO(Strict):
+    mutating_p99_s: float = Field(default=1.0, gt=0)
+    read_resource_p99_s: float = Field(default=1.0, gt=0)
+    read_namespace_p99_s: float = Field(default=5.0, gt=0)
+    read_cluster_p99_s: float = Field(default=30.0, gt=0)
+    # The SLI histogram leaves out APF queue wait; "total" includes it.
+    metric: Literal["sli", "total"] = "sli"
+    throttled_ratio_max: float = Field(default=0.01, ge=0, le=1)
+    errors_5xx_ratio_max: float = Field(default=0.001, ge=0, le=1)
+
+
+class DnsSLO(Strict):
+    error_ratio_max: float = Field(default=0.001, ge=0, le=1)
+    p50_ms: float = Field(default=20.0, gt=0)
+    p99_ms: float = Field(default=100.0, gt=0)
+    # A new Service must resolve within this; twice the DNS cache TTL by default.
+    propagation_s_max: float = Field(default=60.0, gt=0)
+
+
+class ClientSLO(Strict):
+    failure_ratio_max: float = Field(default=0.01, ge=0, le=1)
+
+
+class SLOSpec(Strict):
+    version: Literal[1] = 1
+    api: ApiSLO = ApiSLO()
+    dns: DnsSLO = DnsSLO()
+    client: ClientSLO = ClientSLO()
+
+
+def load_slos(path: Path | None) -> SLOSpec:
+    return config.load(SLOSpec, path) if path else SLOSpec()
+
+
+@dataclass
+class SLOResult:
+    name: str
+    status: Literal["pass", "fail", "error"]
+    expected: str
+    measured: str
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        head = f"{self.name}: expected {self.expected}, measured {self.measured}"
+        return head + ("; " + "; ".join(self.violations[:10]) if self.violations else "")
+
+
+def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
+    """One result per SLO; 'error' when the measurement it needs is missing or broken."""
+    m = summary.get("measurements", {})
+    api, dns_m, client = m.get("apiserver", {}), m.get("dns"), m.get("client")
+    out = [*_api_latency(api, spec.api), *_api_ratios(api, spec.api)]
+    out += _dns(dns_m, spec.dns) if dns_m is not None else []
+    if client is not None:
+        out.append(_client(client, spec.client))
+    return out
+
+
+def _broken(name: str, expected: str, why: str) -> SLOResult:
+    return SLOResult(name, "error", expected, f"nothing ({why})")
+
+
+def _api_latency(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
+    metric = ("apiserver_request_sli_duration_seconds" if s.metric == "sli"
+              else "apiserver_request_duration_seconds")
+    classes = [
+        ("api-latency-mutating", s.mutating_p99_s, lambda v, sc: v in MUTATING_VERBS),
+        ("api-latency-read-resource", s.read_resource_p99_s,
+         lambda v, sc: v in READ_VERBS and sc == "resource"),
+        ("api-latency-read-namespace", s.read_namespace_p99_s,
+         lambda v, sc: v in READ_VERBS and sc == "namespace"),
+        ("api-latency-read-cluster", s.read_cluster_p99_s,
+         lambda v, sc: v in READ_VERBS and sc == "cluster"),
+    ]
+    out = []
+    for name, limit, match in classes:
+        expected = f"p99 <= {limit:g}s in every 5-minute window ({metric})"
+        if "latency" not in api:
+            out.append(_broken(name, expected, api.get("error", "no API server metrics")))
+            continue
+        rows = [r for r in api["latency"] if r["metric"] == metric
+                and match(r["verb"], r["scope"])]
+        if not rows:
+            out.append(SLOResult(name, "pass", expected, "no such requests in the run"))
+            continue
+        worst = max(rows, key=lambda r: r["p99_worst_window"] or r["p99"] or 0)
+        bad = [r for r in rows if (r["p99_worst_window"] or r["p99"] or 0) > limit]
+        out.append(SLOResult(
+            name, "fail" if bad else "pass", expected,
+            f"worst p99 {_s(worst)} for {worst['verb']} {worst['resource']} "
+            f"scope={worst['scope']}",
+            [f"{r['verb']} {r['resource'] or '-'} scope={r['scope']}: p99 {_s(r)} over "
+             f"{r['count']:.0f} requests" for r in sorted(
+                 bad, key=lambda r: -(r["p99_worst_window"] or r["p99"] or 0))]))
+    return out
+
+
+def _s(row: dict[str, Any]) -> str:
+    v = row["p99_worst_window"] or row["p99"] or 0
+    return f"{v:.3g}s"
+
+
+def _api_ratios(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
+    req = api.get("requests")
+    if not req:
+        why = api.get("error", "no API server metrics")
+        return [_broken("api-throttling", f"429s <= {s.throttled_ratio_max:.2%}", why),
+                _broken("api-errors", f"5xx <= {s.errors_5xx_ratio_max:.2%}", why)]
+    total = max(req["total"], 1.0)
+    out = []
+    for name, count, limit, what in (
+            ("api-throttling", req["throttled_429"], s.throttled_ratio_max, "429"),
+            ("api-errors", req["errors_5xx"], s.errors_5xx_ratio_max, "5xx")):
+        ratio = count / total
+        out.append(SLOResult(name, "fail" if ratio > limit else "pass",
+                             f"{what} <= {limit:.2%} of requests",
+                             f"{ratio:.2%} ({count:.0f} of {req['total']:.0f})"))
+    return out
+
+
+def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
+    if "error" in d:
+        return [_broken(n, e, d["error"]) for n, e in (
+            ("dns-errors", f"<= {s.error_ratio_max:.2%}"), ("dns-latency-p50", f"<= {s.p50_ms}ms"),
+            ("dns-latency-p99", f"<= {s.p99_ms}ms"),
+            ("dns-propagation", f"<= {s.propagation_s_max}s"))]
+    out = [SLOResult("dns-errors", "fail" if d["error_rate"] > s.error_ratio_max else "pass",
+                     f"errors <= {s.error_ratio_max:.2%} of probes",
+                     f"{d['error_rate']:.2%} ({d['errors']} of {d['count']}; rcodes "
+                     f"{d['rcodes']})",
+                     [f"{n}: {v['errors']} of {v['count']}" for n, v in d["by_name"].items()
+                      if v["errors"]])]
+    for q, limit in (("p50", s.p50_ms), ("p99", s.p99_ms)):
+        v = d[f"{q}_ms"]
+        out.append(SLOResult(f"dns-latency-{q}", "fail" if v is None or v > limit else "pass",
+                             f"{q} <= {limit:g}ms",
+                             "no answer at all" if v is None else f"{v:.1f}ms"))
+    props = d.get("propagation", [])
+    if props:
+        slow = [p for p in props if p["seconds"] is None or p["seconds"] > s.propagation_s_max]
+        worst = max((p["seconds"] for p in props if p["seconds"] is not None), default=None)
+        out.append(SLOResult(
+            "dns-propagation", "fail" if slow else "pass",
+            f"a new Service resolves within {s.propagation_s_max:g}s",
+            f"slowest {worst:.1f}s" if worst is not None else "never resolved",
+            [f"{p['name']}: " + ("never resolved" if p["seconds"] is None
+                                 else f"{p['seconds']:.1f}s") for p in slow]))
+    return out
+
+
+def _client(c: dict[str, Any], s: ClientSLO) -> SLOResult:
+    total = c.get("requests", 0)
+    failures = c.get("failures", 0)
+    ratio = failures / total if total else 0.0
+    return SLOResult("client-failures", "fail" if ratio > s.failure_ratio_max else "pass",
+                     f"agent request failures <= {s.failure_ratio_max:.2%}",
+                     f"{ratio:.2%} ({failures} of {total})",
+                     [f"{r['name']}: {r['failures']} of {r['requests']}"
+                      for r in c.get("by_name", []) if r["failures"]])

@@ -1,0 +1,74 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtest import config, slo
+from loadtest.errors import ConfigError
+from loadtest.measurements import apiserver, dns
+from loadtest.results import write_summary
+from tests.unit.conftest import load_recorded
+
+
+def _recorded_summary() -> dict:
+    api = apiserver.summarize(load_recorded("apiserver-telemetry-v2.jsonl.gz"))
+    return {"measurements": {"apiserver": api,
+                             "dns": dns.summarize(load_recorded("dns-telemetry-v2.jsonl.gz")),
+                             "client": {"requests": 100, "failures": 0, "by_name": []}}}
+
+
+def _by_name(results):
+    return {r.name: r for r in results}
+
+
+def test_defaults_are_the_kubernetes_and_clusterloader_slos():
+    s = slo.SLOSpec()
+    assert (s.api.mutating_p99_s, s.api.read_resource_p99_s, s.api.read_namespace_p99_s,
+            s.api.read_cluster_p99_s) == (1, 1, 5, 30)
+    assert (s.dns.error_ratio_max, s.dns.p50_ms, s.dns.p99_ms) == (0.001, 20, 100)
+
+
+def test_recorded_saturated_run_fails_where_it_saturated():
+    r = _by_name(slo.evaluate(_recorded_summary(), slo.SLOSpec()))
+    assert r["api-latency-mutating"].status == "fail"
+    assert any("PUT leases scope=resource" in v for v in r["api-latency-mutating"].violations)
+    assert r["api-errors"].status == "fail" and "2 of" in r["api-errors"].measured
+    assert r["dns-errors"].status == "pass"
+
+
+def test_a_tight_override_names_verb_resource_and_scope():
+    spec = config.parse(slo.SLOSpec, {"api": {"read_cluster_p99_s": 1}}, "test")
+    r = _by_name(slo.evaluate(_recorded_summary(), spec))["api-latency-read-cluster"]
+    assert r.status == "fail"
+    assert "LIST pods scope=cluster" in r.message and "expected p99 <= 1s" in r.message
+
+
+def test_missing_measurement_is_an_error_not_a_pass():
+    r = _by_name(slo.evaluate({"measurements": {"apiserver": {"error": "no scrapes"},
+                                                "dns": {"error": "probe died"}}},
+                              slo.SLOSpec()))
+    assert r["api-latency-mutating"].status == "error" and "no scrapes" in r[
+        "api-latency-mutating"].message
+    assert r["dns-latency-p99"].status == "error"
+
+
+def test_bad_slo_file_is_one_line(tmp_path):
+    f = tmp_path / "slo.yaml"
+    f.write_text("api:\n  mutating_p99_s: -1\n  nope: 3\n")
+    with pytest.raises(ConfigError, match=r"api.mutating_p99_s: .*; api.nope: Extra inputs"):
+        slo.load_slos(f)
+
+
+def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path):
+    s = _recorded_summary()
+    s["measurements"]["dns"] = {"error": "probe died"}
+    write_summary(tmp_path, s)
+    verdict = Path(slo.__file__).with_name("verdict.py")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "loadtest.pytest_plugin", "-q",
+                        "-p", "no:cacheprovider", str(verdict), "--loadtest-results",
+                        str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "FAILED" in r.stdout and "test_slo[api-errors]" in r.stdout
+    assert "ERROR" in r.stdout and "test_slo[dns-errors]" in r.stdout
+    assert "MeasurementBroken" in r.stdout
