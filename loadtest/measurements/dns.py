@@ -12,6 +12,9 @@ and `ttl 30` are in the path as in a real cluster.
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,39 +47,78 @@ def default_names(services: list[tuple[str, str]] | None = None) -> list[ProbeNa
 
 
 class DnsProbe:
+    """Runs the probe loop in its own process: a Python thread beside the metrics scraper
+    would wait on the GIL and report the harness's own pauses as DNS latency. The process
+    can also be started inside a node's network namespace (`netns_pid`), where the cluster
+    DNS Service address is reachable."""
+
     name = "dns"
 
     def __init__(self, server: tuple[str, int], names: list[ProbeName], raw: Path,
-                 rate_hz: float = 10.0, timeout_s: float = 2.0) -> None:
+                 rate_hz: float = 10.0, timeout_s: float = 2.0,
+                 netns_pid: int | None = None) -> None:
         if not names:
             raise ValueError("DNS probe needs at least one name")
+        self.raw = raw
+        self.cmd = [sys.executable, "-m", "loadtest.measurements.dns",
+                    "--server", f"{server[0]}:{server[1]}", "--rate", str(rate_hz),
+                    "--timeout", str(timeout_s), "--out", str(raw)]
+        for n in names:
+            self.cmd += ["--name" if n.exists else "--missing", n.name]
+        if netns_pid is not None:
+            self.cmd = ["nsenter", "-t", str(netns_pid), "-n", *self.cmd]
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.raw.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, text=True,
+                                      cwd=Path(__file__).resolve().parents[2])
+
+    def expect_propagation(self, name: str) -> None:
+        """Start timing how long until `name` (just created) resolves."""
+        self._send(f"expect {name}")
+
+    def gather(self) -> dict[str, Any]:
+        if self._proc is not None:
+            self._send("stop")
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        return summarize(read_jsonl(self.raw))
+
+    def _send(self, line: str) -> None:
+        if self._proc and self._proc.stdin and self._proc.poll() is None:
+            self._proc.stdin.write(line + "\n")
+            self._proc.stdin.flush()
+
+
+class _ProbeLoop:
+    """The probe itself: one name per tick, round robin, plus any names awaited."""
+
+    def __init__(self, server: tuple[str, int], names: list[ProbeName], raw: Path,
+                 rate_hz: float, timeout_s: float) -> None:
         self.server = server
         self.names = names
-        self.raw = raw
         self.timeout_s = timeout_s
         self.writer = JsonlWriter(raw)
         self._i = 0
         self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._ticker = Ticker(1.0 / rate_hz, self._tick, "dns-probe")
+        self.ticker = Ticker(1.0 / rate_hz, self._tick, "dns-probe")
 
-    def start(self) -> None:
-        self._ticker.start()
-
-    def expect_propagation(self, name: str) -> None:
-        """Start timing how long until `name` (just created) resolves."""
+    def expect(self, name: str) -> None:
         with self._lock:
             self._pending[name] = time.time()
         self.writer.write({"t": time.time(), "event": "created", "name": name})
 
-    def gather(self) -> dict[str, Any]:
-        self._ticker.stop()
+    def stop(self) -> None:
+        self.ticker.stop()
         with self._lock:
             for name, t0 in self._pending.items():  # never resolved: that is a finding
                 self.writer.write({"t": time.time(), "event": "propagation", "name": name,
                                    "seconds": None, "waited_s": time.time() - t0})
         self.writer.close()
-        return summarize(read_jsonl(self.raw))
 
     def _tick(self) -> None:
         probe = self.names[self._i % len(self.names)]
@@ -94,6 +136,38 @@ class DnsProbe:
                     self._pending.pop(name, None)
                 self.writer.write({"t": time.time(), "event": "propagation", "name": name,
                                    "seconds": r["t"] - t0})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The probe process: commands on stdin ("expect NAME", "stop"); bounded by --max-s."""
+    ap = argparse.ArgumentParser(prog="loadtest-dns-probe")
+    ap.add_argument("--server", required=True, help="HOST:PORT")
+    ap.add_argument("--name", action="append", default=[], help="a name that must resolve")
+    ap.add_argument("--missing", action="append", default=[], help="a name that must not")
+    ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--timeout", type=float, default=2.0)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--max-s", type=float, default=6 * 3600)
+    a = ap.parse_args(argv)
+    host, _, port = a.server.rpartition(":")
+    names = [ProbeName(n) for n in a.name] + [ProbeName(n, exists=False) for n in a.missing]
+    loop = _ProbeLoop((host, int(port)), names, a.out, a.rate, a.timeout)
+    loop.ticker.start()
+    stop = threading.Event()
+
+    def commands() -> None:
+        for line in sys.stdin:
+            cmd, _, arg = line.strip().partition(" ")
+            if cmd == "expect" and arg:
+                loop.expect(arg)
+            elif cmd == "stop":
+                break
+        stop.set()  # EOF: the harness is gone, so stop too
+
+    threading.Thread(target=commands, daemon=True).start()
+    stop.wait(a.max_s)
+    loop.stop()
+    return 0
 
 
 def query(server: tuple[str, int], name: str, timeout_s: float) -> dict[str, Any]:
@@ -167,3 +241,7 @@ def _tally(items: Any) -> dict[str, int]:
     for x in items:
         out[x] = out.get(x, 0) + 1
     return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The main job end to end on the local provider, and DNS probes against real CoreDNS."""
+
+import time
+import uuid
+
+import pytest
+
+from loadtest import config, slo
+from loadtest.clusters import Cluster, get_provider, http_client
+from loadtest.config import InventorySpec
+from loadtest.measurements import dns as dns_m
+from loadtest.results import read_jsonl, read_summary
+from loadtest.run import MainJob, RunConfig, run_verdict_pytest
+from loadtest.wait import until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def light_run(loadtest_cluster: Cluster, tmp_path_factory):
+    cfg = RunConfig(profile="kubelet-like", agents=10, duration_s=20, spawn_rate=10,
+                    inventory=InventorySpec(name="main-it", nodes=10, pods_per_node=3,
+                                            namespaces=2, services_per_namespace=2),
+                    dns_min_probe_s=10, scrape_interval_s=2)
+    job = MainJob(get_provider("local"), loadtest_cluster.name, cfg,
+                  tmp_path_factory.mktemp("results"), log=lambda _: None)
+    return job.execute()
+
+
+def test_light_profile_passes_its_slos(light_run):
+    s = read_summary(light_run)
+    assert s["verdict"] == "pass", [r for r in s["slo"] if r["status"] != "pass"]
+    assert s["inventory"]["nodes_ready"] >= 10 and s["inventory"]["pods_running"] >= 30
+    api = s["measurements"]["apiserver"]
+    assert api["requests"]["total"] > 0 and api["scrapes"] >= 5
+    names = {r["name"] for r in s["measurements"]["client"]["by_name"]}
+    assert {"LIST pods [node]", "WATCH pods [node]", "LIST nodes [node]"} <= names
+    assert s["measurements"]["dns"]["count"] > 50
+    assert s["measurements"]["dns"]["propagation"][0]["seconds"] is not None
+    # raw streams were written as the run went, and agree with the summary
+    assert len(read_jsonl(light_run / "raw" / "apiserver.jsonl")) == api["scrapes"]
+    assert run_verdict_pytest(light_run) == 0
+
+
+def test_tight_slo_fails_with_the_expected_message(light_run, tmp_path):
+    tight = tmp_path / "slo.yaml"
+    tight.write_text("api:\n  read_resource_p99_s: 0.000001\n"
+                     "  read_cluster_p99_s: 0.000001\n")
+    results = slo.evaluate(read_summary(light_run), slo.load_slos(tight))
+    failed = {r.name: r for r in results if r.status == "fail"}
+    assert "api-latency-read-cluster" in failed
+    msg = failed["api-latency-read-cluster"].message
+    assert "expected p99 <= 1e-06s" in msg and "LIST" in msg and "scope=cluster" in msg
+    assert run_verdict_pytest(light_run, str(tight)) == 1
+
+
+def test_slo_file_errors_are_refused_before_the_run(loadtest_cluster, tmp_path):
+    bad = tmp_path / "slo.yaml"
+    bad.write_text("dns: {p99_ms: fast}\n")
+    with pytest.raises(config.ConfigError, match="dns.p99_ms"):
+        MainJob(get_provider("local"), loadtest_cluster.name,
+                RunConfig(slo_file=str(bad)), tmp_path, log=lambda _: None)
+
+
+def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, tmp_path):
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    fqdn = f"{name}.default.svc.cluster.local."
+    probe = dns_m.DnsProbe(loadtest_cluster.dns, [dns_m.ProbeName(fqdn)],
+                           tmp_path / "dns.jsonl", rate_hz=5)
+    probe.start()
+    with http_client(loadtest_cluster) as c:
+        created = c.post("/api/v1/namespaces/default/services", json={
+            "metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}})
+        assert created.status_code == 201
+        probe.expect_propagation(fqdn)
+        until(lambda: dns_m.query(loadtest_cluster.dns, fqdn, 2)["answers"],
+              "the new Service to resolve", timeout=30)
+        assert c.delete(f"/api/v1/namespaces/default/services/{name}").status_code == 200
+    # CoreDNS's cache may keep answering for up to its TTL (30 s) after the deletion
+    t0 = time.monotonic()
+    until(lambda: dns_m.query(loadtest_cluster.dns, fqdn, 2)["rcode"] == "NXDOMAIN",
+          "the deleted Service to answer NXDOMAIN", timeout=45)
+    gone_after = time.monotonic() - t0
+    time.sleep(1)
+    s = probe.gather()
+    assert s["propagation"][0]["seconds"] is not None and s["propagation"][0]["seconds"] < 30
+    assert s["rcodes"].get("NXDOMAIN", 0) >= 1  # the probe recorded the deletion as errors
+    assert s["errors"] >= 1 and gone_after < 45
