@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,3 +29,35 @@ def run(cmd: Sequence[str | Path], what: str, *, env: Mapping[str, str] | None =
     if r.returncode != 0:
         raise CommandError(what, args, r.returncode, output)
     return output
+
+
+def stop_pidfile(pidfile: Path, grace: float = 10) -> None:
+    """Stop the process group a pidfile names (TERM, then KILL after `grace`); idempotent."""
+    if not pidfile.exists():
+        return
+    try:
+        pid = int(pidfile.read_text())
+    except ValueError:
+        return
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    _signal_group(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True

@@ -25,6 +25,7 @@ from loadtest.clusters import require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider, http_client
 from loadtest.config import InventorySpec, Strict
 from loadtest.errors import ClusterError, LoadtestError
+from loadtest.fake_nodes import ensure_beside
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
@@ -128,6 +129,11 @@ class MainJob:
         return self.dir
 
     def _seed(self, cluster: Cluster) -> None:
+        if cluster.provider == "kind":
+            from loadtest.clusters.kind import state_root
+
+            pid = ensure_beside(cluster, state_root() / cluster.name)
+            self.log(f"KWOK controller for fake nodes runs beside the kind cluster (pid {pid})")
         seeder = Seeder(cluster, self.cfg.inventory, log=self.log)
         result = seeder.seed()
         ready = seeder.wait_ready(timeout=600)
@@ -178,8 +184,14 @@ class MainJob:
         services = [(namespace_name(inv, j), f"app-{k}")
                     for j in range(min(inv.namespaces, 3))
                     for k in range(min(inv.services_per_namespace, 2))]
+        netns_pid = None
+        if cluster.dns_via_container:
+            from loadtest.clusters.kind import container_pid
+
+            netns_pid = container_pid(cluster.dns_via_container)
+            self.log(f"DNS probes run in the network namespace of {cluster.dns_via_container}")
         return dns_m.DnsProbe(cluster.dns, dns_m.default_names(services), raw,
-                              rate_hz=self.cfg.dns_rate_hz)
+                              rate_hz=self.cfg.dns_rate_hz, netns_pid=netns_pid)
 
     def _new_service(self, cluster: Cluster, probe: dns_m.DnsProbe,
                      created_at: list[float]) -> None:

@@ -28,8 +28,10 @@ class Cluster:
     client_cert: str | None = None
     client_key: str | None = None
     token: str | None = field(default=None, repr=False)
-    # (host, port) of the cluster DNS as the harness can reach it, if it can.
+    # (host, port) of the cluster DNS as the harness can reach it, if it can ...
     dns: tuple[str, int] | None = None
+    # ... from inside this container's network namespace (kind), or from the host (None).
+    dns_via_container: str | None = None
     # Named metrics endpoints: "apiserver" (needs the credentials), "coredns", ...
     metrics: dict[str, str] = field(default_factory=dict)
     # Load may only go to clusters the harness created, or to ones the user opted in.

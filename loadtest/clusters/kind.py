@@ -24,6 +24,7 @@ import yaml
 from loadtest import kubeconfig, toolchain
 from loadtest.clusters.base import Cluster
 from loadtest.errors import ClusterError, CommandError, ConfigError
+from loadtest.fake_nodes import stop_beside
 from loadtest.proc import run
 from loadtest.wait import until
 
@@ -148,6 +149,7 @@ class KindProvider:
             self.log(f"deleting kind cluster {cluster_name!r}")
             run([toolchain.binary("kind"), "delete", "cluster", "--name", cluster_name],
                 "kind delete cluster", timeout=300)
+        stop_beside(state_root() / cluster_name)  # the KWOK controller for fake nodes
         shutil.rmtree(state_root() / cluster_name, ignore_errors=True)
         # kind leaves its docker network behind; remove it once no kind cluster remains.
         if not self.list() and NETWORK in _docker_lines(["network", "ls", "--format",
@@ -224,10 +226,26 @@ class KindProvider:
             name=name, provider=self.name, kubeconfig=kcfg, context=creds.context,
             server=creds.server, ca_file=creds.ca_file, client_cert=creds.client_cert,
             client_key=creds.client_key, token=creds.token,
-            # Cluster DNS is reachable only from inside the cluster (pods, nodes).
-            dns=None,
+            # Cluster DNS (kind's default service subnet: kube-dns at 10.96.0.10) is reachable
+            # only inside the cluster: probes run in a worker node's network namespace.
+            dns=("10.96.0.10", 53), dns_via_container=_probe_node(name),
             metrics={"apiserver": creds.server + "/metrics"},
             created_by_harness=created_by_harness)
+
+
+def _probe_node(name: str) -> str:
+    """A worker's container (a control-plane one if there is none), for in-cluster probes."""
+    nodes = _docker_lines(["ps", "--filter", f"label={CLUSTER_LABEL}={name}",
+                           "--format", "{{.Names}}"])
+    workers = sorted(n for n in nodes if "-worker" in n)
+    return (workers or sorted(nodes) or [f"{name}-control-plane"])[0]
+
+
+def container_pid(container: str) -> int:
+    """The host pid of a container's init, for nsenter into its namespaces."""
+    out = run(["docker", "inspect", "-f", "{{.State.Pid}}", container],
+              f"docker inspect {container}", timeout=30)
+    return int(out.strip())
 
 
 def _config_path(config: str | Path) -> Path:

@@ -27,7 +27,7 @@ import yaml
 from loadtest import kubeconfig, toolchain
 from loadtest.clusters.base import Cluster, http_client
 from loadtest.errors import ClusterError, CommandError, LoadtestError
-from loadtest.proc import run
+from loadtest.proc import run, stop_pidfile
 from loadtest.wait import until
 
 HOST = "127.0.0.1"
@@ -135,7 +135,7 @@ class LocalProvider:
         d = state_root() / cluster_name
         if not d.exists():
             return
-        _stop_pidfile(d / "coredns.pid")
+        stop_pidfile(d / "coredns.pid")
         kwokctl = toolchain.bin_dir() / "kwokctl"
         if (d / "kwok").exists() and kwokctl.exists():
             try:
@@ -229,37 +229,6 @@ def _http_ok(url: str) -> bool:
     import httpx
 
     return httpx.get(url, timeout=2).status_code == 200
-
-
-def _stop_pidfile(pidfile: Path, grace: float = 10) -> None:
-    if not pidfile.exists():
-        return
-    try:
-        pid = int(pidfile.read_text())
-    except ValueError:
-        return
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    _signal_group(pid, signal.SIGKILL)
-    pidfile.unlink(missing_ok=True)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of ours counts as gone
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
 
 
 def _kill_strays(d: Path) -> None:
