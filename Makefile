@@ -7,15 +7,23 @@ LOADTEST := $(VENV)/bin/loadtest
 PYTEST := $(VENV)/bin/pytest
 export LOADTEST_CACHE ?= $(HOME)/.cache/loadtest
 
-PROVIDER ?= local
-NAME ?= loadtest-run
+# The main job's knobs (see README): kind 3-node by default; PROVIDER=local needs no Docker.
+PROVIDER ?= kind
+NAME ?= loadtest
+PROFILE ?= telemetry-v1
+AGENTS ?= 100
+DURATION ?= 90
+NODES ?= 100
+PODS_PER_NODE ?= 10
+RESULTS ?= results
+RUN_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help venv tools tools-status loadtest test test-unit test-integration lint \
         cluster cluster-down cluster-status clean
 
 help:
-	@echo "make loadtest   run the main job (PROVIDER=$(PROVIDER))"
+	@echo "make loadtest   run the main job (PROVIDER=$(PROVIDER) PROFILE=$(PROFILE) AGENTS=$(AGENTS))"
 	@echo "make test       run the tests (unit + integration)"
 	@echo "make tools      build the pinned Go toolchain into $(LOADTEST_CACHE)"
 	@echo "make lint       ruff"
@@ -34,8 +42,12 @@ tools: venv
 tools-status: venv
 	$(LOADTEST) tools status --versions
 
+# Cluster (created or reused, kept afterwards), inventory, agents under measurement, SLO
+# verdict through pytest; exits non-zero on an SLO violation. Results in $(RESULTS)/.
 loadtest: tools
-	$(LOADTEST) run --provider $(PROVIDER) --name $(NAME)
+	$(LOADTEST) run --provider $(PROVIDER) --name $(NAME) --profile $(PROFILE) \
+	    --agents $(AGENTS) --duration $(DURATION) --nodes $(NODES) \
+	    --pods-per-node $(PODS_PER_NODE) --out $(RESULTS) $(RUN_ARGS)
 
 test: tools
 	$(PYTEST) $(PYTEST_ARGS)
@@ -76,6 +88,7 @@ node-image: venv docker
 
 # PROVIDER=kind: `make cluster` needs Docker and the node image first.
 ifeq ($(PROVIDER),kind)
+loadtest: node-image
 cluster: node-image
 cluster-down cluster-status: docker
 endif
