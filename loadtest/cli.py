@@ -143,7 +143,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 
 RUN_FLAGS = ("profile", "agents", "duration_s", "spawn_rate", "shape", "steps", "processes",
-             "slo_file")
+             "slo_file", "restart_dns_at_s")
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nodes", type=int, help="inventory: fake nodes")
     r.add_argument("--pods-per-node", type=int, help="inventory: pods per node")
     r.add_argument("--slo", dest="slo_file", help="SLO file overriding the defaults")
+    r.add_argument("--restart-dns-at", type=float, dest="restart_dns_at_s",
+                   help="restart CoreDNS this many seconds into the load")
     r.add_argument("--delete-cluster", action="store_true",
                    help="remove the cluster afterwards if this run created it")
     r.add_argument("--out", type=Path, default=Path("results"))

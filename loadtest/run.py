@@ -53,6 +53,9 @@ class RunConfig(Strict):
     # DNS caches hide failures at first: keep probing at least this long after a change.
     dns_min_probe_s: float = Field(default=2 * dns_m.CACHE_TTL_S, ge=0)
     propagation_check: bool = True
+    # Restart CoreDNS this many seconds into the load: a CoreDNS that starts while its
+    # initial LISTs cannot complete serves SERVFAIL for what it does not know yet.
+    restart_dns_at_s: float | None = Field(default=None, ge=0)
     slo_file: str = ""
 
 
@@ -157,6 +160,10 @@ class MainJob:
             timer = threading.Timer(self.cfg.duration_s / 3, self._new_service,
                                     (cluster, probe, created_at))
             timer.start()
+        restart = None
+        if self.cfg.restart_dns_at_s is not None:
+            restart = threading.Timer(self.cfg.restart_dns_at_s, self._restart_dns)
+            restart.start()
         run = AgentRun(profile=self.cfg.profile, agents=self.cfg.agents,
                        duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
                        shape=self.cfg.shape, steps=self.cfg.steps,
@@ -164,8 +171,9 @@ class MainJob:
         try:
             run_agents(cluster, run, self.dir / "agents", self.log)
         finally:
-            if timer:
-                timer.cancel()
+            for t in (timer, restart):
+                if t:
+                    t.cancel()
             if probe:
                 self._probe_long_enough(created_at)
             self.summary["measurements"]["apiserver"] = api.gather()
@@ -206,6 +214,14 @@ class MainJob:
             self.log(f"created Service {name}; timing its DNS propagation")
         else:
             self.log(f"warning: could not create probe Service: HTTP {r.status_code}")
+
+    def _restart_dns(self) -> None:
+        if not hasattr(self.provider, "restart_dns"):
+            self.log(f"warning: provider {self.provider.name} cannot restart cluster DNS")
+            return
+        self.log("restarting CoreDNS during the load")
+        self.provider.restart_dns(self.cluster_name)
+        self.stage("dns-restarted")
 
     def _probe_long_enough(self, created_at: list[float]) -> None:
         if not created_at:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from loadtest import kubeconfig, toolchain
-from loadtest.clusters.base import Cluster
+from loadtest.clusters.base import Cluster, http_client
 from loadtest.errors import ClusterError, CommandError, ConfigError
 from loadtest.fake_nodes import stop_beside
 from loadtest.proc import run
@@ -137,6 +137,20 @@ class KindProvider:
             self.log(f"kind cluster {cluster_name!r} exists but cannot be read: {e}")
             return None
         return self._handle(cluster_name, kcfg, created_by_harness="node/" in mark)
+
+    def restart_dns(self, cluster_name: str) -> None:
+        """`kubectl rollout restart deployment/coredns -n kube-system`, through the API."""
+        cluster = self.get(cluster_name)
+        if cluster is None:
+            raise ClusterError(f"no kind cluster named {cluster_name!r}")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        patch = {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": now}}}}}
+        with http_client(cluster) as c:
+            r = c.patch("/apis/apps/v1/namespaces/kube-system/deployments/coredns", json=patch,
+                        headers={"Content-Type": "application/strategic-merge-patch+json"})
+        if r.status_code != 200:
+            raise ClusterError(f"restarting CoreDNS: HTTP {r.status_code}: {r.text[:200]}")
 
     def list(self) -> list[str]:
         return sorted(set(_docker_lines(["ps", "-a", "--filter", f"label={CLUSTER_LABEL}",

@@ -104,8 +104,10 @@ class LocalProvider:
             self._kwokctl_create(cluster_name, d, bins)
             self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
             creds = kubeconfig.read(d / "kubeconfig")
-            # 2. CoreDNS beside it, serving cluster.local from the API
-            dns_addr, coredns_metrics = self._start_coredns(d, bins["coredns"], creds.context)
+            # 2. CoreDNS beside it, serving cluster.local from the API as kubeadm's does: with
+            #    its own ServiceAccount (so APF classifies it as in a real cluster, not exempt)
+            self._coredns_identity(d, creds)
+            dns_addr, coredns_metrics = self._start_coredns(d, bins["coredns"])
             cluster = Cluster(
                 name=cluster_name, provider=self.name, kubeconfig=d / "kubeconfig",
                 context=creds.context, server=creds.server, ca_file=creds.ca_file,
@@ -122,6 +124,13 @@ class LocalProvider:
             # Nothing half-started stays behind (Ctrl-C included).
             self.delete(cluster_name)
             raise
+
+    def restart_dns(self, cluster_name: str) -> None:
+        """Kill CoreDNS and start it again without waiting: as a rollout or an OOM kill
+        does. Under saturation its initial LISTs are slow, and that is what is measured."""
+        d = state_root() / cluster_name
+        stop_pidfile(d / "coredns.pid", grace=2)
+        _launch_coredns(d, toolchain.binary("coredns"))
 
     def get(self, cluster_name: str) -> Cluster | None:
         f = state_root() / cluster_name / "cluster.json"
@@ -180,7 +189,47 @@ class LocalProvider:
             "kwokctl create cluster", env={"KWOK_WORKDIR": str(d / "kwok")},
             timeout=self.timeout + 30)
 
-    def _start_coredns(self, d: Path, coredns: Path, context: str) -> tuple[tuple[str, int], str]:
+    def _coredns_identity(self, d: Path, creds: kubeconfig.Credentials) -> None:
+        """kube-system/coredns with kubeadm's system:coredns rules, and a kubeconfig for it."""
+        admin = Cluster(name="", provider=self.name, kubeconfig=d / "kubeconfig", context="",
+                        server=creds.server, ca_file=creds.ca_file,
+                        client_cert=creds.client_cert, client_key=creds.client_key)
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        with http_client(admin) as c:
+            until(lambda: c.get("/readyz").status_code == 200, "kube-apiserver /readyz",
+                  timeout=self.timeout)
+            for path, obj in (
+                ("/api/v1/namespaces/kube-system/serviceaccounts",
+                 {"metadata": {"name": "coredns"}}),
+                (f"{rbac}/clusterroles", {"metadata": {"name": "system:coredns"}, "rules": [
+                    {"apiGroups": [""], "resources": ["endpoints", "services", "pods",
+                                                       "namespaces"], "verbs": ["list", "watch"]},
+                    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                     "verbs": ["list", "watch"]}]}),
+                (f"{rbac}/clusterrolebindings", {
+                    "metadata": {"name": "system:coredns"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": "system:coredns"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "coredns",
+                                  "namespace": "kube-system"}]})):
+                r = c.post(path, json=obj)
+                if r.status_code not in (201, 409):
+                    raise ClusterError(f"CoreDNS identity: {path}: HTTP {r.status_code}")
+            r = c.post("/api/v1/namespaces/kube-system/serviceaccounts/coredns/token",
+                       json={"spec": {"expirationSeconds": 7 * 86400}})
+            if r.status_code != 201:
+                raise ClusterError(f"CoreDNS token: HTTP {r.status_code}: {r.text[:200]}")
+            token = r.json()["status"]["token"]
+        doc = {"apiVersion": "v1", "kind": "Config", "current-context": "coredns",
+               "clusters": [{"name": "c", "cluster": {"server": creds.server,
+                                                       "certificate-authority": creds.ca_file}}],
+               "users": [{"name": "coredns", "user": {"token": token}}],
+               "contexts": [{"name": "coredns", "context": {"cluster": "c", "user": "coredns"}}]}
+        path = d / "coredns.kubeconfig"
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+
+    def _start_coredns(self, d: Path, coredns: Path) -> tuple[tuple[str, int], str]:
         port, metrics, health, ready = (free_port() for _ in range(4))
         # kubeadm's Corefile, minus `forward` (nothing outside is reachable here).
         corefile = f""".:{port} {{
@@ -189,7 +238,7 @@ class LocalProvider:
     health {HOST}:{health}
     ready {HOST}:{ready}
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
-        kubeconfig {d / "kubeconfig"} {context}
+        kubeconfig {d / "coredns.kubeconfig"} coredns
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
         ttl 30
@@ -200,11 +249,7 @@ class LocalProvider:
 """
         (d / "Corefile").write_text(corefile)
         self.log(f"starting CoreDNS on {HOST}:{port}")
-        with (d / "coredns.log").open("ab") as out:
-            proc = subprocess.Popen([str(coredns), "-conf", str(d / "Corefile")], cwd=d,
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        (d / "coredns.pid").write_text(str(proc.pid))
+        proc = _launch_coredns(d, coredns)
         try:
             until(lambda: proc.poll() is None and _http_ok(f"http://{HOST}:{ready}/ready"),
                   "CoreDNS ready plugin", timeout=60)
@@ -223,6 +268,15 @@ class LocalProvider:
         dns_addr = cluster.dns
         until(lambda: dns_query(dns_addr, "kubernetes.default.svc.cluster.local.").answer,
               "CoreDNS to answer kubernetes.default.svc.cluster.local", timeout=60)
+
+
+def _launch_coredns(d: Path, coredns: Path) -> subprocess.Popen[bytes]:
+    with (d / "coredns.log").open("ab") as out:
+        proc = subprocess.Popen([str(coredns), "-conf", str(d / "Corefile")], cwd=d,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    (d / "coredns.pid").write_text(str(proc.pid))
+    return proc
 
 
 def _http_ok(url: str) -> bool:

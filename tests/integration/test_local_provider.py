@@ -116,3 +116,21 @@ def test_up_then_down_leaves_no_process_and_no_files():
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     provider.delete("it-down")  # twice is safe
+
+
+def test_restart_dns_brings_up_a_new_coredns(loadtest_cluster: Cluster):
+    d = state_root() / loadtest_cluster.name
+    before = int((d / "coredns.pid").read_text())
+    get_provider("local").restart_dns(loadtest_cluster.name)
+    after = int((d / "coredns.pid").read_text())
+    assert after != before and not Path(f"/proc/{before}/cmdline").exists()
+    assert until(lambda: dns_query(loadtest_cluster.dns,
+                                   "kubernetes.default.svc.cluster.local.").answer,
+                 "the restarted CoreDNS to answer", timeout=30)
+
+
+def test_coredns_reads_the_api_as_its_own_serviceaccount(loadtest_cluster: Cluster):
+    with http_client(loadtest_cluster) as c:
+        text = c.get(loadtest_cluster.metrics["apiserver"]).text
+    # APF classifies CoreDNS's watches under its ServiceAccount, not the exempt admin
+    assert 'flow_schema="kube-system-service-accounts"' in text
