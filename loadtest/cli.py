@@ -174,6 +174,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_verdict_pytest(run_dir, cfg.slo_file)
 
 
+def cmd_mitigate(args: argparse.Namespace) -> int:
+    from loadtest import mitigation
+    from loadtest.results import read_summary
+
+    summary = read_summary(args.results)
+    objs, why = mitigation.from_results(summary, mitigation.Plan(shares_of_server=args.share))
+    out = mitigation.write_yaml(objs, args.results / "mitigation" / "apf.yaml")
+    log(f"{why}\nwrote {out}")
+    cluster = _target_cluster(args)
+    if args.remove:
+        mitigation.remove(cluster)
+        log("removed the loadtest-agents FlowSchema and PriorityLevelConfiguration")
+        return 0
+    log(f"API server dry-run: {', '.join(mitigation.apply(cluster, objs, dry_run=True))} valid")
+    if args.apply:
+        log(f"applied: {', '.join(mitigation.apply(cluster, objs))}")
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     summary = rebuild_summary(args.results)
     log(f"rebuilt {args.results / 'summary.json'} from raw streams "
@@ -263,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove the cluster afterwards if this run created it")
     r.add_argument("--out", type=Path, default=Path("results"))
     r.set_defaults(func=cmd_run)
+
+    mg = sub.add_parser("mitigate", help="APF objects that confine the agents of a run")
+    _cluster_target_args(mg)
+    mg.add_argument("--from", dest="results", type=Path, required=True,
+                    help="results folder of a (failing) run")
+    mg.add_argument("--share", type=float, default=0.10,
+                    help="the agents' share of the API server's concurrency")
+    mg.add_argument("--apply", action="store_true", help="apply to this harness's cluster")
+    mg.add_argument("--remove", action="store_true", help="remove them again")
+    mg.set_defaults(func=cmd_mitigate)
 
     sm = sub.add_parser("summarize", help="rebuild a run's summary from its raw streams")
     sm.add_argument("results", type=Path)

@@ -134,3 +134,27 @@ def test_coredns_reads_the_api_as_its_own_serviceaccount(loadtest_cluster: Clust
         text = c.get(loadtest_cluster.metrics["apiserver"]).text
     # APF classifies CoreDNS's watches under its ServiceAccount, not the exempt admin
     assert 'flow_schema="kube-system-service-accounts"' in text
+
+
+def test_mitigation_objects_pass_server_validation_and_classify_agents(loadtest_cluster):
+    from loadtest import mitigation
+    from loadtest.agents.identity import NAMESPACE
+
+    objs = mitigation.objects(mitigation.Plan())
+    assert mitigation.apply(loadtest_cluster, objs, dry_run=True) == [
+        "PriorityLevelConfiguration/loadtest-agents", "FlowSchema/loadtest-agents"]
+    mitigation.apply(loadtest_cluster, objs)
+    try:
+        with http_client(loadtest_cluster) as c:
+            uid = c.get(f"{mitigation.FC}/prioritylevelconfigurations/loadtest-agents"
+                        ).json()["metadata"]["uid"]
+
+            def classified():
+                r = c.get("/api/v1/namespaces/default/pods", headers={
+                    "Impersonate-User": f"system:serviceaccount:{NAMESPACE}:agent-1",
+                    "Impersonate-Group": f"system:serviceaccounts:{NAMESPACE}"})
+                return r.headers.get("X-Kubernetes-PF-PriorityLevel-UID") == uid
+
+            assert until(classified, "an agent's request to land in the new level", 30)
+    finally:
+        mitigation.remove(loadtest_cluster)

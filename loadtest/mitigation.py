@@ -1,0 +1,138 @@
+"""API Priority and Fairness objects that confine an agent, derived from a run's results.
+
+The agents get a PriorityLevelConfiguration of their own with a bounded share of the API
+server's concurrency and fair queuing, and a FlowSchema that matches every identity the
+harness gives agents (the agents' ServiceAccount group covers the shared token, per-agent
+tokens and impersonated per-agent users) with `distinguisherMethod: ByUser`, so one agent
+cannot starve the others. Objects are plain dicts, written as reviewable YAML.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadtest.agents.identity import GROUP, NAMESPACE
+from loadtest.clusters.base import Cluster, http_client
+from loadtest.errors import ClusterError, ConfigError
+
+FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
+NAME = "loadtest-agents"
+# Sum of nominalConcurrencyShares of Kubernetes 1.33's suggested priority levels
+# (exempt 0 + system 30 + leader-election 10 + node-high 40 + workload-high 40 +
+#  workload-low 100 + global-default 20 + catch-all 5).
+DEFAULT_SHARES_SUM = 245
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the mitigation aims at; `shares_of_server` is the agents' nominal share."""
+
+    shares_of_server: float = 0.10
+    queues: int = 64
+    hand_size: int = 6
+    queue_length_limit: int = 50
+    matching_precedence: int = 800  # after system/node/leader flows, before workload-low
+
+    def __post_init__(self) -> None:
+        if not 0 < self.shares_of_server < 1:
+            raise ConfigError("mitigation share must be between 0 and 1 (e.g. 0.1)")
+
+
+def shares_for(fraction: float, others_sum: int = DEFAULT_SHARES_SUM) -> int:
+    """nominalConcurrencyShares that give the new level `fraction` of the server's seats:
+    NCS / (others + NCS) = fraction."""
+    return max(1, math.ceil(fraction * others_sum / (1 - fraction)))
+
+
+def objects(plan: Plan, others_sum: int = DEFAULT_SHARES_SUM) -> list[dict[str, Any]]:
+    pl = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "PriorityLevelConfiguration",
+        "metadata": {"name": NAME, "labels": {"app.kubernetes.io/managed-by": "loadtest"}},
+        "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": shares_for(plan.shares_of_server, others_sum),
+            # Seats lent away in quiet times are not what protects the others; borrowing
+            # none keeps the agents inside their share when the server is busy.
+            "lendablePercent": 0, "borrowingLimitPercent": 0,
+            "limitResponse": {"type": "Queue", "queuing": {
+                "queues": plan.queues, "handSize": plan.hand_size,
+                "queueLengthLimit": plan.queue_length_limit}}}},
+    }
+    fs = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": NAME, "labels": {"app.kubernetes.io/managed-by": "loadtest"}},
+        "spec": {
+            "priorityLevelConfiguration": {"name": NAME},
+            "matchingPrecedence": plan.matching_precedence,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [{
+                "subjects": [
+                    {"kind": "Group", "group": {"name": GROUP}},
+                    {"kind": "ServiceAccount",
+                     "serviceAccount": {"namespace": NAMESPACE, "name": "*"}}],
+                "resourceRules": [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"],
+                                   "resources": ["*"], "clusterScope": True,
+                                   "namespaces": ["*"]}]}],
+        },
+    }
+    return [pl, fs]
+
+
+def from_results(summary: dict[str, Any], plan: Plan | None = None) -> tuple[list[dict], str]:
+    """Objects for a failing run, and why: the agent's share is set below what it took."""
+    plan = plan or Plan()
+    api = summary.get("measurements", {}).get("apiserver", {})
+    seats = api.get("apf", {}).get("executing_seats_max", {})
+    why = (f"profile {summary.get('config', {}).get('profile', '?')}: verdict "
+           f"{summary.get('verdict', '?')}; executing seats max by priority level {seats}; "
+           f"agents confined to {plan.shares_of_server:.0%} of the server's concurrency, "
+           "fair-queued by user")
+    return objects(plan), why
+
+
+def write_yaml(objs: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump_all(objs, sort_keys=False))
+    return path
+
+
+def _collection(obj: dict[str, Any]) -> str:
+    kind = obj["kind"]
+    return f"{FC}/{'prioritylevelconfigurations' if kind.startswith('Priority') else 'flowschemas'}"
+
+
+def apply(cluster: Cluster, objs: list[dict[str, Any]], dry_run: bool = False) -> list[str]:
+    """Create or replace the objects (the API server validates them; dry_run=True only
+    validates). Only for clusters the harness created."""
+    if not cluster.created_by_harness and not dry_run:
+        raise ClusterError(f"refusing to apply APF objects to {cluster.name!r}: not created "
+                           "by loadtest (review and apply the YAML yourself)")
+    params = {"dryRun": "All"} if dry_run else {}
+    done = []
+    with http_client(cluster) as c:
+        for obj in objs:
+            coll, name = _collection(obj), obj["metadata"]["name"]
+            r = c.post(coll, json=obj, params=params)
+            if r.status_code == 409:
+                cur = c.get(f"{coll}/{name}")
+                body = {**obj, "metadata": {**obj["metadata"],
+                                            "resourceVersion": cur.json()["metadata"][
+                                                "resourceVersion"]}}
+                r = c.put(f"{coll}/{name}", json=body, params=params)
+            if r.status_code not in (200, 201):
+                raise ClusterError(f"{obj['kind']} {name}: HTTP {r.status_code}: "
+                                   f"{r.json().get('message', r.text)[:300]}")
+            done.append(f"{obj['kind']}/{name}")
+    return done
+
+
+def remove(cluster: Cluster) -> None:
+    with http_client(cluster) as c:
+        for coll in (f"{FC}/flowschemas", f"{FC}/prioritylevelconfigurations"):
+            c.delete(f"{coll}/{NAME}")

@@ -1,0 +1,40 @@
+import pytest
+
+from loadtest import mitigation
+from loadtest.errors import ConfigError
+
+
+def test_shares_give_the_asked_fraction_of_the_server():
+    for fraction in (0.05, 0.1, 0.25):
+        ncs = mitigation.shares_for(fraction)
+        got = ncs / (mitigation.DEFAULT_SHARES_SUM + ncs)
+        assert fraction <= got < fraction + 0.01
+
+
+def test_flowschema_matches_every_agent_identity_and_queues_by_user():
+    pl, fs = mitigation.objects(mitigation.Plan(shares_of_server=0.1))
+    assert pl["spec"]["limited"]["nominalConcurrencyShares"] == 28
+    assert pl["spec"]["limited"]["limitResponse"]["type"] == "Queue"
+    spec = fs["spec"]
+    assert spec["priorityLevelConfiguration"]["name"] == pl["metadata"]["name"]
+    assert spec["distinguisherMethod"] == {"type": "ByUser"}
+    subjects = spec["rules"][0]["subjects"]
+    assert {"kind": "Group", "group": {"name": "system:serviceaccounts:loadtest-agents"}} in \
+        subjects
+    # before the suggested workload-low (9000) and global-default (9900) schemas
+    assert spec["matchingPrecedence"] < 9000
+
+
+def test_plan_from_recorded_results_says_why(recorded):
+    from loadtest.measurements import apiserver
+
+    summary = {"config": {"profile": "telemetry-v2"}, "verdict": "fail",
+               "measurements": {"apiserver": apiserver.summarize(
+                   recorded("apiserver-telemetry-v2.jsonl.gz"))}}
+    objs, why = mitigation.from_results(summary)
+    assert len(objs) == 2 and "telemetry-v2" in why and "verdict fail" in why
+
+
+def test_bad_share_is_refused():
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        mitigation.Plan(shares_of_server=1.5)
