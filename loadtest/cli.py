@@ -190,7 +190,39 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
     log(f"API server dry-run: {', '.join(mitigation.apply(cluster, objs, dry_run=True))} valid")
     if args.apply:
         log(f"applied: {', '.join(mitigation.apply(cluster, objs))}")
+    if args.rerun:
+        return _mitigation_rerun(args, cluster, objs, summary)
     return 0
+
+
+def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, objs: list[dict[str, object]],
+                      summary: dict[str, object]) -> int:
+    """The failing run's scenario again, without and with the objects, interleaved."""
+    from loadtest import mitigation
+    from loadtest.results import read_summary
+
+    cfg = config.parse(RunConfig, summary["config"], f"{args.results}/summary.json")
+    views: dict[str, list[dict[str, object]]] = {"without": [], "with": []}
+    try:
+        for _ in range(args.rounds):
+            for variant in ("without", "with"):
+                if variant == "with":
+                    mitigation.apply(cluster, objs)
+                else:
+                    mitigation.remove(cluster)
+                job = MainJob(make_provider(args), args.name, cfg,
+                              args.results / "mitigation" / variant, log)
+                views[variant].append(mitigation.others_view(read_summary(job.execute())))
+    finally:
+        mitigation.remove(cluster)
+    verdict, reasons = mitigation.verdict(views["without"][-1], views["with"][-1])
+    report = {"verdict": verdict, "reasons": reasons, "runs": views}
+    out = args.results / "mitigation" / "comparison.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    for variant, vs in views.items():
+        log(f"{variant:8} {json.dumps(vs[-1], default=str)}")
+    log(f"{verdict}: {'; '.join(reasons)} ({out})")
+    return 0 if verdict == "mitigation holds" else 1
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -291,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the agents' share of the API server's concurrency")
     mg.add_argument("--apply", action="store_true", help="apply to this harness's cluster")
     mg.add_argument("--remove", action="store_true", help="remove them again")
+    mg.add_argument("--rerun", action="store_true",
+                    help="rerun the scenario without and with them, interleaved, and judge")
+    mg.add_argument("--rounds", type=int, default=1, help="rerun rounds (each: without, with)")
     mg.set_defaults(func=cmd_mitigate)
 
     sm = sub.add_parser("summarize", help="rebuild a run's summary from its raw streams")

@@ -136,3 +136,48 @@ def remove(cluster: Cluster) -> None:
     with http_client(cluster) as c:
         for coll in (f"{FC}/flowschemas", f"{FC}/prioritylevelconfigurations"):
             c.delete(f"{coll}/{NAME}")
+
+
+def others_view(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the mitigation is for: how everyone but the agents fared in a run (pure)."""
+    m = summary.get("measurements", {})
+    api, dns = m.get("apiserver", {}), m.get("dns", {})
+    apf = api.get("apf", {})
+    others_rejected = sum(r["count"] for r in apf.get("rejected", [])
+                          if r["priority_level"] != NAME)
+    others_wait = [w for w in apf.get("wait", []) if w["priority_level"] not in (NAME, "exempt")]
+    slo = {r["name"]: r["status"] for r in summary.get("slo", [])}
+    agents = m.get("client", {}).get("agents", {})
+    return {
+        # agents only read: mutating latency and DNS are the others' experience
+        "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
+                                     and n not in ("client-failures", "api-throttling",
+                                                   "api-latency-read-cluster")),
+        "mutating_p99_s": max((r["p99_worst_window"] or 0 for r in api.get("latency", [])
+                               if r["verb"] in ("POST", "PUT", "PATCH", "DELETE")
+                               and r["metric"].endswith("sli_duration_seconds")), default=None),
+        "others_apf_rejected": others_rejected,
+        "others_apf_wait_p99_s": max((w["p99"] or 0 for w in others_wait), default=None),
+        "dns_error_rate": dns.get("error_rate"),
+        "dns_propagation_s": [p["seconds"] for p in dns.get("propagation", [])],
+        "harness_access_degraded": api.get("harness_access", {}).get("degraded"),
+        "agents_throttled_429": agents.get("throttled_429", 0),
+        "agents_apf_rejected": sum(r["count"] for r in apf.get("rejected", [])
+                                   if r["priority_level"] == NAME),
+    }
+
+
+def verdict(without: dict[str, Any], with_: dict[str, Any]) -> tuple[str, list[str]]:
+    """'holds' when, with the objects applied, nobody but the agents misses an SLO and the
+    break-glass path stays usable; reasons either way."""
+    reasons = []
+    if with_["others_slos_failed"]:
+        reasons.append(f"with mitigation, others still miss: {with_['others_slos_failed']}")
+    if with_["harness_access_degraded"]:
+        reasons.append("with mitigation, the break-glass identity's access degraded")
+    if not reasons:
+        reasons.append(f"others' SLOs held (without mitigation they missed: "
+                       f"{without['others_slos_failed'] or 'none'}); agents were throttled "
+                       f"{with_['agents_throttled_429']} times")
+        return "mitigation holds", reasons
+    return "mitigation does not hold", reasons

@@ -38,3 +38,30 @@ def test_plan_from_recorded_results_says_why(recorded):
 def test_bad_share_is_refused():
     with pytest.raises(ConfigError, match="between 0 and 1"):
         mitigation.Plan(shares_of_server=1.5)
+
+
+def test_verdict_holds_only_when_others_keep_their_slos():
+    bad = {"others_slos_failed": ["dns-errors"], "harness_access_degraded": False,
+           "agents_throttled_429": 0}
+    good = {"others_slos_failed": [], "harness_access_degraded": False,
+            "agents_throttled_429": 120}
+    v, reasons = mitigation.verdict(bad, good)
+    assert v == "mitigation holds" and "dns-errors" in reasons[0] and "120" in reasons[0]
+    v, reasons = mitigation.verdict(bad, bad)
+    assert v == "mitigation does not hold" and "dns-errors" in reasons[0]
+    v, _ = mitigation.verdict(bad, {**good, "harness_access_degraded": True})
+    assert v == "mitigation does not hold"
+
+
+def test_others_view_separates_agents_from_everyone_else():
+    summary = {"slo": [{"name": "dns-errors", "status": "fail"},
+                       {"name": "client-failures", "status": "fail"}],
+               "measurements": {"apiserver": {"apf": {
+                   "rejected": [{"priority_level": "loadtest-agents", "count": 7},
+                                {"priority_level": "workload-low", "count": 2}],
+                   "wait": [{"priority_level": "workload-high", "p99": 0.5},
+                            {"priority_level": "loadtest-agents", "p99": 9.0}]}}}}
+    v = mitigation.others_view(summary)
+    assert v["others_slos_failed"] == ["dns-errors"]
+    assert v["others_apf_rejected"] == 2 and v["agents_apf_rejected"] == 7
+    assert v["others_apf_wait_p99_s"] == 0.5
