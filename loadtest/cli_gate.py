@@ -118,7 +118,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_incident(args: argparse.Namespace) -> int:
     """Passes at a small inventory, fails at a large one, and names the cause (an e2e test)."""
-    sweep = _sweep(args, [args.small, args.large], "incident")
+    sizes = sorted({args.small, args.large, *(args.between or [])})
+    sweep = _sweep(args, sizes, "incident")
     small, large = sweep.points[0], sweep.points[-1]
     ok = small.verdict == "pass" and large.verdict == "fail"
     log(f"incident replay: {args.small} nodes {small.verdict}, {args.large} nodes "
@@ -186,4 +187,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _sweep_args(i)
     i.add_argument("--small", type=int, default=10, help="nodes where it must pass")
     i.add_argument("--large", type=int, default=100, help="nodes where it must fail")
+    i.add_argument("--between", type=lambda t: [int(x) for x in t.split(",") if x],
+                   help="sizes in between (e.g. 40): three sizes let the fit be checked")
     i.set_defaults(func=cmd_incident)

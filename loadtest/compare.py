@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from loadtest.errors import ConfigError
+from loadtest.errors import ConfigError, LoadtestError
 from loadtest.results import read_summary
 
 Values = dict[str, float | None]
@@ -453,7 +453,7 @@ def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
     sums_a = [read_summary(d) for d in base_dirs]
     sums_b = [read_summary(d) for d in cand_dirs]
     metrics_ = compare_values([v for v, _ in base], [v for v, _ in cand])
-    notes = sorted({n for _, ns in (*base, *cand) for n in ns})
+    notes = sorted({n for _, ns in (*base, *cand) for n in ns} | set(_short_runs(sums_a + sums_b)))
     return Comparison(
         baseline=_profile(sums_a), candidate=_profile(sums_b), rounds=len(base_dirs),
         interval=INTERVAL if len(base_dirs) > 1 else "one round: point estimates only",
@@ -462,6 +462,25 @@ def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
         runs={"baseline": [str(d) for d in base_dirs],
               "candidate": [str(d) for d in cand_dirs]},
         notes=notes, machine=machine or {})
+
+
+def _short_runs(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    """Runs shorter than a profile's slowest poll see only some agents poll: noisy costs."""
+    from loadtest.agents.profile import load_profile
+
+    out = []
+    for s in summaries:
+        cfg = s.get("config", {})
+        try:
+            polls = load_profile(cfg.get("profile", "")).polls
+        except LoadtestError:
+            continue
+        slowest = max((p.interval_seconds for p in polls), default=0.0)
+        if cfg.get("duration_s", 0) < slowest:
+            out.append(f"{cfg['profile']}: {cfg['duration_s']:g}s of load is shorter than its "
+                       f"{slowest:g}s poll interval; only some agents poll in a run "
+                       "(run at least one interval for steadier costs)")
+    return out
 
 
 def _profile(summaries: Sequence[dict[str, Any]]) -> str:

@@ -133,6 +133,7 @@ def run_plots(run_dir: Path, s: dict[str, Any]) -> list[str]:
         ax2 = ax.twinx()
         ax2.bar(_col(dts, "t"), _col(dts, "errors"), width=2, color="tab:red", alpha=.4)
         ax2.set_ylabel("failed probes")
+        ax2.set_ylim(0, max([1.0, *_col(dts, "errors")]) * 1.1)
         ax.legend(fontsize=8, loc="upper left")
         out.append(figure_tag(fig, "DNS probe latency (line) and failures (bars)"))
     return out
@@ -154,6 +155,11 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
     out = [f"SLO {r['name']}: measured {r['measured']} (expected {r['expected']})"
            + (f"; {'; '.join(r['violations'][:3])}" if r.get("violations") else "")
            for r in s.get("slo", []) if r["status"] != "pass"]
+    slow = sorted((r for r in m.get("apiserver", {}).get("latency", [])
+                   if r["metric"] == "apiserver_request_duration_seconds"
+                   and r["verb"] != "WATCH" and r["p99"] is not None), key=lambda r: -r["p99"])
+    out += [f"slowest at the API server: {r['verb']} {r['resource'] or '-'} scope={r['scope']}"
+            f" p99 {r['p99']:.3g}s over {r['count']:.0f} requests" for r in slow[:2]]
     client = m.get("client", {})
     sent = client.get("agents", {}).get("bytes") or {}
     counts = client.get("agents", {}).get("requests") or {}
