@@ -32,7 +32,7 @@ def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str,
         cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
                         spawn_rate=args.spawn_rate,
                         inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
-                        propagation_check=args.propagation)
+                        propagation_check=args.propagation, slo_file=args.slo or "")
         job = MainJob(provider, args.name, cfg, out_root, log,
                       allow_existing=args.allow_existing_cluster)
         return job.execute()
@@ -99,9 +99,11 @@ def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sw
     points = []
     for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
         agents = max(1, round(n * args.agents_per_node))
-        log(f"sweep: {n} nodes, {agents} agents")
+        load = compare.machine_load()
+        log(f"sweep: {n} nodes, {agents} agents (load average {load['loadavg_1m']:.1f} on "
+            f"{load['cpus']:g} cores)")
         run_dir = _runner(args, n, agents)(args.profile, out / "runs")
-        points.append(scaling.point_from_run(run_dir))
+        points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
     sweep = scaling.analyse(args.profile, points, cores=args.cores,
                             slo_list_p99_s=args.slo_list_p99)
     _write(out, "sweep.json", sweep.to_json())
@@ -122,8 +124,12 @@ def cmd_incident(args: argparse.Namespace) -> int:
     sweep = _sweep(args, sizes, "incident")
     small, large = sweep.points[0], sweep.points[-1]
     ok = small.verdict == "pass" and large.verdict == "fail"
-    log(f"incident replay: {args.small} nodes {small.verdict}, {args.large} nodes "
-        f"{large.verdict}: {'reproduced' if ok else 'NOT reproduced'}")
+    for p in (small, large):
+        log(f"incident replay: {p.nodes} nodes {p.verdict.upper()}"
+            + (f" ({', '.join(p.failed_slos)})" if p.failed_slos else "")
+            + (f", machine load average {p.loadavg_1m:.1f}" if p.loadavg_1m is not None else ""))
+    log("incident " + ("reproduced" if ok else "NOT reproduced: expected a pass at "
+                       f"{small.nodes} nodes and a failure at {large.nodes}"))
     return 0 if ok else 1
 
 
@@ -138,6 +144,7 @@ def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
     p.add_argument("--spawn-rate", type=float, default=50)
     p.add_argument("--propagation", action="store_true",
                    help="also time a new Service's DNS propagation (adds ~60 s per run)")
+    p.add_argument("--slo", help="SLO file overriding the defaults (e.g. for a busy machine)")
     p.add_argument("--out", type=Path, default=Path("results"))
 
 

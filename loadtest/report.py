@@ -343,7 +343,8 @@ def growth_lines(sw: Sweep) -> list[str]:
 
 def write_sweep_report(sw: Sweep, out: Path) -> Path:
     rows = [(p.nodes, p.agents, p.cpu_cores, p.cpu_per_agent, p.bytes_per_agent_s,
-             p.list_p99_s, p.verdict, ", ".join(p.failed_slos)) for p in sw.points]
+             p.list_p99_s, p.verdict, ", ".join(p.failed_slos), p.loadavg_1m)
+            for p in sw.points]
     largest = sw.points[-1]
     cause: list[str] = []
     if largest.run_dir and (Path(largest.run_dir) / "summary.json").exists():
@@ -355,7 +356,8 @@ def write_sweep_report(sw: Sweep, out: Path) -> Path:
         (f"Cause at {largest.nodes} nodes", items(cause)),
         ("Plots", "".join(sweep_plots(sw))),
         ("Points", table(("nodes", "agents", "API server cores", "cores/agent above idle",
-                          "bytes/agent/s", "LIST p99 s", "verdict", "failed SLOs"), rows)),
+                          "bytes/agent/s", "LIST p99 s", "verdict", "failed SLOs",
+                          "machine load avg"), rows)),
         ("Runs", items(p.run_dir for p in sw.points))])
     path = out / "report.html"
     path.write_text(html_)

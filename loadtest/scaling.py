@@ -35,9 +35,10 @@ class Point:
     verdict: str
     failed_slos: list[str] = field(default_factory=list)
     run_dir: str = ""
+    loadavg_1m: float | None = None  # the machine's, as the run started
 
 
-def point_from_run(run_dir: Path) -> Point:
+def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
     s = read_summary(run_dir)
     v, _ = run_costs(run_dir)
     cfg = s.get("config", {})
@@ -46,7 +47,7 @@ def point_from_run(run_dir: Path) -> Point:
                  bytes_per_agent_s=v["bytes_per_agent_s"], list_p99_s=v["p99_list"],
                  verdict=s.get("verdict", "?"),
                  failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
-                 run_dir=str(run_dir))
+                 run_dir=str(run_dir), loadavg_1m=loadavg_1m)
 
 
 @dataclass(frozen=True)
