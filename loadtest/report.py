@@ -293,7 +293,9 @@ def load_comparison(d: Path) -> compare.Comparison:
 # --- a sweep ------------------------------------------------------------------------------
 
 def sweep_plots(sw: Sweep) -> list[str]:
-    pts = sw.points
+    pts = sw.fitted
+    if not pts:
+        return []
     ns = [p.nodes for p in pts]
     grid = [max(ns) * 2 * i / 50 for i in range(51)]
     if sw.saturation_nodes:
@@ -330,7 +332,9 @@ def sweep_plots(sw: Sweep) -> list[str]:
 
 def growth_lines(sw: Sweep) -> list[str]:
     """How cost grew with node count, smallest to largest size."""
-    a, b = sw.points[0], sw.points[-1]
+    if len(sw.fitted) < 2:
+        return []
+    a, b = sw.fitted[0], sw.fitted[-1]
     out = []
     for what, x, y in (("bytes per agent per s", a.bytes_per_agent_s, b.bytes_per_agent_s),
                        ("API server cores", a.cpu_cores, b.cpu_cores),

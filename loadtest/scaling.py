@@ -36,6 +36,20 @@ class Point:
     failed_slos: list[str] = field(default_factory=list)
     run_dir: str = ""
     loadavg_1m: float | None = None  # the machine's, as the run started
+    invalid: str = ""  # why the run measured no agent load ("" when it did)
+
+
+def invalid_reason(s: dict[str, Any]) -> str:
+    """A run whose agents never got going measured the cluster, not the agents: keep it out
+    of the fit (it still counts for the SLO verdict)."""
+    client = s.get("measurements", {}).get("client", {})
+    agents = s.get("config", {}).get("agents", 0)
+    synced = client.get("agents", {}).get("agents_synced")
+    if not client.get("requests"):
+        return "the agents sent no request (setup failed?)"
+    if synced is not None and agents and synced < 0.9 * agents:
+        return f"only {synced} of {agents} agents synced"
+    return ""
 
 
 def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
@@ -47,7 +61,7 @@ def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
                  bytes_per_agent_s=v["bytes_per_agent_s"], list_p99_s=v["p99_list"],
                  verdict=s.get("verdict", "?"),
                  failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
-                 run_dir=str(run_dir), loadavg_1m=loadavg_1m)
+                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(s))
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,16 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> Line:
     return Line(line.intercept, slope, 1 - ss_res / ss_tot if ss_tot > 0 and n > 2 else None)
 
 
+def fit_nonnegative(xs: Sequence[float], ys: Sequence[float]) -> Line:
+    """Least squares with the intercept held at 0 or above: a cost at zero nodes cannot be
+    negative, and noise on small sizes otherwise bends the law into nonsense."""
+    line = fit_line(xs, ys)
+    if line.intercept >= 0:
+        return line
+    slope = sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
+    return Line(0.0, slope, None)
+
+
 def saturation_nodes(per_agent: Line, agents_per_node: float, cores: float) -> float | None:
     """Smallest N with agents_per_node * N * (a + b*N) >= cores; None if cost never grows."""
     qa, qb = agents_per_node * per_agent.slope, agents_per_node * per_agent.intercept
@@ -100,7 +124,8 @@ class Check:
 
     @property
     def error(self) -> float:
-        return (self.measured - self.predicted) / self.predicted if self.predicted else math.inf
+        """How far the prediction was from the measurement, as a share of the measurement."""
+        return (self.predicted - self.measured) / self.measured if self.measured else math.inf
 
 
 @dataclass
@@ -118,6 +143,10 @@ class Sweep:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def fitted(self) -> list[Point]:
+        return [p for p in self.points if not p.invalid]
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["checks"] = [{**asdict(c), "error": c.error} for c in self.checks]
@@ -125,7 +154,8 @@ class Sweep:
 
     def lines(self) -> list[str]:
         out = [f"sweep {self.profile}: " + ", ".join(
-            f"{p.nodes} nodes {p.verdict}" for p in self.points)]
+            f"{p.nodes} nodes {p.verdict}" + (" (not fitted)" if p.invalid else "")
+            for p in self.points)]
         if self.cpu_fit:
             out.append(f"  API server CPU per agent = {self.cpu_fit.intercept:.3g} + "
                        f"{self.cpu_fit.slope:.3g}*N cores; saturates {self.cores:g} cores at "
@@ -151,16 +181,19 @@ def _fit(points: Sequence[Point], attr: str, square: bool = False) -> Line | Non
            if getattr(p, attr) is not None]
     if len({x for x, _ in pts}) < 2:
         return None
-    return fit_line([x for x, _ in pts], [y for _, y in pts])
+    return fit_nonnegative([x for x, _ in pts], [y for _, y in pts])
 
 
 def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
             slo_list_p99_s: float = 30.0) -> Sweep:
     """Fit the sweep; with three sizes or more, check the fit of the rest on the largest."""
-    pts = sorted(points, key=lambda p: p.nodes)
+    everything = sorted(points, key=lambda p: p.nodes)
+    pts = [p for p in everything if not p.invalid]
     ratios = {round(p.agents / p.nodes, 6) for p in pts if p.nodes}
-    sw = Sweep(profile, pts, cores or float(os.cpu_count() or 1), slo_list_p99_s,
+    sw = Sweep(profile, everything, cores or float(os.cpu_count() or 1), slo_list_p99_s,
                agents_per_node=min(ratios) if ratios else 1.0)
+    sw.notes += [f"{p.nodes} nodes left out of the fit: {p.invalid}" for p in everything
+                 if p.invalid]
     if len(ratios) > 1:
         sw.notes.append(f"agents per node vary ({sorted(ratios)}): the total uses the lowest")
     sw.cpu_fit = _fit(pts, "cpu_per_agent")
@@ -173,7 +206,7 @@ def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
     if len(pts) >= 3:
         sw.checks = _holdout(pts)
     else:
-        sw.notes.append("two sizes: the fit goes through both; a third size checks it")
+        sw.notes.append(f"{len(pts)} valid size(s): a third checks the fit")
     if any(p.cpu_cores is not None and p.cpu_cores > 0.8 * sw.cores for p in pts):
         sw.notes.append("the API server used > 80% of the cores at some size: past saturation "
                         "per-agent cost is capped by the machine, not the agent")
@@ -196,7 +229,9 @@ def _holdout(pts: Sequence[Point]) -> list[Check]:
 
 
 def load_sweep(d: Path) -> Sweep:
+    """A sweep re-analysed; points are re-read from their runs when those are still there."""
     data = json.loads((d / "sweep.json").read_text())
-    sw = analyse(data["profile"], [Point(**p) for p in data["points"]], data["cores"],
-                 data["slo_list_p99_s"])
-    return sw
+    points = [point_from_run(Path(p["run_dir"]), p.get("loadavg_1m"))
+              if p.get("run_dir") and (Path(p["run_dir"]) / "summary.json").exists()
+              else Point(**p) for p in data["points"]]
+    return analyse(data["profile"], points, data["cores"], data["slo_list_p99_s"])

@@ -48,7 +48,7 @@ def test_agents_per_node_scales_the_total() -> None:
     assert sw.agents_per_node == 2.0
     expected = (-2 * A + math.sqrt(4 * A * A + 16 * B)) / (4 * B)
     assert sw.saturation_nodes == pytest.approx(expected)
-    assert any("two sizes" in n for n in sw.notes)
+    assert any("2 valid size(s)" in n for n in sw.notes)
 
 
 def test_check_shows_a_wrong_model() -> None:
@@ -56,10 +56,21 @@ def test_check_shows_a_wrong_model() -> None:
     pts = [_point(20), _point(50), _point(100), _point(200, noise=0.3)]
     check = next(c for c in scaling.analyse("x", pts, cores=2).checks
                  if c.what.startswith("API server cores"))
-    assert check.error == pytest.approx(0.3)
+    assert check.error == pytest.approx((1 - 1.3) / 1.3)  # predicted 23 % under measured
 
 
 def test_flat_cost_never_saturates_by_growth() -> None:
     assert scaling.saturation_nodes(scaling.Line(0.01, 0.0, None), 1.0, 2.0) == \
         pytest.approx(200)
     assert scaling.saturation_nodes(scaling.Line(0.0, 0.0, None), 1.0, 2.0) is None
+
+
+def test_negative_intercept_is_clamped_and_broken_runs_left_out() -> None:
+    pts = [_point(20), _point(50), _point(100)]
+    pts[0].cpu_per_agent = -0.0005  # idle subtraction noise on a small size
+    broken = scaling.Point(70, 70, 0.01, None, None, 0.02, "fail", invalid="no request")
+    sw = scaling.analyse("x", [*pts, broken], cores=2)
+    assert sw.cpu_fit and sw.cpu_fit.intercept == 0.0 and sw.cpu_fit.slope > 0
+    assert [p.nodes for p in sw.fitted] == [20, 50, 100] and len(sw.points) == 4
+    assert any("70 nodes left out of the fit: no request" in n for n in sw.notes)
+    assert "70 nodes fail (not fitted)" in sw.lines()[0]
