@@ -297,16 +297,15 @@ def sweep_plots(sw: Sweep) -> list[str]:
     if not pts:
         return []
     ns = [p.nodes for p in pts]
-    grid = [max(ns) * 2 * i / 50 for i in range(51)]
-    if sw.saturation_nodes:
-        grid = [min(max(ns) * 2, sw.saturation_nodes * 1.3) * i / 50 for i in range(51)]
+    # Far enough to show the predicted breaks, not so far that the measured points vanish.
+    end = min(10 * max(ns), max(2 * max(ns), 1.15 * (sw.saturation_nodes or 0),
+                                1.15 * (sw.slo_break_nodes or 0)))
+    grid = [end * i / 50 for i in range(51)]
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.6))
     ax = axs[0]
     ax.plot(ns, [p.cpu_cores for p in pts], "o", label="measured")
     if sw.cpu_fit:
-        fit = sw.cpu_fit
-        ax.plot(grid, [sw.agents_per_node * n * fit(n) for n in grid], "-",
-                label="fit: r*N*(a+bN)")
+        ax.plot(grid, [sw.total_cpu(n) for n in grid], "-", label="fit: idle + r*N*(a+bN)")
         ax.axhline(sw.cores, color="r", ls=":", label=f"{sw.cores:g} cores")
         if sw.saturation_nodes:
             ax.axvline(sw.saturation_nodes, color="r", alpha=.4)
@@ -322,6 +321,8 @@ def sweep_plots(sw: Sweep) -> list[str]:
     if sw.p99_fit:
         ax.plot(grid, [sw.p99_fit(n * n) for n in grid], "-", label="fit: p0+p2*N^2")
     ax.axhline(sw.slo_list_p99_s, color="r", ls=":", label="SLO")
+    if sw.slo_break_nodes:
+        ax.axvline(sw.slo_break_nodes, color="r", alpha=.4)
     ax.set(title="LIST p99 (s)", xlabel="nodes")
     ax.legend(fontsize=7)
     for a in axs:

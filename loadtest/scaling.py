@@ -135,6 +135,7 @@ class Sweep:
     cores: float
     slo_list_p99_s: float
     agents_per_node: float
+    idle_cores: float = 0.0  # API server CPU with no agents, averaged over the sizes
     cpu_fit: Line | None = None
     bytes_fit: Line | None = None
     p99_fit: Line | None = None
@@ -147,6 +148,12 @@ class Sweep:
     def fitted(self) -> list[Point]:
         return [p for p in self.points if not p.invalid]
 
+    def total_cpu(self, nodes: float) -> float | None:
+        """The fitted API server CPU at a size: idle + r*N*(a + b*N)."""
+        if self.cpu_fit is None:
+            return None
+        return self.idle_cores + self.agents_per_node * nodes * self.cpu_fit(nodes)
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["checks"] = [{**asdict(c), "error": c.error} for c in self.checks]
@@ -158,8 +165,8 @@ class Sweep:
             for p in self.points)]
         if self.cpu_fit:
             out.append(f"  API server CPU per agent = {self.cpu_fit.intercept:.3g} + "
-                       f"{self.cpu_fit.slope:.3g}*N cores; saturates {self.cores:g} cores at "
-                       f"N ~ {_n(self.saturation_nodes)}")
+                       f"{self.cpu_fit.slope:.3g}*N cores (+ {self.idle_cores:.2g} idle); "
+                       f"saturates {self.cores:g} cores at N ~ {_n(self.saturation_nodes)}")
         if self.bytes_fit:
             out.append(f"  bytes per agent per s = {self.bytes_fit.intercept:.4g} + "
                        f"{self.bytes_fit.slope:.4g}*N")
@@ -199,8 +206,12 @@ def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
     sw.cpu_fit = _fit(pts, "cpu_per_agent")
     sw.bytes_fit = _fit(pts, "bytes_per_agent_s")
     sw.p99_fit = _fit(pts, "list_p99_s", square=True)
+    idle = [p.cpu_cores - p.agents * p.cpu_per_agent for p in pts
+            if p.cpu_cores is not None and p.cpu_per_agent is not None]
+    sw.idle_cores = max(0.0, sum(idle) / len(idle)) if idle else 0.0
     if sw.cpu_fit:
-        sw.saturation_nodes = saturation_nodes(sw.cpu_fit, sw.agents_per_node, sw.cores)
+        sw.saturation_nodes = saturation_nodes(sw.cpu_fit, sw.agents_per_node,
+                                               sw.cores - sw.idle_cores)
     if sw.p99_fit:
         sw.slo_break_nodes = slo_break_nodes(sw.p99_fit, slo_list_p99_s)
     if len(pts) >= 3:

@@ -74,3 +74,14 @@ def test_negative_intercept_is_clamped_and_broken_runs_left_out() -> None:
     assert [p.nodes for p in sw.fitted] == [20, 50, 100] and len(sw.points) == 4
     assert any("70 nodes left out of the fit: no request" in n for n in sw.notes)
     assert "70 nodes fail (not fitted)" in sw.lines()[0]
+
+
+def test_idle_cpu_is_taken_off_the_capacity() -> None:
+    idle = 0.25
+    pts = [_point(n) for n in (20, 50, 100)]
+    for p in pts:
+        p.cpu_cores = (p.cpu_cores or 0) + idle
+    sw = scaling.analyse("x", pts, cores=2.0)
+    assert sw.idle_cores == pytest.approx(idle)
+    assert sw.saturation_nodes == pytest.approx((-A + math.sqrt(A * A + 4 * B * 1.75)) / (2 * B))
+    assert sw.total_cpu(sw.saturation_nodes or 0) == pytest.approx(2.0)
