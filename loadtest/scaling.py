@@ -174,7 +174,8 @@ class Sweep:
             out.append(f"  LIST p99 = {self.p99_fit.intercept:.3g} + {self.p99_fit.slope:.3g}*N^2"
                        f" s; reaches {self.slo_list_p99_s:g} s at N ~ {_n(self.slo_break_nodes)}")
         out += [f"  check at {c.nodes} nodes: {c.what} predicted {c.predicted:.4g}, measured "
-                f"{c.measured:.4g} ({c.error:+.0%})" for c in self.checks]
+                f"{c.measured:.4g} (prediction off by {c.error:+.0%} of the measurement)"
+                for c in self.checks]
         out += [f"  note: {n}" for n in self.notes]
         return out
 
