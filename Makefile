@@ -101,3 +101,37 @@ test-e2e: node-image
 .PHONY: refagent
 refagent: venv
 	$(LOADTEST) tools build refagent
+
+# --- rollout gate: compare two agent versions, scaling sweep, incident replay, reports ---
+# Each makes its own cluster $(GATE_NAME) on $(PROVIDER) and removes it afterwards, keeping
+# the exit code (0: pass; 1: a budget, SLO or the replay's expectation failed).
+.PHONY: compare sweep incident report
+GATE_NAME ?= gate-$(PROVIDER)
+BASELINE ?= telemetry-v1
+CANDIDATE ?= telemetry-v2
+ROUNDS ?= 3
+BUDGETS ?= --budget apiserver_cpu:+10% --budget p99_list:+20%
+GATE_ARGS ?= --nodes 30 --agents 30 --duration 30
+SIZES ?= 20,50,100
+INCIDENT_LARGE ?= 100
+INCIDENT_BETWEEN ?= 40
+RESULTS ?= results
+GATE_TARGET = --provider $(PROVIDER) --name $(GATE_NAME) --out $(RESULTS)
+GATE_DOWN = $(LOADTEST) cluster down --provider $(PROVIDER) --name $(GATE_NAME)
+
+compare: tools
+	$(LOADTEST) compare $(GATE_TARGET) --baseline $(BASELINE) --candidate $(CANDIDATE) \
+	  --rounds $(ROUNDS) $(BUDGETS) $(GATE_ARGS); rc=$$?; $(GATE_DOWN); exit $$rc
+
+sweep: tools
+	$(LOADTEST) sweep $(GATE_TARGET) --profile $(CANDIDATE) --sizes $(SIZES) \
+	  --duration 30; rc=$$?; $(GATE_DOWN); exit $$rc
+
+incident: tools
+	$(LOADTEST) incident $(GATE_TARGET) --profile telemetry-v2 --small 10 \
+	  --large $(INCIDENT_LARGE) --between $(INCIDENT_BETWEEN) \
+	  --duration 30 --propagation; rc=$$?; $(GATE_DOWN); exit $$rc
+
+# make report DIR=results/<run, comparison or sweep folder>
+report: venv
+	$(LOADTEST) report $(DIR)

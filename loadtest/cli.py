@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("results", type=Path)
     v.add_argument("--slo")
     v.set_defaults(func=cmd_verdict)
+    from loadtest import cli_gate  # the rollout gate's commands (compare, report, sweep, ...)
+    cli_gate.register(sub)
     return p
 
 

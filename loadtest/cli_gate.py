@@ -1,0 +1,199 @@
+"""The rollout gate's subcommands: compare, compare-results, report, sweep, incident.
+
+Kept apart from cli.py so both can change independently; cli.build_parser calls `register`.
+Each command returns 0 on a passing verdict and 1 on a failing one, for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest import compare, report, scaling
+from loadtest.cli import _cluster_target_args, log, make_provider
+from loadtest.config import InventorySpec
+from loadtest.run import MainJob, RunConfig
+
+
+def _out_dir(root: Path, label: str) -> Path:
+    d = root / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{label}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str, Path], Path]:
+    """One bounded main-job run per call, on the named cluster, same inventory every time."""
+    provider = make_provider(args)
+
+    def run(profile: str, out_root: Path) -> Path:
+        cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
+                        spawn_rate=args.spawn_rate,
+                        inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
+                        propagation_check=args.propagation, slo_file=args.slo or "")
+        job = MainJob(provider, args.name, cfg, out_root, log,
+                      allow_existing=args.allow_existing_cluster)
+        return job.execute()
+
+    return run
+
+
+def _write(out: Path, name: str, data: dict[str, object]) -> Path:
+    p = out / name
+    p.write_text(json.dumps(data, indent=2, default=str))
+    return p
+
+
+def _finish_comparison(c: compare.Comparison, out: Path) -> int:
+    _write(out, "comparison.json", c.to_json())
+    html = report.write_comparison_report(c, out)
+    for line in c.lines():
+        print(line)
+    log(f"comparison: {out / 'comparison.json'}; report: {html}")
+    return 0 if c.verdict == "pass" else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    budgets = compare.parse_budgets(args.budget or compare.DEFAULT_BUDGETS)
+    out = _out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}")
+    run = _runner(args, args.nodes, args.agents)
+    a, b, machine = compare.interleave(args.baseline, args.candidate, args.rounds, out, run, log)
+    return _finish_comparison(compare.compare_runs(a, b, budgets, machine), out)
+
+
+def cmd_compare_results(args: argparse.Namespace) -> int:
+    budgets = compare.parse_budgets(args.budget or compare.DEFAULT_BUDGETS)
+    c = compare.compare_runs(compare.run_dirs(args.baseline_dir),
+                             compare.run_dirs(args.candidate_dir), budgets)
+    out = args.out or _out_dir(Path("results"), "compare-results")
+    out.mkdir(parents=True, exist_ok=True)
+    return _finish_comparison(c, out)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    d: Path = args.results
+    if (d / "comparison.json").exists():
+        path = report.write_comparison_report(report.load_comparison(d), d)
+    elif (d / "sweep.json").exists():
+        path = report.write_sweep_report(scaling.load_sweep(d), d)
+    else:
+        path = report.write_run_report(d)
+    print(path)
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 20,50,100, got {text!r}") from None
+    if len(sizes) < 2 or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("a sweep needs at least two positive sizes")
+    return sizes
+
+
+def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sweep:
+    out = _out_dir(args.out, f"{label}-{args.profile}")
+    points = []
+    for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
+        agents = max(1, round(n * args.agents_per_node))
+        load = compare.machine_load()
+        log(f"sweep: {n} nodes, {agents} agents (load average {load['loadavg_1m']:.1f} on "
+            f"{load['cpus']:g} cores)")
+        run_dir = _runner(args, n, agents)(args.profile, out / "runs")
+        points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
+    sweep = scaling.analyse(args.profile, points, cores=args.cores,
+                            slo_list_p99_s=args.slo_list_p99)
+    _write(out, "sweep.json", sweep.to_json())
+    for line in sweep.lines():
+        print(line)
+    log(f"sweep: {out / 'sweep.json'}; report: {report.write_sweep_report(sweep, out)}")
+    return sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    _sweep(args, args.sizes, "sweep")
+    return 0
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    """Passes at a small inventory, fails at a large one, and names the cause (an e2e test)."""
+    sizes = sorted({args.small, args.large, *(args.between or [])})
+    sweep = _sweep(args, sizes, "incident")
+    small, large = sweep.points[0], sweep.points[-1]
+    ok = small.verdict == "pass" and large.verdict == "fail"
+    for p in (small, large):
+        log(f"incident replay: {p.nodes} nodes {p.verdict.upper()}"
+            + (f" ({', '.join(p.failed_slos)})" if p.failed_slos else "")
+            + (f", machine load average {p.loadavg_1m:.1f}" if p.loadavg_1m is not None else ""))
+    log("incident " + ("reproduced" if ok else "NOT reproduced: expected a pass at "
+                       f"{small.nodes} nodes and a failure at {large.nodes}"))
+    return 0 if ok else 1
+
+
+def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
+    _cluster_target_args(p)
+    p.set_defaults(name="gate")
+    if agents:
+        p.add_argument("--agents", type=int, default=20, help="agents per run")
+        p.add_argument("--nodes", type=int, default=20, help="inventory: fake nodes")
+    p.add_argument("--pods-per-node", type=int, default=10)
+    p.add_argument("--duration", type=float, default=30, help="seconds of load per run")
+    p.add_argument("--spawn-rate", type=float, default=50)
+    p.add_argument("--propagation", action="store_true",
+                   help="also time a new Service's DNS propagation (adds ~60 s per run)")
+    p.add_argument("--slo", help="SLO file overriding the defaults (e.g. for a busy machine)")
+    p.add_argument("--out", type=Path, default=Path("results"))
+
+
+def _budget_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", action="append", metavar="RULE",
+                   help="METRIC:+N%%, METRIC:+N or METRIC:<=N (repeatable; default: "
+                        f"{' '.join(compare.DEFAULT_BUDGETS)}); metrics: "
+                        f"{', '.join(compare.METRICS)}")
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    _load_args(p, agents=False)
+    p.add_argument("--profile", default="telemetry-v2")
+    p.add_argument("--agents-per-node", type=float, default=1.0)
+    p.add_argument("--cores", type=float, default=None,
+                   help="API server cores available (default: this machine's)")
+    p.add_argument("--slo-list-p99", type=float, default=30.0,
+                   help="LIST p99 SLO in seconds (cluster scope: 30)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("compare", help="interleaved runs of two profiles, verdict on budgets")
+    _load_args(c)
+    c.add_argument("--baseline", required=True, help="profile A (e.g. telemetry-v1)")
+    c.add_argument("--candidate", required=True, help="profile B (e.g. telemetry-v2)")
+    c.add_argument("--rounds", type=int, default=2, help="A,B pairs (>= 2 for an interval)")
+    _budget_arg(c)
+    c.set_defaults(func=cmd_compare)
+
+    cr = sub.add_parser("compare-results", help="compare two existing results folders")
+    cr.add_argument("baseline_dir", type=Path, help="a run, or a folder of runs (rounds)")
+    cr.add_argument("candidate_dir", type=Path)
+    cr.add_argument("--out", type=Path, help="where comparison.json and the report go")
+    _budget_arg(cr)
+    cr.set_defaults(func=cmd_compare_results)
+
+    r = sub.add_parser("report", help="HTML report of a run, comparison or sweep folder")
+    r.add_argument("results", type=Path)
+    r.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("sweep", help="runs over inventory sizes, scaling fit, break point")
+    _sweep_args(s)
+    s.add_argument("--sizes", type=_sizes, default=[20, 50, 100], help="node counts")
+    s.set_defaults(func=cmd_sweep)
+
+    i = sub.add_parser("incident", help="replay the incident: pass small, fail large")
+    _sweep_args(i)
+    i.add_argument("--small", type=int, default=10, help="nodes where it must pass")
+    i.add_argument("--large", type=int, default=100, help="nodes where it must fail")
+    i.add_argument("--between", type=lambda t: [int(x) for x in t.split(",") if x],
+                   help="sizes in between (e.g. 40): three sizes let the fit be checked")
+    i.set_defaults(func=cmd_incident)

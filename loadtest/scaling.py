@@ -1,0 +1,249 @@
+"""The scaling law: cost against node count, fitted, and the node count where things break.
+
+Model (why): an agent that LISTs cluster-wide objects pays for every object, so its cost is
+linear in the cluster's size, c(N) = a + b*N; with one agent per node the total is
+r*N*(a + b*N), quadratic. The API server saturates where that total reaches the cores it
+has. LIST latency below saturation follows total work, so p99(N) = p0 + p2*N^2 is fitted
+for the SLO. Both are checked: with three sizes or more, the fit of all but the largest
+predicts the largest, and the measured value is set against the prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest.compare import run_costs
+from loadtest.results import read_summary
+
+
+@dataclass
+class Point:
+    """One sweep run, reduced to what the fit needs (and what the report shows)."""
+
+    nodes: int
+    agents: int
+    cpu_cores: float | None  # API server, during load
+    cpu_per_agent: float | None  # above idle
+    bytes_per_agent_s: float | None
+    list_p99_s: float | None
+    verdict: str
+    failed_slos: list[str] = field(default_factory=list)
+    run_dir: str = ""
+    loadavg_1m: float | None = None  # the machine's, as the run started
+    invalid: str = ""  # why the run measured no agent load ("" when it did)
+
+
+def invalid_reason(s: dict[str, Any]) -> str:
+    """A run whose agents never got going measured the cluster, not the agents: keep it out
+    of the fit (it still counts for the SLO verdict)."""
+    client = s.get("measurements", {}).get("client", {})
+    agents = s.get("config", {}).get("agents", 0)
+    synced = client.get("agents", {}).get("agents_synced")
+    if not client.get("requests"):
+        return "the agents sent no request (setup failed?)"
+    if synced is not None and agents and synced < 0.9 * agents:
+        return f"only {synced} of {agents} agents synced"
+    return ""
+
+
+def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
+    s = read_summary(run_dir)
+    v, _ = run_costs(run_dir)
+    cfg = s.get("config", {})
+    return Point(nodes=cfg.get("inventory", {}).get("nodes", 0), agents=cfg.get("agents", 0),
+                 cpu_cores=v["apiserver_cpu"], cpu_per_agent=v["apiserver_cpu_per_agent"],
+                 bytes_per_agent_s=v["bytes_per_agent_s"], list_p99_s=v["p99_list"],
+                 verdict=s.get("verdict", "?"),
+                 failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
+                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(s))
+
+
+@dataclass(frozen=True)
+class Line:
+    """y = intercept + slope * x, by least squares."""
+
+    intercept: float
+    slope: float
+    r2: float | None
+
+    def __call__(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float]) -> Line:
+    if len(xs) < 2 or len(set(xs)) < 2:
+        raise ValueError("a fit needs at least two distinct x values")
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    line = Line(my - slope * mx, slope, None)
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - line(x)) ** 2 for x, y in zip(xs, ys, strict=True))
+    return Line(line.intercept, slope, 1 - ss_res / ss_tot if ss_tot > 0 and n > 2 else None)
+
+
+def fit_nonnegative(xs: Sequence[float], ys: Sequence[float]) -> Line:
+    """Least squares with the intercept held at 0 or above: a cost at zero nodes cannot be
+    negative, and noise on small sizes otherwise bends the law into nonsense."""
+    line = fit_line(xs, ys)
+    if line.intercept >= 0:
+        return line
+    slope = sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
+    return Line(0.0, slope, None)
+
+
+def saturation_nodes(per_agent: Line, agents_per_node: float, cores: float) -> float | None:
+    """Smallest N with agents_per_node * N * (a + b*N) >= cores; None if cost never grows."""
+    qa, qb = agents_per_node * per_agent.slope, agents_per_node * per_agent.intercept
+    if qa > 0:
+        return (-qb + math.sqrt(qb * qb + 4 * qa * cores)) / (2 * qa)
+    return cores / qb if qb > 0 else None
+
+
+def slo_break_nodes(p99: Line, slo_s: float) -> float | None:
+    """N where p0 + p2*N^2 reaches the SLO (p99 fitted against N squared)."""
+    if p99.slope <= 0:
+        return None
+    left = (slo_s - p99.intercept) / p99.slope
+    return math.sqrt(left) if left > 0 else 0.0
+
+
+@dataclass
+class Check:
+    nodes: int
+    what: str
+    predicted: float
+    measured: float
+
+    @property
+    def error(self) -> float:
+        """How far the prediction was from the measurement, as a share of the measurement."""
+        return (self.predicted - self.measured) / self.measured if self.measured else math.inf
+
+
+@dataclass
+class Sweep:
+    profile: str
+    points: list[Point]
+    cores: float
+    slo_list_p99_s: float
+    agents_per_node: float
+    idle_cores: float = 0.0  # API server CPU with no agents, averaged over the sizes
+    cpu_fit: Line | None = None
+    bytes_fit: Line | None = None
+    p99_fit: Line | None = None
+    saturation_nodes: float | None = None
+    slo_break_nodes: float | None = None
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fitted(self) -> list[Point]:
+        return [p for p in self.points if not p.invalid]
+
+    def total_cpu(self, nodes: float) -> float | None:
+        """The fitted API server CPU at a size: idle + r*N*(a + b*N)."""
+        if self.cpu_fit is None:
+            return None
+        return self.idle_cores + self.agents_per_node * nodes * self.cpu_fit(nodes)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["checks"] = [{**asdict(c), "error": c.error} for c in self.checks]
+        return d
+
+    def lines(self) -> list[str]:
+        out = [f"sweep {self.profile}: " + ", ".join(
+            f"{p.nodes} nodes {p.verdict}" + (" (not fitted)" if p.invalid else "")
+            for p in self.points)]
+        if self.cpu_fit:
+            out.append(f"  API server CPU per agent = {self.cpu_fit.intercept:.3g} + "
+                       f"{self.cpu_fit.slope:.3g}*N cores (+ {self.idle_cores:.2g} idle); "
+                       f"saturates {self.cores:g} cores at N ~ {_n(self.saturation_nodes)}")
+        if self.bytes_fit:
+            out.append(f"  bytes per agent per s = {self.bytes_fit.intercept:.4g} + "
+                       f"{self.bytes_fit.slope:.4g}*N")
+        if self.p99_fit:
+            out.append(f"  LIST p99 = {self.p99_fit.intercept:.3g} + {self.p99_fit.slope:.3g}*N^2"
+                       f" s; reaches {self.slo_list_p99_s:g} s at N ~ {_n(self.slo_break_nodes)}")
+        out += [f"  check at {c.nodes} nodes: {c.what} predicted {c.predicted:.4g}, measured "
+                f"{c.measured:.4g} (prediction off by {c.error:+.0%} of the measurement)"
+                for c in self.checks]
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+
+def _n(x: float | None) -> str:
+    return "never (cost does not grow)" if x is None else f"{x:.0f}"
+
+
+def _fit(points: Sequence[Point], attr: str, square: bool = False) -> Line | None:
+    pts = [(p.nodes ** 2 if square else p.nodes, getattr(p, attr)) for p in points
+           if getattr(p, attr) is not None]
+    if len({x for x, _ in pts}) < 2:
+        return None
+    return fit_nonnegative([x for x, _ in pts], [y for _, y in pts])
+
+
+def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
+            slo_list_p99_s: float = 30.0) -> Sweep:
+    """Fit the sweep; with three sizes or more, check the fit of the rest on the largest."""
+    everything = sorted(points, key=lambda p: p.nodes)
+    pts = [p for p in everything if not p.invalid]
+    ratios = {round(p.agents / p.nodes, 6) for p in pts if p.nodes}
+    sw = Sweep(profile, everything, cores or float(os.cpu_count() or 1), slo_list_p99_s,
+               agents_per_node=min(ratios) if ratios else 1.0)
+    sw.notes += [f"{p.nodes} nodes left out of the fit: {p.invalid}" for p in everything
+                 if p.invalid]
+    if len(ratios) > 1:
+        sw.notes.append(f"agents per node vary ({sorted(ratios)}): the total uses the lowest")
+    sw.cpu_fit = _fit(pts, "cpu_per_agent")
+    sw.bytes_fit = _fit(pts, "bytes_per_agent_s")
+    sw.p99_fit = _fit(pts, "list_p99_s", square=True)
+    idle = [p.cpu_cores - p.agents * p.cpu_per_agent for p in pts
+            if p.cpu_cores is not None and p.cpu_per_agent is not None]
+    sw.idle_cores = max(0.0, sum(idle) / len(idle)) if idle else 0.0
+    if sw.cpu_fit:
+        sw.saturation_nodes = saturation_nodes(sw.cpu_fit, sw.agents_per_node,
+                                               sw.cores - sw.idle_cores)
+    if sw.p99_fit:
+        sw.slo_break_nodes = slo_break_nodes(sw.p99_fit, slo_list_p99_s)
+    if len(pts) >= 3:
+        sw.checks = _holdout(pts)
+    else:
+        sw.notes.append(f"{len(pts)} valid size(s): a third checks the fit")
+    if any(p.cpu_cores is not None and p.cpu_cores > 0.8 * sw.cores for p in pts):
+        sw.notes.append("the API server used > 80% of the cores at some size: past saturation "
+                        "per-agent cost is capped by the machine, not the agent")
+    return sw
+
+
+def _holdout(pts: Sequence[Point]) -> list[Check]:
+    """Fit all but the largest size, predict the largest, set it against the measurement."""
+    rest, last = pts[:-1], pts[-1]
+    out = []
+    for attr, square, what in (("cpu_per_agent", False, "API server cores per agent"),
+                               ("bytes_per_agent_s", False, "bytes per agent per s"),
+                               ("list_p99_s", True, "LIST p99 s")):
+        fit = _fit(rest, attr, square)
+        measured = getattr(last, attr)
+        if fit is not None and measured is not None:
+            out.append(Check(last.nodes, what, fit(last.nodes ** 2 if square else last.nodes),
+                             measured))
+    return out
+
+
+def load_sweep(d: Path) -> Sweep:
+    """A sweep re-analysed; points are re-read from their runs when those are still there."""
+    data = json.loads((d / "sweep.json").read_text())
+    points = [point_from_run(Path(p["run_dir"]), p.get("loadavg_1m"))
+              if p.get("run_dir") and (Path(p["run_dir"]) / "summary.json").exists()
+              else Point(**p) for p in data["points"]]
+    return analyse(data["profile"], points, data["cores"], data["slo_list_p99_s"])

@@ -1,0 +1,150 @@
+"""Comparison statistics and budget rules, on recorded results and on known numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from loadtest import compare
+from loadtest.errors import ConfigError
+
+RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
+V1, V2 = RUNS / "telemetry-v1", RUNS / "telemetry-v2"
+
+
+@pytest.mark.parametrize(("text", "kind", "limit"), [
+    ("apiserver_cpu:+10%", "relative", 0.10),
+    ("p99_list:20%", "relative", 0.20),  # pytest-benchmark's form: an increase
+    ("p99_list:+0.5", "absolute", 0.5),
+    ("dns_p99_ms:<=100", "ceiling", 100.0),
+    (" bytes_per_agent_s : +2.5% ", "relative", 0.025),
+])
+def test_parse_budget(text: str, kind: str, limit: float) -> None:
+    b = compare.parse_budget(text)
+    assert (b.kind, b.limit) == (kind, pytest.approx(limit))
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("apiserver_cpu", "expected METRIC:+N%"),
+    ("apiserver_cpu:-10%", "expected METRIC:+N%"),
+    ("apiserver_cpu:+ten%", "expected METRIC:+N%"),
+    ("cpu:+10%", "unknown metric 'cpu' (known: requests_per_agent_s"),
+    ("dns_p99_ms:<=10%", "a ceiling is absolute"),
+])
+def test_bad_budget_is_one_line(text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        compare.parse_budget(text)
+    assert says in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_parse_budgets_reports_every_bad_rule() -> None:
+    with pytest.raises(ConfigError) as e:
+        compare.parse_budgets(["x:+1%", "apiserver_cpu:+10%", "p99_list"])
+    assert len(str(e.value).splitlines()) == 2
+
+
+def test_t_interval_known_answer() -> None:
+    iv = compare.Interval.of([1.0, 2.0, 3.0])
+    half = 4.303 / math.sqrt(3)  # t(0.975, df=2) * stdev 1 / sqrt(n)
+    assert (iv.mean, iv.low, iv.high) == (2.0, pytest.approx(2 - half), pytest.approx(2 + half))
+    assert compare.Interval.of([5.0]).low is None
+    assert compare.t975(100) == 1.96
+
+
+def _vals(**kw: float) -> compare.Values:
+    v: compare.Values = dict.fromkeys(compare.METRICS)
+    v.update(kw)
+    return v
+
+
+def test_paired_differences_cancel_drift() -> None:
+    # Drift moves both sides by the same amount each round; the pairing keeps it out.
+    base = [_vals(apiserver_cpu=x) for x in (1.0, 2.0, 3.0)]
+    cand = [_vals(apiserver_cpu=x * 1 + 0.5) for x in (1.0, 2.0, 3.0)]
+    c = compare.compare_values(base, cand)["apiserver_cpu"]
+    assert c.diff.mean == pytest.approx(0.5)
+    assert c.diff.low == pytest.approx(0.5) and c.diff.high == pytest.approx(0.5)
+    assert c.relative == pytest.approx(0.25)
+    assert "p99_list" not in compare.compare_values(base, cand)  # measured on neither side
+
+
+def _mc(base: list[float], cand: list[float]) -> compare.MetricComparison:
+    return compare.compare_values([_vals(p99_list=x) for x in base],
+                                  [_vals(p99_list=y) for y in cand])["p99_list"]
+
+
+def test_budget_verdicts_and_reasons() -> None:
+    rel = compare.parse_budget("p99_list:+20%")
+    clear = compare.check_budget(rel, _mc([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]))
+    assert clear.status == "fail" and "over budget in all of the 95% interval" in clear.reason
+    noisy = compare.check_budget(rel, _mc([1.0, 1.0, 1.0], [1.0, 2.5, 1.0]))
+    assert noisy.status == "fail" and "likely, not certain" in noisy.reason
+    ok = compare.check_budget(rel, _mc([1.0, 1.0], [1.1, 1.1]))
+    assert ok.status == "pass" and "+10.0%" in ok.reason
+    one = compare.check_budget(compare.parse_budget("p99_list:+0.1"), _mc([1.0], [1.5]))
+    assert one.status == "fail" and "one round" in one.reason
+    ceiling = compare.check_budget(compare.parse_budget("p99_list:<=2"), _mc([9.0], [1.5]))
+    assert ceiling.status == "pass"
+    missing = compare.check_budget(rel, None)
+    assert missing.status == "error"
+
+
+def test_run_costs_of_a_recorded_run() -> None:
+    v, notes = compare.run_costs(V2)
+    # 122 agent requests from 50 agents over Locust's load window
+    window = compare.load_window(V2)
+    assert window is not None
+    assert v["requests_per_agent_s"] == pytest.approx(122 / 50 / (window[1] - window[0]))
+    assert v["p99_list"] == pytest.approx(28.77, rel=1e-3)
+    assert v["bytes_per_agent_s"] and v["bytes_per_agent_s"] > 1000
+    assert 0 < (v["apiserver_cpu"] or 0) < 2
+    assert v["apf_seats_per_agent"] is None and any("raw/apiserver.jsonl" in n for n in notes)
+
+
+def test_compare_recorded_runs_fails_the_incident_candidate() -> None:
+    budgets = compare.parse_budgets(compare.DEFAULT_BUDGETS)
+    c = compare.compare_runs([V1], [V2], budgets)
+    assert c.verdict == "fail"
+    assert {b.budget: b.status for b in c.budgets} == {"apiserver_cpu:+10%": "fail",
+                                                       "p99_list:+20%": "fail"}
+    assert c.warnings == []  # same machine, tools, cluster and inventory
+    assert c.to_json()["verdict"] == "fail"
+    assert c.lines()[0].startswith("verdict: FAIL (telemetry-v2 vs telemetry-v1, 1 round")
+
+
+def test_environment_difference_is_a_warning(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(V2, other)
+    s = json.loads((other / "summary.json").read_text())
+    s["environment"]["cpus"] = 8
+    s["config"]["inventory"]["nodes"] = 5000
+    (other / "summary.json").write_text(json.dumps(s))
+    c = compare.compare_runs([V1], [other], [])
+    assert any(w.startswith("environments differ in cpus: 2, 8") for w in c.warnings)
+    assert any("environments differ in inventory" in w for w in c.warnings)
+
+
+def test_rounds_must_pair(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rounds differ"):
+        compare.compare_runs([V1, V1], [V2], [])
+    assert compare.run_dirs(RUNS) == [V1, V2]
+    with pytest.raises(ConfigError, match="no summary.json"):
+        compare.run_dirs(tmp_path)
+
+
+def test_interleave_alternates_profiles(tmp_path: Path) -> None:
+    order: list[str] = []
+
+    def fake_run(profile: str, out_root: Path) -> Path:
+        order.append(profile)
+        return out_root / f"{len(order)}-{profile}"
+
+    a, b, machine = compare.interleave("A", "B", 3, tmp_path, fake_run, lambda _: None)
+    assert order == ["A", "B"] * 3
+    assert [p.name for p in a] == ["1-A", "3-A", "5-A"]
+    assert len(machine["samples"]) == 6 and machine["loadavg_1m_max"] >= 0
