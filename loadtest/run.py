@@ -242,6 +242,9 @@ class MainJob:
         self.save()
         for r in results:
             self.log(f"SLO {r.status.upper():5} {r.message}")
+        from loadtest.report import write_run_report  # matplotlib only when reporting
+
+        self.log(f"report: {write_run_report(self.dir)}")
 
 
 def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
