@@ -59,6 +59,35 @@ class RunConfig(Strict):
     slo_file: str = ""
 
 
+BREAK_GLASS_FS = "loadtest-break-glass"
+
+
+def ensure_break_glass(cluster: Cluster) -> str:
+    """Keep the harness's own view when agents are throttled: its identity's groups go to
+    APF's exempt level. system:masters (the local provider) is exempt already; kubeadm's
+    admin (kind) is in kubeadm:cluster-admins, which is not, so a FlowSchema maps it there.
+    Only on clusters the harness created. Returns who whoami says the harness is."""
+    with http_client(cluster) as c:
+        r = c.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                   json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        user = r.json().get("status", {}).get("userInfo", {}) if r.status_code == 201 else {}
+        groups = [g for g in user.get("groups", []) if g not in ("system:authenticated",)]
+        if "system:masters" in groups or not groups or not cluster.created_by_harness:
+            return f"{user.get('username', '?')} {groups}"
+        c.post("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas", json={
+            "metadata": {"name": BREAK_GLASS_FS},
+            "spec": {"priorityLevelConfiguration": {"name": "exempt"},
+                     "matchingPrecedence": 2,
+                     "rules": [{"subjects": [{"kind": "Group", "group": {"name": g}}
+                                             for g in groups],
+                                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
+                                                   "resources": ["*"], "clusterScope": True,
+                                                   "namespaces": ["*"]}],
+                                "nonResourceRules": [{"verbs": ["*"],
+                                                      "nonResourceURLs": ["*"]}]}]}})
+    return f"{user.get('username', '?')} {groups} -> exempt via FlowSchema {BREAK_GLASS_FS}"
+
+
 def check_cluster(cluster: Cluster) -> dict[str, Any]:
     """Fail at once, in one line, when the cluster cannot be reached."""
     try:
@@ -112,7 +141,8 @@ class MainJob:
                 cluster = self.provider.create(self.cluster_name)
                 created = True
             require_load_allowed(cluster, self.allow_existing)
-            self.summary["cluster"] = {**cluster.redacted(), **check_cluster(cluster)}
+            self.summary["cluster"] = {**cluster.redacted(), **check_cluster(cluster),
+                                       "harness_identity": ensure_break_glass(cluster)}
             self.stage("cluster", created=created)
             self._seed(cluster)
             self._load(cluster)
