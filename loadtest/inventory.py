@@ -242,6 +242,7 @@ class SeedResult:
     created: dict[str, int] = field(default_factory=dict)
     existing: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # for benchmarks
 
     @property
     def total_created(self) -> int:
@@ -316,9 +317,11 @@ class Seeder:
             # Phases in dependency order; within a phase, `concurrency` requests in flight.
             for phase in (NAMESPACES, SERVICEACCOUNTS, NODES, CONFIGMAPS, SERVICES, PODS):
                 items = [(k, f, ns) for k, f, ns, _ in todo if k is phase]
+                tp = time.monotonic()
                 created = await _pool(items, self.concurrency,
                                       lambda it: self._create(c, it[0], it[1], it[2]), bar)
                 result.created[phase.name] = created
+                result.phase_seconds[phase.name] = round(time.monotonic() - tp, 3)
             bar.close()
         result.seconds = time.monotonic() - t0
         return result
@@ -378,6 +381,7 @@ class Seeder:
     async def _wait_ready(self, timeout: float) -> dict[str, int]:
         want_nodes, want_pods = self.spec.nodes, self.spec.pods
         deadline = time.monotonic() + timeout
+        pause = 1.0
         async with self._client() as c:
             while True:
                 ready = await self._count_ready_nodes(c)
@@ -388,7 +392,10 @@ class Seeder:
                     raise ClusterError(
                         f"timed out after {timeout:.0f}s waiting for KWOK: {ready}/{want_nodes} "
                         f"nodes Ready, {running}/{want_pods} pods Running")
-                await asyncio.sleep(1)
+                # Each check lists every seeded pod: back off so waiting does not load the
+                # API server that KWOK is busy writing to.
+                await asyncio.sleep(pause)
+                pause = min(pause * 1.5, 5.0)
 
     async def _count_ready_nodes(self, c: httpx.AsyncClient) -> int:
         ready, cont = 0, ""
