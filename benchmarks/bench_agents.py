@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             token.write_text(request_token(cluster, SHARED_SA))
             token.chmod(0o600)
             cpids = host.cluster_pids(state_dir(name))
-            result |= run_parts(parts, a, cluster, cj, tmp, token, spec, cpids)
+            run_parts(result, parts, a, cluster, cj, tmp, token, spec, cpids)
         finally:
             delete_cluster(name)
     result["load_average_after"] = os.getloadavg()
@@ -244,25 +244,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_parts(parts: set[str], a: argparse.Namespace, cluster: Cluster, cj: Path, tmp: Path,
-              token: Path, spec: InventorySpec, cpids: dict[int, str]) -> dict[str, Any]:
-    r: dict[str, Any] = {}
-    if "fidelity" in parts:
-        r["fidelity"] = [fidelity(cluster, cj, tmp, token, p, a.fidelity_agents,
-                                  a.fidelity_seconds) for p in ("kubelet-like", "telemetry-v2")]
-    if "list" in parts:
-        r["list_cpu"] = list_cpu(cluster, cj, tmp, token, a.lists)
-    if "scale" in parts:
-        r["scale"] = [scale(cluster, cj, tmp, token, spec, cpids, "ours", "kubelet-like",
-                            a.scale_agents, a.steady),
-                      scale(cluster, cj, tmp, token, spec, cpids, "refagent", "kubelet-like",
-                            a.ref_scale_agents, a.steady)]
-    if "v2" in parts:
-        r["v2"] = [scale(cluster, cj, tmp, token, spec, cpids, impl, "telemetry-v2",
-                         a.v2_agents, max(a.steady, 90)) for impl in ("ours", "refagent")]
-    if "locust" in parts:
-        r["locust"] = locust_figure(cj, tmp, a.locust_agents, a.steady)
-    return r
+def run_parts(r: dict[str, Any], parts: set[str], a: argparse.Namespace, cluster: Cluster,
+              cj: Path, tmp: Path, token: Path, spec: InventorySpec,
+              cpids: dict[int, str]) -> None:
+    """Each part in turn; a failing part is recorded and the others still run."""
+    steps: list[tuple[str, Any]] = [
+        ("fidelity", lambda: [fidelity(cluster, cj, tmp, token, p, a.fidelity_agents,
+                                       a.fidelity_seconds)
+                              for p in ("kubelet-like", "telemetry-v2")]),
+        ("list", lambda: list_cpu(cluster, cj, tmp, token, a.lists)),
+        ("scale", lambda: [scale(cluster, cj, tmp, token, spec, cpids, "ours", "kubelet-like",
+                                 a.scale_agents, a.steady),
+                           scale(cluster, cj, tmp, token, spec, cpids, "refagent",
+                                 "kubelet-like", a.ref_scale_agents, a.steady)]),
+        ("v2", lambda: [scale(cluster, cj, tmp, token, spec, cpids, impl, "telemetry-v2",
+                              a.v2_agents, max(a.steady, 90)) for impl in ("ours", "refagent")]),
+        ("locust", lambda: locust_figure(cj, tmp, a.locust_agents, a.steady)),
+    ]
+    keys = {"list": "list_cpu"}
+    for part, fn in steps:
+        if part not in parts:
+            continue
+        log(f"part {part}; load {os.getloadavg()}")
+        try:
+            r[keys.get(part, part)] = fn()
+        except Exception as e:  # noqa: BLE001 - a benchmark reports what it could measure
+            log(f"part {part} failed: {type(e).__name__}: {e}")
+            r.setdefault("errors", {})[part] = f"{type(e).__name__}: {e}"
 
 
 def list_profile(tmp: Path, interval: float) -> Path:
