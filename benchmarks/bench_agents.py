@@ -12,7 +12,7 @@ cluster-wide list), then, one after another so they never compete for the 2 core
    1,000 agents, agents per core; the same for refagent; telemetry-v2 the same.
 4. one Locust-driven figure (the runner's own command line).
 
-    python benchmarks/bench_agents.py [--scale-agents 2000] [--quick]
+    python benchmarks/bench_agents.py [--scale-agents 1000] [--parts fidelity,list,scale,v2,locust]
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fidelity-agents", type=int, default=100)
     ap.add_argument("--fidelity-seconds", type=float, default=60)
     ap.add_argument("--fidelity-profiles", default="kubelet-like,telemetry-v2")
-    ap.add_argument("--scale-agents", type=int, default=2000)
+    ap.add_argument("--scale-agents", type=int, default=1000)
     ap.add_argument("--ref-scale-agents", type=int, default=1000)
     ap.add_argument("--v2-agents", type=int, default=200)
     ap.add_argument("--steady", type=float, default=60)
