@@ -135,3 +135,19 @@ incident: tools
 # make report DIR=results/<run, comparison or sweep folder>
 report: venv
 	$(LOADTEST) report $(DIR)
+
+# --- benchmarks (see benchmarks/README.md): figures printed and written to results/bench/ ---
+.PHONY: bench bench-seed bench-agents
+BENCH_SEED_ARGS ?= --nodes 200 --pods-per-node 30 --variants baseline,tuned
+BENCH_AGENTS_ARGS ?=
+
+bench-seed: tools
+	$(VENV)/bin/python benchmarks/bench_seed.py $(BENCH_SEED_ARGS)
+
+bench-agents: tools refagent
+	$(VENV)/bin/python benchmarks/bench_agents.py $(BENCH_AGENTS_ARGS)
+
+# One after the other: two benchmarks at once on 2 cores measure each other.
+bench: tools refagent
+	$(MAKE) bench-seed
+	$(MAKE) bench-agents

@@ -70,3 +70,19 @@ def test_bad_specs_are_refused_with_the_field(tmp_path):
     f.write_text("nodes: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         config.load(InventorySpec, f)
+
+
+def test_error_text_reads_protobuf_and_json_status() -> None:
+    import httpx
+
+    from loadtest.inventory import _error_text
+
+    # A protobuf Status: binary framing around plain strings (creates ask for protobuf).
+    body = (b"k8s\x00\n\x0c\n\x02v1\x12\x06Status\x12\x8a\x01\n\x04\n\x00\x12\x00"
+            b"\x12\x07Failure\x1a8pods \"x\" is forbidden: error looking up service account"
+            b"\"\x0cForbidden(\x93\x03")
+    r = httpx.Response(403, content=body,
+                       headers={"content-type": "application/vnd.kubernetes.protobuf"})
+    assert "error looking up service account" in _error_text(r)
+    j = httpx.Response(422, json={"kind": "Status", "message": "bad pod"})
+    assert _error_text(j) == "bad pod"
