@@ -115,7 +115,6 @@ GATE_ARGS ?= --nodes 30 --agents 30 --duration 30
 SIZES ?= 20,50,100
 INCIDENT_LARGE ?= 100
 INCIDENT_BETWEEN ?= 40
-RESULTS ?= results
 GATE_TARGET = --provider $(PROVIDER) --name $(GATE_NAME) --out $(RESULTS)
 GATE_DOWN = $(LOADTEST) cluster down --provider $(PROVIDER) --name $(GATE_NAME)
 
