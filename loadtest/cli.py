@@ -99,14 +99,17 @@ SPEC_FLAGS = ("nodes", "pods_per_node", "namespaces", "services_per_namespace",
               "configmaps_per_namespace", "pod_bytes", "node_bytes")
 
 
+def _file_then_flags(model: type[config.M], path: Path | None, args: argparse.Namespace,
+                     flags: tuple[str, ...]) -> dict[str, object]:
+    """A config file's fields (validated), with the flags that were given laid over them."""
+    base: dict[str, object] = config.load(model, path).model_dump() if path else {}
+    base.update({f: getattr(args, f) for f in flags if getattr(args, f) is not None})
+    return base
+
+
 def inventory_spec(args: argparse.Namespace) -> InventorySpec:
     """The inventory from --file, with any flags given overriding it; validated at the edge."""
-    base: dict[str, object] = {}
-    if args.file:
-        base = config.load(InventorySpec, args.file).model_dump()
-    for f in SPEC_FLAGS:
-        if getattr(args, f) is not None:
-            base[f] = getattr(args, f)
+    base = _file_then_flags(InventorySpec, args.file, args, SPEC_FLAGS)
     if args.inventory:
         base["name"] = args.inventory
     return config.parse(InventorySpec, base, str(args.file or "flags"))
@@ -148,12 +151,7 @@ RUN_FLAGS = ("profile", "agents", "duration_s", "spawn_rate", "shape", "steps", 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """RunConfig from --config, with flags overriding; validated at the edge."""
-    base: dict[str, object] = {}
-    if args.config:
-        base = config.load(RunConfig, args.config).model_dump()
-    for f in RUN_FLAGS:
-        if getattr(args, f) is not None:
-            base[f] = getattr(args, f)
+    base = _file_then_flags(RunConfig, args.config, args, RUN_FLAGS)
     inv = dict(base.get("inventory") or {})  # type: ignore[call-overload]
     for f in ("nodes", "pods_per_node"):
         if getattr(args, f) is not None:

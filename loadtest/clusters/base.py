@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+
+from loadtest.errors import ClusterError
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,13 @@ class Cluster:
         d = json.loads(self.to_json())
         d.pop("token", None)
         return d
+
+
+def check_name(name: str, max_len: int) -> None:
+    """Cluster names become DNS labels, container and directory names: keep them plain."""
+    if not re.fullmatch(rf"[a-z0-9]([-a-z0-9]{{0,{max_len - 2}}}[a-z0-9])?", name):
+        raise ClusterError(f"invalid cluster name {name!r}: use lowercase letters, digits "
+                           f"and '-', at most {max_len} characters")
 
 
 class ClusterProvider(Protocol):

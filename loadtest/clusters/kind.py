@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from typing import Any
 import yaml
 
 from loadtest import kubeconfig, toolchain
-from loadtest.clusters.base import Cluster, http_client
+from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, ConfigError
 from loadtest.fake_nodes import stop_beside
 from loadtest.proc import run
@@ -39,7 +38,6 @@ LOCAL_IMAGE_REPO = "loadtest/kind-node"
 # The DaemonSet of the node image's default CNI; it stands in for kindnet (see
 # clusters/node-image/files/default-cni.yaml). kindest/node images run kindnet instead.
 CNI_AGENTS = ({"app": "loadtest-cni"}, {"app": "kindnet"})
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 
 
 def _quiet(_: str) -> None:
@@ -79,9 +77,7 @@ class KindProvider:
     # --- the provider protocol -------------------------------------------------------------
 
     def create(self, cluster_name: str) -> Cluster:
-        if not _NAME.match(cluster_name):
-            raise ClusterError(f"invalid cluster name {cluster_name!r}: use lowercase letters, "
-                               "digits and '-', at most 32 characters")
+        check_name(cluster_name, 32)
         kind, kubectl = toolchain.binary("kind"), toolchain.binary("kubectl")
         _require_docker()
         if cluster_name in self.list():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -25,13 +24,12 @@ import dns.rcode
 import yaml
 
 from loadtest import kubeconfig, toolchain
-from loadtest.clusters.base import Cluster, http_client
+from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, LoadtestError
 from loadtest.proc import run, stop_pidfile
 from loadtest.wait import until
 
 HOST = "127.0.0.1"
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
 
 Log = Callable[[str], None]
 
@@ -84,9 +82,7 @@ class LocalProvider:
     # --- the provider protocol -------------------------------------------------------------
 
     def create(self, cluster_name: str) -> Cluster:
-        if not _NAME.match(cluster_name):
-            raise ClusterError(f"invalid cluster name {cluster_name!r}: use lowercase letters, "
-                               "digits and '-', at most 42 characters")
+        check_name(cluster_name, 42)
         d = state_root() / cluster_name
         if d.exists():
             raise ClusterError(f"local cluster {cluster_name!r} already exists "
