@@ -148,7 +148,11 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
     others_wait = [w for w in apf.get("wait", []) if w["priority_level"] not in (NAME, "exempt")]
     slo = {r["name"]: r["status"] for r in summary.get("slo", [])}
     agents = m.get("client", {}).get("agents", {})
+    bystander = m.get("bystander", {})
     return {
+        "others_p99_s": (bystander["p99_ms"] / 1000 if bystander.get("p99_ms") is not None
+                         else None),
+        "others_429": bystander.get("throttled_429"),
         # agents only read: mutating latency and DNS are the others' experience
         "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
                                      and n not in ("client-failures", "api-throttling",

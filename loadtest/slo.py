@@ -77,7 +77,28 @@ def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
     out += _dns(dns_m, spec.dns) if dns_m is not None else []
     if client is not None:
         out.append(_client(client, spec.client))
+    if m.get("bystander") is not None:
+        out += _bystander(m["bystander"], spec.api)
     return out
+
+
+def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
+    """Another tenant's namespace LISTs, timed at the client: APF queueing included."""
+    lat = f"p99 <= {s.read_namespace_p99_s:g}s (namespace LIST, as the client sees it)"
+    thr = f"429 <= {s.throttled_ratio_max:.2%}"
+    if "error" in b:
+        return [_broken("others-latency", lat, b["error"]),
+                _broken("others-throttling", thr, b["error"])]
+    p99 = b["p99_ms"]
+    ratio = b["throttled_429"] / b["count"] if b["count"] else 0.0
+    return [
+        SLOResult("others-latency",
+                  "fail" if p99 is None or p99 / 1000 > s.read_namespace_p99_s else "pass",
+                  lat, "no successful request" if p99 is None else
+                  f"{p99 / 1000:.3g}s over {b['count']} requests by {b['user']}"),
+        SLOResult("others-throttling", "fail" if ratio > s.throttled_ratio_max else "pass",
+                  thr, f"{ratio:.2%} ({b['throttled_429']} of {b['count']})"),
+    ]
 
 
 def _broken(name: str, expected: str, why: str) -> SLOResult:
