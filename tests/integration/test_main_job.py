@@ -75,8 +75,8 @@ def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, 
         create(old)
         until(lambda: dns_m.query(loadtest_cluster.dns, fqdn[old], 2)["answers"],
               "the first Service to resolve", timeout=30)
-        # The new name is not probed before it exists: CoreDNS would cache the NXDOMAIN
-        # for up to 30 s and the propagation time would measure that cache instead.
+        # The new name is not probed before it exists (that would only measure CoreDNS's
+        # negative cache).
         probe = dns_m.DnsProbe(loadtest_cluster.dns, [dns_m.ProbeName(fqdn[old])],
                                tmp_path / "dns.jsonl", rate_hz=5)
         probe.start()
@@ -91,6 +91,9 @@ def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, 
     time.sleep(1)
     s = probe.gather()
     assert s["propagation"][0]["name"] == fqdn[new]
-    assert s["propagation"][0]["seconds"] is not None and s["propagation"][0]["seconds"] < 30
+    # A query that reaches CoreDNS before its informer has the Service gets NXDOMAIN, which
+    # `cache 30` keeps: what a client sees as propagation is then up to the cache TTL.
+    seconds = s["propagation"][0]["seconds"]
+    assert seconds is not None and seconds <= dns_m.CACHE_TTL_S + 5
     # the probe recorded the deleted name's NXDOMAIN answers as errors
     assert s["rcodes"].get("NXDOMAIN", 0) >= 1 and s["errors"] >= 1
