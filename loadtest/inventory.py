@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from loadtest.clusters.base import Cluster, async_http_client
+from loadtest.clusters.base import Cluster, async_http_client, not_ready, unreachable
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError
 
@@ -455,11 +455,9 @@ async def _check_reachable(c: httpx.AsyncClient, cluster: Cluster) -> None:
     try:
         r = await c.get("/readyz", timeout=10)
     except httpx.HTTPError as e:
-        raise ClusterError(f"cannot reach the API server of {cluster.name!r} at "
-                           f"{cluster.server}: {type(e).__name__}: {e}") from None
+        raise unreachable(cluster, e) from None
     if r.status_code != 200:
-        raise ClusterError(f"API server of {cluster.name!r} is not ready: /readyz "
-                           f"{r.status_code} {r.text[:200]}")
+        raise not_ready(cluster, r)
 
 
 def _error_text(r: httpx.Response) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from loadtest.agents.identity import GROUP, NAMESPACE
-from loadtest.clusters.base import Cluster, http_client
+from loadtest.clusters.base import Cluster, create_or_replace, http_client
 from loadtest.errors import ClusterError, ConfigError
 
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
@@ -117,14 +117,8 @@ def apply(cluster: Cluster, objs: list[dict[str, Any]], dry_run: bool = False) -
     done = []
     with http_client(cluster) as c:
         for obj in objs:
-            coll, name = _collection(obj), obj["metadata"]["name"]
-            r = c.post(coll, json=obj, params=params)
-            if r.status_code == 409:
-                cur = c.get(f"{coll}/{name}")
-                body = {**obj, "metadata": {**obj["metadata"],
-                                            "resourceVersion": cur.json()["metadata"][
-                                                "resourceVersion"]}}
-                r = c.put(f"{coll}/{name}", json=body, params=params)
+            name = obj["metadata"]["name"]
+            r = create_or_replace(c, _collection(obj), obj, params)
             if r.status_code not in (200, 201):
                 raise ClusterError(f"{obj['kind']} {name}: HTTP {r.status_code}: "
                                    f"{r.json().get('message', r.text)[:300]}")

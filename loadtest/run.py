@@ -22,9 +22,15 @@ from loadtest import slo
 from loadtest.agents.profile import load_profile
 from loadtest.agents.runner import AgentRun, run_agents
 from loadtest.clusters import require_load_allowed
-from loadtest.clusters.base import Cluster, ClusterProvider, http_client
+from loadtest.clusters.base import (
+    Cluster,
+    ClusterProvider,
+    http_client,
+    not_ready,
+    unreachable,
+)
 from loadtest.config import InventorySpec, Strict
-from loadtest.errors import ClusterError, LoadtestError
+from loadtest.errors import LoadtestError
 from loadtest.fake_nodes import ensure_beside
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
@@ -99,11 +105,9 @@ def check_cluster(cluster: Cluster) -> dict[str, Any]:
             elapsed = time.monotonic() - t0
             version = c.get("/version").json().get("gitVersion", "?")
     except Exception as e:  # noqa: BLE001 - any transport failure means unreachable
-        raise ClusterError(f"cannot reach the API server of {cluster.name!r} at "
-                           f"{cluster.server}: {type(e).__name__}: {e}") from None
+        raise unreachable(cluster, e) from None
     if r.status_code != 200:
-        raise ClusterError(f"API server of {cluster.name!r} is not ready: /readyz "
-                           f"{r.status_code}")
+        raise not_ready(cluster, r)
     return {"readyz_s": round(elapsed, 4), "version": version}
 
 

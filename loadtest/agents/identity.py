@@ -15,7 +15,7 @@ import httpx
 
 from loadtest.agents.agent import Endpoint, ssl_context
 from loadtest.agents.profile import AgentProfile
-from loadtest.clusters.base import Cluster, http_client
+from loadtest.clusters.base import Cluster, create_or_replace, http_client
 from loadtest.errors import ClusterError
 
 NAMESPACE = "loadtest-agents"
@@ -36,14 +36,7 @@ def rbac_rules(profile: AgentProfile) -> list[dict[str, Any]]:
 
 def _apply(c: httpx.Client, collection: str, obj: dict[str, Any]) -> None:
     """Create, or replace when it exists (RBAC rules may change between profiles)."""
-    r = c.post(collection, json=obj)
-    if r.status_code == 409:
-        name = obj["metadata"]["name"]
-        cur = c.get(f"{collection}/{name}")
-        if cur.status_code == 200:
-            current_rv = cur.json()["metadata"]["resourceVersion"]
-            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": current_rv}}
-            r = c.put(f"{collection}/{name}", json=obj)
+    r = create_or_replace(c, collection, obj)
     if r.status_code not in (200, 201, 409):
         raise ClusterError(f"setting up agent identity: {collection}: HTTP {r.status_code}: "
                            f"{r.text[:200]}")

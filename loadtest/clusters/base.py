@@ -114,3 +114,28 @@ def http_client(cluster: Cluster, timeout: float = 10.0, **kwargs: Any) -> httpx
 def async_http_client(cluster: Cluster, timeout: float = 30.0, **kwargs: Any) -> httpx.AsyncClient:
     """An asyncio httpx client for the cluster's API server (HTTP/2 when asked)."""
     return httpx.AsyncClient(**{**client_options(cluster, timeout), **kwargs})
+
+
+def create_or_replace(c: httpx.Client, collection: str, obj: dict[str, Any],
+                      params: dict[str, str] | None = None) -> httpx.Response:
+    """POST the object; when it exists (409), PUT it over the current version. Returns the
+    last response for the caller to judge."""
+    r = c.post(collection, json=obj, params=params)
+    if r.status_code == 409:
+        name = obj["metadata"]["name"]
+        cur = c.get(f"{collection}/{name}")
+        if cur.status_code == 200:
+            current_rv = cur.json()["metadata"]["resourceVersion"]
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": current_rv}}
+            r = c.put(f"{collection}/{name}", json=obj, params=params)
+    return r
+
+
+def unreachable(cluster: Cluster, e: Exception) -> ClusterError:
+    return ClusterError(f"cannot reach the API server of {cluster.name!r} at "
+                        f"{cluster.server}: {type(e).__name__}: {e}")
+
+
+def not_ready(cluster: Cluster, r: httpx.Response) -> ClusterError:
+    return ClusterError(f"API server of {cluster.name!r} is not ready: /readyz "
+                        f"{r.status_code} {r.text[:200]}")
