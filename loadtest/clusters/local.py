@@ -140,6 +140,8 @@ class LocalProvider:
         d = state_root() / cluster_name
         if not d.exists():
             return
+        # Recorded first: a process in exit has an empty cmdline but may still hold its ports.
+        pids = _pids_mentioning(d)
         stop_pidfile(d / "coredns.pid")
         kwokctl = toolchain.bin_dir() / "kwokctl"
         if (d / "kwok").exists() and kwokctl.exists():
@@ -148,7 +150,12 @@ class LocalProvider:
                     "kwokctl delete cluster", env={"KWOK_WORKDIR": str(d / "kwok")}, timeout=120)
             except CommandError as e:
                 self.log(f"warning: {e}")
-        _kill_strays(d)
+        for pid in _pids_mentioning(d):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        # Return only when every process is gone, so its ports are free for the next cluster.
+        until(lambda: not any(map(_running, pids)), timeout=30, interval=0.1,
+              what=f"processes of cluster {cluster_name} to exit")
         shutil.rmtree(d, ignore_errors=True)
 
     # --- steps -----------------------------------------------------------------------------
@@ -281,9 +288,10 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def _kill_strays(d: Path) -> None:
-    """Kill any process still running from or on files in the cluster's directory."""
+def _pids_mentioning(d: Path) -> list[int]:
+    """Processes running from or on files in the cluster's directory."""
     needle = str(d)
+    found = []
     for proc_dir in Path("/proc").iterdir():
         if not proc_dir.name.isdigit():
             continue
@@ -292,5 +300,22 @@ def _kill_strays(d: Path) -> None:
         except OSError:
             continue
         if needle in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
+            found.append(int(proc_dir.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """True until every thread has exited: a Go process's leader turns zombie while its other
+    threads may still hold the listening sockets, so each task's state is checked."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+            return True
+    return False
