@@ -76,15 +76,20 @@ clean:
 # --- kind: Docker engine, offline node image, e2e (see clusters/kind/README.md) ---
 .PHONY: docker node-image test-e2e
 
+# apt, dockerd, debootstrap and chroot need root; a hosted CI runner is not root but has
+# sudo (PATH kept, so the Go toolchain set up for the user is found).
+ROOT := $(filter 0,$(shell id -u))
+SUDO = $(if $(ROOT),,sudo -E env "PATH=$$PATH")
+
 docker:
-	bash clusters/docker/ensure-docker.sh
+	$(SUDO) bash clusters/docker/ensure-docker.sh
 
 # The kind node image, built offline from the toolchain and Debian (cached by input hash).
 node-image: venv docker
 	$(LOADTEST) tools build kubernetes etcd coredns kind cni-plugins crictl
 	bash clusters/containerd/build.sh
-	bash clusters/node-image/build.sh
-	bash clusters/node-image/build-haproxy.sh
+	$(SUDO) bash clusters/node-image/build.sh
+	$(SUDO) bash clusters/node-image/build-haproxy.sh
 
 # PROVIDER=kind: `make cluster` needs Docker and the node image first.
 ifeq ($(PROVIDER),kind)

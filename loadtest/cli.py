@@ -196,11 +196,12 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
 def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, objs: list[dict[str, object]],
                       summary: dict[str, object]) -> int:
     """The failing run's scenario again, without and with the objects, interleaved."""
-    from loadtest import mitigation
+    from loadtest import mitigation, report
     from loadtest.results import read_summary
 
     cfg = config.parse(RunConfig, summary["config"], f"{args.results}/summary.json")
     views: dict[str, list[dict[str, object]]] = {"without": [], "with": []}
+    run_dirs: dict[str, list[str]] = {"without": [], "with": []}
     try:
         for _ in range(args.rounds):
             for variant in ("without", "with"):
@@ -210,13 +211,16 @@ def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, objs: list[dic
                     mitigation.remove(cluster)
                 job = MainJob(make_provider(args), args.name, cfg,
                               args.results / "mitigation" / variant, log)
-                views[variant].append(mitigation.others_view(read_summary(job.execute())))
+                run_dir = job.execute()
+                run_dirs[variant].append(str(run_dir))
+                views[variant].append(mitigation.others_view(read_summary(run_dir)))
     finally:
         mitigation.remove(cluster)
     verdict, reasons = mitigation.verdict(views["without"][-1], views["with"][-1])
-    report = {"verdict": verdict, "reasons": reasons, "runs": views}
+    data = {"verdict": verdict, "reasons": reasons, "runs": views, "run_dirs": run_dirs}
     out = args.results / "mitigation" / "comparison.json"
-    out.write_text(json.dumps(report, indent=2, default=str))
+    out.write_text(json.dumps(data, indent=2, default=str))
+    log(f"report: {report.write_mitigation_report(out.parent)}")
     for variant, vs in views.items():
         log(f"{variant:8} {json.dumps(vs[-1], default=str)}")
     log(f"{verdict}: {'; '.join(reasons)} ({out})")

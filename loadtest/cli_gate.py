@@ -74,7 +74,9 @@ def cmd_compare_results(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     d: Path = args.results
-    if (d / "comparison.json").exists():
+    if d.name == "mitigation" and (d / "comparison.json").exists():
+        path = report.write_mitigation_report(d)
+    elif (d / "comparison.json").exists():
         path = report.write_comparison_report(report.load_comparison(d), d)
     elif (d / "sweep.json").exists():
         path = report.write_sweep_report(scaling.load_sweep(d), d)

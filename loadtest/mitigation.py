@@ -132,6 +132,11 @@ def remove(cluster: Cluster) -> None:
             c.delete(f"{coll}/{NAME}")
 
 
+# What the agents suffer themselves; a mitigation is expected to make these worse.
+AGENTS_OWN_SLOS = ("client-failures", "agents-synced", "api-throttling",
+                   "api-latency-read-cluster")
+
+
 def others_view(summary: dict[str, Any]) -> dict[str, Any]:
     """What the mitigation is for: how everyone but the agents fared in a run (pure)."""
     m = summary.get("measurements", {})
@@ -143,14 +148,14 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
     slo = {r["name"]: r["status"] for r in summary.get("slo", [])}
     agents = m.get("client", {}).get("agents", {})
     bystander = m.get("bystander", {})
+    glass = m.get("break_glass", {})
     return {
         "others_p99_s": (bystander["p99_ms"] / 1000 if bystander.get("p99_ms") is not None
                          else None),
         "others_429": bystander.get("throttled_429"),
         # agents only read: mutating latency and DNS are the others' experience
         "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
-                                     and n not in ("client-failures", "api-throttling",
-                                                   "api-latency-read-cluster")),
+                                     and n not in AGENTS_OWN_SLOS),
         "mutating_p99_s": max((r["p99_worst_window"] or 0 for r in api.get("latency", [])
                                if r["verb"] in ("POST", "PUT", "PATCH", "DELETE")
                                and r["metric"].endswith("sli_duration_seconds")), default=None),
@@ -159,6 +164,10 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
         "dns_error_rate": dns.get("error_rate"),
         "dns_propagation_s": [p["seconds"] for p in dns.get("propagation", [])],
         "harness_access_degraded": api.get("harness_access", {}).get("degraded"),
+        # the operator's rollback path: an admin PATCH, exempt from APF
+        "break_glass_p99_s": (glass["p99_ms"] / 1000 if glass.get("p99_ms") is not None
+                              else None),
+        "break_glass_failed": glass.get("errors"),
         "agents_throttled_429": agents.get("throttled_429", 0),
         "agents_apf_rejected": sum(r["count"] for r in apf.get("rejected", [])
                                    if r["priority_level"] == NAME),
@@ -171,8 +180,9 @@ def verdict(without: dict[str, Any], with_: dict[str, Any]) -> tuple[str, list[s
     reasons = []
     if with_["others_slos_failed"]:
         reasons.append(f"with mitigation, others still miss: {with_['others_slos_failed']}")
-    if with_["harness_access_degraded"]:
-        reasons.append("with mitigation, the break-glass identity's access degraded")
+    if with_["harness_access_degraded"] or with_.get("break_glass_failed"):
+        reasons.append("with mitigation, the break-glass identity's access degraded "
+                       f"({with_.get('break_glass_failed')} rollback PATCHes failed)")
     if not reasons:
         reasons.append(f"others' SLOs held (without mitigation they missed: "
                        f"{without['others_slos_failed'] or 'none'}); agents were throttled "

@@ -367,3 +367,103 @@ def write_sweep_report(sw: Sweep, out: Path) -> Path:
     path = out / "report.html"
     path.write_text(html_)
     return path
+
+
+# --- a mitigation check -------------------------------------------------------------------
+
+# (key in others_view, label, unit) for the side-by-side table and bars
+MITIGATION_ROWS = (
+    ("others_p99_s", "other tenant's LIST p99", "s"),
+    ("others_429", "other tenant's 429s", ""),
+    ("others_apf_wait_p99_s", "others' APF queue wait p99", "s"),
+    ("mutating_p99_s", "mutating p99 at the API server", "s"),
+    ("break_glass_p99_s", "break-glass PATCH p99", "s"),
+    ("break_glass_failed", "break-glass PATCHes failed", ""),
+    ("dns_error_rate", "DNS probe error ratio", ""),
+    ("agents_throttled_429", "agents' 429s (expected to rise)", ""),
+    ("agents_apf_rejected", "agents' APF rejections", ""),
+)
+
+
+def _role_series(run_dir: Path, role: str) -> tuple[list[float], list[float], list[int]]:
+    """(seconds since the role's first request, ms, status) from its raw stream."""
+    from loadtest.results import read_jsonl
+
+    recs = read_jsonl(run_dir / "raw" / f"{role}.jsonl")
+    t0 = recs[0]["t"] if recs else 0.0
+    return ([r["t"] - t0 for r in recs], [r["ms"] for r in recs],
+            [r["status"] for r in recs])
+
+
+def mitigation_plots(data: dict[str, Any]) -> list[str]:
+    out = []
+    runs = data.get("runs", {})
+    last = {v: (runs.get(v) or [{}])[-1] for v in ("without", "with")}
+    seconds = [(k, label) for k, label, unit in MITIGATION_ROWS if unit == "s"]
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    x = range(len(seconds))
+    for i, (variant, color) in enumerate((("without", "tab:red"), ("with", "tab:green"))):
+        ax.bar([j + 0.4 * i for j in x],
+               [last[variant].get(k) or 0.0 for k, _ in seconds], 0.4, color=color,
+               alpha=.75, label=f"{variant} mitigation")
+    ax.set_xticks([j + 0.2 for j in x], [label for _, label in seconds], fontsize=8)
+    ax.set_ylabel("seconds")
+    ax.set_title("Everyone else and the break-glass path, without vs with the APF objects")
+    ax.grid(alpha=.3, axis="y")
+    ax.legend(fontsize=8)
+    out.append(figure_tag(fig, "p99s of the last round (lower is better)"))
+    dirs = data.get("run_dirs", {})
+    for role, title in (("bystander", "Other tenant's namespace LIST"),
+                        ("break_glass", "Break-glass PATCH (admin, as a rollback)")):
+        fig, ax = _axes(title, "latency (ms)", "seconds since the role's first request")
+        drew = False
+        for variant, color in (("without", "tab:red"), ("with", "tab:green")):
+            for d in dirs.get(variant, [])[-1:]:
+                t, ms, status = _role_series(Path(d), role)
+                if not t:
+                    continue
+                drew = True
+                ax.plot(t, ms, ".", ms=3, color=color, alpha=.6, label=f"{variant} mitigation")
+                bad = [(a, b) for a, b, s in zip(t, ms, status, strict=True) if s != 200]
+                if bad:
+                    ax.plot(*zip(*bad, strict=True), "x", color="k",
+                            label=f"{variant}: failed or 429")
+        if drew:
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
+            out.append(figure_tag(fig, f"{title}: every request of the last round, timed at "
+                                       "the client"))
+        else:
+            plt.close(fig)
+    return out
+
+
+def write_mitigation_report(d: Path) -> Path:
+    """Side by side: the scenario without and with the APF objects (mitigation/)."""
+    data = json.loads((d / "comparison.json").read_text())
+    runs = data.get("runs", {})
+    rows = []
+    for k, label, unit in MITIGATION_ROWS:
+        rows.append((label + (f" ({unit})" if unit else ""),
+                     *(", ".join(_fmt(v.get(k)) for v in runs.get(variant, []))
+                       for variant in ("without", "with"))))
+    slos = [(variant, ", ".join(v.get("others_slos_failed") or []) or "none")
+            for variant in ("without", "with") for v in runs.get(variant, [])]
+    apf = d / "apf.yaml"
+    html_ = page(f"Mitigation check: {data.get('verdict', '?')}", [
+        ("Verdict", items(data.get("reasons", []))),
+        ("Side by side (one value per round)", table(("", "without", "with"), rows)),
+        ("SLOs missed by anyone but the agents", table(("variant", "failed"), slos)),
+        ("Plots", "".join(mitigation_plots(data))),
+        ("Objects", f"<pre>{html.escape(apf.read_text())}</pre>" if apf.exists() else ""),
+        ("Runs", items(f"{variant}: {p}" for variant, ps in data.get("run_dirs", {}).items()
+                       for p in ps))])
+    path = d / "report.html"
+    path.write_text(html_)
+    return path
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)

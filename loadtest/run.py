@@ -37,7 +37,7 @@ from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
 from loadtest.measurements.apiserver import ApiserverMetrics
 from loadtest.measurements.apiserver import summarize as summarize_apiserver
-from loadtest.measurements.bystander import Bystander
+from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
 
@@ -186,9 +186,11 @@ class MainJob:
         api = ApiserverMetrics(cluster, raw / "apiserver.jsonl", self.cfg.scrape_interval_s)
         probe = self._dns_probe(cluster, raw / "dns.jsonl")
         (self.dir / "cluster.json").write_text(cluster.to_json())  # no token in it
-        bystander = Bystander(cluster, self.dir / "cluster.json", raw / "bystander.jsonl")
+        others = [Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl",
+                            role=r) for role, r in ROLES.items()]
         api.start()
-        bystander.start()
+        for o in others:
+            o.start()
         if probe:
             probe.start()
         self.stage("measurements-started", dns=bool(probe))
@@ -216,7 +218,8 @@ class MainJob:
             if probe:
                 self._probe_long_enough(created_at)
             self.summary["measurements"]["apiserver"] = api.gather()
-            self.summary["measurements"]["bystander"] = bystander.gather()
+            for o in others:
+                self.summary["measurements"][o.name] = o.gather()
             if probe:
                 self.summary["measurements"]["dns"] = probe.gather()
             self.summary["measurements"]["client"] = client_m.summarize(self.dir / "agents")
@@ -305,7 +308,8 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
     summary.pop("version", None)
     m = summary.setdefault("measurements", {})
     m["apiserver"] = summarize_apiserver(read_jsonl(run_dir / "raw" / "apiserver.jsonl"))
-    m["bystander"] = summarize_bystander(read_jsonl(run_dir / "raw" / "bystander.jsonl"))
+    for role, r in ROLES.items():
+        m[role] = summarize_bystander(read_jsonl(run_dir / "raw" / f"{role}.jsonl"), r)
     if (run_dir / "raw" / "dns.jsonl").exists():
         m["dns"] = dns_m.summarize(read_jsonl(run_dir / "raw" / "dns.jsonl"))
     if (run_dir / "agents").exists():

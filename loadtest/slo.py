@@ -42,6 +42,8 @@ class DnsSLO(Strict):
 
 class ClientSLO(Strict):
     failure_ratio_max: float = Field(default=0.01, ge=0, le=1)
+    # Below this share of agents with synced watches the load asked for was not applied.
+    synced_ratio_min: float = Field(default=0.9, ge=0, le=1)
 
 
 class SLOSpec(Strict):
@@ -77,9 +79,38 @@ def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
     out += _dns(dns_m, spec.dns) if dns_m is not None else []
     if client is not None:
         out.append(_client(client, spec.client))
+        synced = _synced(client, spec.client)
+        out += [synced] if synced else []
     if m.get("bystander") is not None:
         out += _bystander(m["bystander"], spec.api)
+    if m.get("break_glass") is not None:
+        out.append(_break_glass(m["break_glass"], spec.api))
     return out
+
+
+def _synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
+    """A run whose agents never finished their first LIST did not apply the load it names:
+    the harness was short of CPU, or the API server could not serve the initial LISTs."""
+    a = c.get("agents") or {}
+    want, got = a.get("agents_to_sync", 0), a.get("agents_synced", 0)
+    if not want:
+        return None  # a profile without watches, or a run recorded before the counter
+    return SLOResult("agents-synced", "pass" if got >= s.synced_ratio_min * want else "fail",
+                     f">= {s.synced_ratio_min:.0%} of started agents synced their watches",
+                     f"{got} of {want} ({got / want:.0%})")
+
+
+def _break_glass(b: dict[str, Any], s: ApiSLO) -> SLOResult:
+    """The operator's rollback path (exempt from APF): every write succeeds, p99 as any
+    mutating call's SLO."""
+    expected = f"no failure, p99 <= {s.mutating_p99_s:g}s (admin PATCH, as the client sees it)"
+    if "error" in b:
+        return _broken("break-glass", expected, b["error"])
+    p99 = b["p99_ms"]
+    ok = b["errors"] == 0 and p99 is not None and p99 / 1000 <= s.mutating_p99_s
+    return SLOResult("break-glass", "pass" if ok else "fail", expected,
+                     f"p99 {'-' if p99 is None else f'{p99 / 1000:.3g}s'}, {b['errors']} "
+                     f"failed of {b['count']}")
 
 
 def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:

@@ -73,6 +73,7 @@ class AgentStats:
     errors: int = 0
     agents_started: int = 0
     agents_synced: int = 0
+    agents_to_sync: int = 0  # started agents that have watches to sync
     first_event_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class AgentStats:
                 "requests": dict(self.requests), "reconnects": self.reconnects,
                 "relists_410": self.relists_410, "throttled_429": self.throttled_429,
                 "errors": self.errors, "agents_started": self.agents_started,
-                "agents_synced": self.agents_synced,
+                "agents_synced": self.agents_synced, "agents_to_sync": self.agents_to_sync,
                 "watch_first_event_ms": _summary(self.first_event_ms)}
 
 
@@ -179,6 +180,7 @@ class Agent:
 
     def start(self) -> None:
         self.stats.agents_started += 1
+        self.stats.agents_to_sync += bool(self.profile.watches)
         for w in self.profile.watches:
             self.greenlets.append(gevent.spawn(self._informer, w))
         for p in self.profile.polls:

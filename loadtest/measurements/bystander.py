@@ -1,19 +1,24 @@
-"""Everyone else: a bystander workload's reads while the agents run.
+"""Everyone else while the agents run: another tenant, and the operator's break-glass path.
 
-A ServiceAccount of another namespace (so APF's suggested `service-accounts` FlowSchema puts
-it in workload-low, where unconfined agents land too) LISTs a namespace's configmaps at a
-fixed rate; latency, status and 429s show what the agents do to other tenants, and what a
-mitigation gives back. Runs in its own process, like the DNS probe, so the harness's own
-pauses are not counted as API latency.
+Two roles, each timed at the client in its own process (like the DNS probe, so the harness's
+own pauses are not counted as API latency):
+- bystander: a ServiceAccount of another namespace (APF's suggested `service-accounts`
+  FlowSchema puts it in workload-low, where unconfined agents land too) LISTs its namespace's
+  configmaps at a fixed rate: what the agents do to other tenants, and what a mitigation
+  gives back;
+- break-glass: the harness's own admin identity (exempt from APF) PATCHes an annotation, the
+  write `kubectl rollout undo` makes: evidence that an operator could still roll back.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +32,32 @@ NAMESPACE = "loadtest-bystander"
 USER = f"system:serviceaccount:{NAMESPACE}:app"
 GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}",
           "system:authenticated"]
-PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+CONFIGMAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+ROLLBACK_TARGET = "rollback-target"
 
 
-def ensure_rbac(cluster: Cluster) -> None:
-    """The bystander may list configmaps in its own namespace, nothing else."""
+@dataclass(frozen=True)
+class Role:
+    name: str  # the measurement's key in the summary
+    user: str | None  # impersonated; None: the harness's own (break-glass) identity
+    method: str
+    path: str
+    what: str
+
+
+BYSTANDER = Role("bystander", USER, "GET", CONFIGMAPS, "namespace LIST of another tenant")
+BREAK_GLASS = Role("break_glass", None, "PATCH", f"{CONFIGMAPS}/{ROLLBACK_TARGET}",
+                   "break-glass PATCH (as a rollback writes)")
+ROLES = {r.name: r for r in (BYSTANDER, BREAK_GLASS)}
+
+
+def ensure_objects(cluster: Cluster) -> None:
+    """The bystander may list configmaps in its own namespace, nothing else; the break-glass
+    role patches one configmap there."""
     with http_client(cluster) as c:
         for coll, obj in (
             ("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}),
+            (CONFIGMAPS, {"metadata": {"name": ROLLBACK_TARGET}}),
             (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/roles",
              {"metadata": {"name": "reader"}, "rules": [
                  {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
@@ -49,19 +72,21 @@ def ensure_rbac(cluster: Cluster) -> None:
 
 
 class Bystander:
-    name = "bystander"
+    """One role's requests at a fixed rate, from start to gather."""
 
     def __init__(self, cluster: Cluster, cluster_json: Path, raw: Path,
-                 rate_hz: float = 5.0) -> None:
+                 rate_hz: float = 5.0, role: Role = BYSTANDER) -> None:
         self.cluster = cluster
         self.raw = raw
+        self.role = role
+        self.name = role.name
         self.cmd = [sys.executable, "-m", "loadtest.measurements.bystander",
                     "--cluster-json", str(cluster_json), "--rate", str(rate_hz),
-                    "--out", str(raw)]
+                    "--out", str(raw), "--role", role.name]
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        ensure_rbac(self.cluster)
+        ensure_objects(self.cluster)
         self._proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, text=True,
                                       cwd=Path(__file__).resolve().parents[2])
 
@@ -72,16 +97,17 @@ class Bystander:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
-        return summarize(read_jsonl(self.raw))
+        return summarize(read_jsonl(self.raw), self.role)
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(records: list[dict[str, Any]], role: Role = BYSTANDER) -> dict[str, Any]:
     if not records:
-        return {"error": "the bystander recorded nothing"}
+        return {"error": f"the {role.name} role recorded nothing"}
     ok = sorted(r["ms"] for r in records if r["status"] == 200)
     throttled = sum(1 for r in records if r["status"] == 429)
     errors = sum(1 for r in records if r["status"] != 200)
-    return {"user": USER, "count": len(records), "errors": errors, "throttled_429": throttled,
+    return {"user": role.user or "the harness's admin identity", "what": role.what,
+            "count": len(records), "errors": errors, "throttled_429": throttled,
             "p50_ms": ok[len(ok) // 2] if ok else None,
             "p99_ms": ok[min(len(ok) - 1, int(0.99 * len(ok)))] if ok else None}
 
@@ -92,17 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=5.0)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--max-s", type=float, default=6 * 3600)
+    ap.add_argument("--role", choices=sorted(ROLES), default=BYSTANDER.name)
     a = ap.parse_args(argv)
+    role = ROLES[a.role]
     cluster = Cluster.from_json(a.cluster_json.read_text())
     writer = JsonlWriter(a.out)
-    client = http_client(cluster, timeout=60, headers={"Impersonate-User": USER})
+    # one Impersonate-Group header per group (httpx sends repeated pairs as given)
+    headers = ([("Impersonate-User", role.user)] + [("Impersonate-Group", g) for g in GROUPS]
+               if role.user else [])
+    client = http_client(cluster, timeout=60)
 
     def tick() -> None:
         t0 = time.perf_counter()
         try:
-            # one Impersonate-Group header per group (httpx sends repeated pairs as given)
-            r = client.get(PATH, params={"limit": "10"},
-                           headers=[("Impersonate-Group", g) for g in GROUPS])
+            if role.method == "GET":
+                r = client.get(role.path, params={"limit": "10"}, headers=headers)
+            else:
+                patch = {"metadata": {"annotations": {"loadtest/rolled-back-at": str(t0)}}}
+                r = client.patch(role.path, content=json.dumps(patch), headers=[
+                    *headers, ("Content-Type", "application/merge-patch+json")])
             status = r.status_code
         except httpx.HTTPError:
             status = 0

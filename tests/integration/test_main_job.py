@@ -37,6 +37,13 @@ def test_light_profile_passes_its_slos(light_run):
     assert {"LIST pods [node]", "WATCH pods [node]", "LIST nodes [node]"} <= names
     assert s["measurements"]["dns"]["count"] > 50
     assert s["measurements"]["dns"]["propagation"][0]["seconds"] is not None
+    # the other tenant and the operator's rollback path were timed throughout, and the
+    # API server counted the break-glass PATCHes (a real write, not a client-side guess)
+    glass = s["measurements"]["break_glass"]
+    assert glass["count"] > 20 and glass["errors"] == 0
+    assert s["measurements"]["bystander"]["count"] > 20
+    assert any(r["verb"] == "PATCH" and r["resource"] == "configmaps" and r["count"] > 0
+               for r in api["requests"]["by_verb_resource"])
     # raw streams were written as the run went, and agree with the summary
     assert len(read_jsonl(light_run / "raw" / "apiserver.jsonl")) == api["scrapes"]
     assert run_verdict_pytest(light_run) == 0

@@ -72,3 +72,38 @@ def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path
     assert "FAILED" in r.stdout and "test_slo[api-errors]" in r.stdout
     assert "ERROR" in r.stdout and "test_slo[dns-errors]" in r.stdout
     assert "MeasurementBroken" in r.stdout
+
+
+def _records(ms: list[float], statuses: list[int]) -> list[dict]:
+    return [{"t": 1000.0 + i, "ms": m, "status": s}
+            for i, (m, s) in enumerate(zip(ms, statuses, strict=True))]
+
+
+def test_break_glass_fails_on_one_failed_rollback_write_or_a_slow_p99():
+    from loadtest.measurements import bystander
+
+    def verdict(records):
+        summary = {"measurements": {"break_glass": bystander.summarize(
+            records, bystander.BREAK_GLASS)}}
+        return {r.name: r for r in slo.evaluate(summary, slo.SLOSpec())}["break-glass"]
+
+    assert verdict(_records([20.0] * 100, [200] * 100)).status == "pass"
+    one_failed = verdict(_records([20.0] * 100, [200] * 99 + [0]))
+    assert one_failed.status == "fail" and "1 failed of 100" in one_failed.measured
+    slow = verdict(_records([20.0] * 90 + [1500.0] * 10, [200] * 100))
+    assert slow.status == "fail" and "1.5s" in slow.measured
+    assert verdict([]).status == "error"
+
+
+def test_a_run_whose_agents_did_not_sync_fails_as_load_not_applied():
+    def result(synced: int, to_sync: int):
+        client = {"requests": 10, "failures": 0, "by_name": [],
+                  "agents": {"agents_synced": synced, "agents_to_sync": to_sync}}
+        rs = {r.name: r for r in slo.evaluate({"measurements": {"client": client}},
+                                              slo.SLOSpec())}
+        return rs.get("agents-synced")
+
+    assert result(95, 100).status == "pass"
+    low = result(40, 100)
+    assert low.status == "fail" and low.measured == "40 of 100 (40%)"
+    assert result(0, 0) is None  # no watches in the profile: nothing to sync
