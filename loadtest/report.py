@@ -160,6 +160,10 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
                    and r["verb"] != "WATCH" and r["p99"] is not None), key=lambda r: -r["p99"])
     out += [f"slowest at the API server: {r['verb']} {r['resource'] or '-'} scope={r['scope']}"
             f" p99 {r['p99']:.3g}s over {r['count']:.0f} requests" for r in slow[:2]]
+    for r in m.get("apiserver", {}).get("response_bytes", [])[:2]:
+        out.append(f"the API server sent {r['bytes'] / 1e6:.1f} MB for {r['verb']} "
+                   f"{r['resource'] or '-'} scope={r['scope']} ({r['responses']:.0f} responses"
+                   + (f", {r['mean_bytes'] / 1e6:.2f} MB each)" if r["mean_bytes"] else ")"))
     client = m.get("client", {})
     sent = client.get("agents", {}).get("bytes") or {}
     counts = client.get("agents", {}).get("requests") or {}
@@ -175,6 +179,9 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
         out.append(f"sent by {s.get('config', {}).get('agents')} agents with "
                    + _profile_identity(profile))
     apf = m.get("apiserver", {}).get("apf", {})
+    for r in apf.get("dispatched", [])[:3]:
+        out.append(f"APF dispatched {r['count']:.0f} requests of flow schema "
+                   f"{r['flow_schema']} (priority level {r['priority_level']})")
     for pl, seats in sorted((apf.get("executing_seats_max") or {}).items(), key=lambda x: -x[1]):
         if pl != "exempt":
             out.append(f"APF priority level {pl}: up to {seats:.0f} seats executing, "

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest import slo
 from loadtest.compare import run_costs
 from loadtest.results import read_summary
 
@@ -43,12 +44,11 @@ def invalid_reason(s: dict[str, Any]) -> str:
     """A run whose agents never got going measured the cluster, not the agents: keep it out
     of the fit (it still counts for the SLO verdict)."""
     client = s.get("measurements", {}).get("client", {})
-    agents = s.get("config", {}).get("agents", 0)
-    synced = client.get("agents", {}).get("agents_synced")
     if not client.get("requests"):
         return "the agents sent no request (setup failed?)"
-    if synced is not None and agents and synced < 0.9 * agents:
-        return f"only {synced} of {agents} agents synced"
+    synced = slo.agents_synced(client, slo.ClientSLO())
+    if synced and synced.status != "pass":
+        return f"only {synced.measured} agents synced"
     return ""
 
 

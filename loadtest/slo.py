@@ -79,7 +79,7 @@ def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
     out += _dns(dns_m, spec.dns) if dns_m is not None else []
     if client is not None:
         out.append(_client(client, spec.client))
-        synced = _synced(client, spec.client)
+        synced = agents_synced(client, spec.client)
         out += [synced] if synced else []
     if m.get("bystander") is not None:
         out += _bystander(m["bystander"], spec.api)
@@ -88,7 +88,7 @@ def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
     return out
 
 
-def _synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
+def agents_synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
     """A run whose agents never finished their first LIST did not apply the load it names:
     the harness was short of CPU, or the API server could not serve the initial LISTs."""
     a = c.get("agents") or {}

@@ -26,6 +26,7 @@ FAMILIES = (
     "apiserver_flowcontrol_current_inqueue_requests",
     "apiserver_flowcontrol_request_wait_duration_seconds",
     "apiserver_flowcontrol_current_executing_seats",
+    "apiserver_flowcontrol_dispatched_requests",
     "apiserver_response_sizes",
     "etcd_request_duration_seconds",
     "process_cpu_seconds",
@@ -121,6 +122,7 @@ def summarize(records: list[dict[str, Any]], window_s: float = 300.0) -> dict[st
                      "by_verb_resource": [{"verb": v, "resource": r, "code": c, "count": n}
                                           for (v, r, c), n in sorted(by_verb.items()) if n]},
         "latency": _latency(ok, window_s),
+        "response_bytes": _response_bytes(first, last),
         "apf": _apf(ok, first, last),
         "etcd": _quantiles(first, last, "etcd_request_duration_seconds", ("operation", "type")),
         "watches_max": max((metrics.gauge(_index(r), "apiserver_longrunning_requests",
@@ -205,7 +207,14 @@ def _apf(ok: list[dict[str, Any]], first: dict, last: dict) -> dict[str, Any]:
         for (pl,), v in metrics.gauge(idx, "apiserver_flowcontrol_current_executing_seats",
                                       ("priority_level",)).items():
             seats_max[pl] = max(seats_max.get(pl, 0.0), v)
+    dispatched = metrics.counter_delta(
+        first, last, "apiserver_flowcontrol_dispatched_requests_total",
+        ("priority_level", "flow_schema"))
     return {
+        # who the API server served: which identity's flow schema took the seats
+        "dispatched": [{"priority_level": p, "flow_schema": f, "count": n}
+                       for (p, f), n in sorted(dispatched.items(), key=lambda kv: -kv[1])
+                       if n],
         "rejected": [{"priority_level": p, "flow_schema": f, "reason": r, "count": n}
                      for (p, f, r), n in sorted(rejected.items()) if n],
         "rejected_total": sum(rejected.values()),
@@ -214,6 +223,17 @@ def _apf(ok: list[dict[str, Any]], first: dict, last: dict) -> dict[str, Any]:
         "wait": _quantiles(first, last, "apiserver_flowcontrol_request_wait_duration_seconds",
                            ("priority_level", "execute")),
     }
+
+
+def _response_bytes(first: dict, last: dict) -> list[dict[str, Any]]:
+    """What the API server sent, by verb, resource and scope, largest first."""
+    by = ("verb", "resource", "scope")
+    total = metrics.counter_delta(first, last, "apiserver_response_sizes_sum", by)
+    count = metrics.counter_delta(first, last, "apiserver_response_sizes_count", by)
+    return [{"verb": v, "resource": r, "scope": sc, "bytes": b, "responses": count.get(k, 0),
+             "mean_bytes": b / count[k] if count.get(k) else None}
+            for k, b in sorted(total.items(), key=lambda kv: -kv[1]) if b
+            for v, r, sc in [k]]
 
 
 def _process(ok: list[dict[str, Any]], first: dict, last: dict) -> dict[str, Any]:

@@ -58,3 +58,13 @@ def test_client_summary_reads_locust_csv(tmp_path):
     s = client.summarize(tmp_path)
     assert s["requests"] == sum(r["requests"] for r in s["by_name"]) > 0
     assert {r["name"] for r in s["by_name"]} >= {"LIST pods [cluster]", "WATCH pods [node]"}
+
+
+def test_response_bytes_name_what_the_api_server_sent_most(recorded):
+    s = apiserver.summarize(recorded("apiserver-telemetry-v2.jsonl.gz"))
+    top = s["response_bytes"][0]
+    # telemetry-v2's cluster-wide pod LISTs dominate what the server sent
+    assert (top["verb"], top["resource"], top["scope"]) == ("LIST", "pods", "cluster")
+    assert top["bytes"] > 1e6 and top["mean_bytes"] == top["bytes"] / top["responses"]
+    assert [r["bytes"] for r in s["response_bytes"]] == sorted(
+        (r["bytes"] for r in s["response_bytes"]), reverse=True)

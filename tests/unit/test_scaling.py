@@ -85,3 +85,15 @@ def test_idle_cpu_is_taken_off_the_capacity() -> None:
     assert sw.idle_cores == pytest.approx(idle)
     assert sw.saturation_nodes == pytest.approx((-A + math.sqrt(A * A + 4 * B * 1.75)) / (2 * B))
     assert sw.total_cpu(sw.saturation_nodes or 0) == pytest.approx(2.0)
+
+
+def test_a_run_whose_agents_did_not_sync_is_kept_out_of_the_fit():
+    from loadtest.scaling import invalid_reason
+
+    def summary(synced: int) -> dict:
+        return {"measurements": {"client": {"requests": 100, "agents": {
+            "agents_synced": synced, "agents_to_sync": 50}}}}
+
+    assert invalid_reason(summary(50)) == ""
+    assert invalid_reason(summary(10)) == "only 10 of 50 (20%) agents synced"
+    assert "no request" in invalid_reason({"measurements": {"client": {"requests": 0}}})
