@@ -39,12 +39,17 @@ def stop_pidfile(pidfile: Path, grace: float = 10) -> None:
         pid = int(pidfile.read_text())
     except ValueError:
         return
+    stop_group(pid, grace)
+    pidfile.unlink(missing_ok=True)
+
+
+def stop_group(pid: int, grace: float = 10) -> None:
+    """TERM the process group led by `pid`, KILL it after `grace` seconds."""
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
     _signal_group(pid, signal.SIGKILL)
-    pidfile.unlink(missing_ok=True)
 
 
 def _signal_group(pid: int, sig: int) -> None:

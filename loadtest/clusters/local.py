@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,10 +27,12 @@ import yaml
 from loadtest import kubeconfig, toolchain
 from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, LoadtestError
-from loadtest.proc import run, stop_pidfile
+from loadtest.proc import run, stop_group, stop_pidfile
 from loadtest.wait import until
 
 HOST = "127.0.0.1"
+# How long a replaced CoreDNS keeps serving while its successor is not ready.
+DNS_REPLACE_S = 10.0
 
 Log = Callable[[str], None]
 
@@ -122,11 +125,27 @@ class LocalProvider:
             raise
 
     def restart_dns(self, cluster_name: str) -> None:
-        """Kill CoreDNS and start it again without waiting: as a rollout or an OOM kill
-        does. Under saturation its initial LISTs are slow, and that is what is measured."""
+        """Replace CoreDNS as a rollout with surge does: the new instance starts beside the
+        old one on the same ports (CoreDNS sets SO_REUSEPORT; its reload plugin relies on
+        it), and the old one stops once the new one is ready, or after DNS_REPLACE_S anyway,
+        as an eviction or OOM kill would not wait. A healthy cluster loses no query; under
+        saturation the new instance's initial LISTs stall, and after 5 s it serves SERVFAIL
+        for the names it does not know yet: what is measured."""
         d = state_root() / cluster_name
-        stop_pidfile(d / "coredns.pid", grace=2)
+        old = int((d / "coredns.pid").read_text())
+        # The new instance gets a ready port of its own: on a shared one, the old instance
+        # (ready throughout) would answer for it.
+        ready = free_port()
+        corefile = d / "Corefile"
+        corefile.write_text(re.sub(r"(?m)^(\s*ready \S+:)\d+$", rf"\g<1>{ready}",
+                                   corefile.read_text()))
         _launch_coredns(d, toolchain.binary("coredns"))
+        try:
+            until(lambda: _http_ok(f"http://{HOST}:{ready}/ready"), "new CoreDNS ready",
+                  timeout=DNS_REPLACE_S)
+        except LoadtestError:
+            self.log(f"new CoreDNS not ready after {DNS_REPLACE_S:g}s: stopping the old one")
+        stop_group(old, grace=2)
 
     def get(self, cluster_name: str) -> Cluster | None:
         f = state_root() / cluster_name / "cluster.json"

@@ -1,6 +1,8 @@
 """Against a real local control plane: etcd, kube-apiserver, controllers, KWOK, CoreDNS."""
 
 import socket
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from kubernetes import client
 from loadtest.clusters import Cluster, get_provider, http_client
 from loadtest.clusters.local import dns_query, state_root
 from loadtest.errors import ClusterError
+from loadtest.measurements import dns as dns_m
 from loadtest.wait import until
 
 pytestmark = pytest.mark.integration
@@ -118,12 +121,32 @@ def test_up_then_down_leaves_no_process_and_no_files():
     provider.delete("it-down")  # twice is safe
 
 
-def test_restart_dns_brings_up_a_new_coredns(loadtest_cluster: Cluster):
+def test_restart_dns_replaces_coredns_without_losing_a_query(loadtest_cluster: Cluster):
     d = state_root() / loadtest_cluster.name
     before = int((d / "coredns.pid").read_text())
+    answers: list[str] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # bounded: ends with the restart, at most 60 s
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            # a lookup as the DNS probe (and a pod's resolver) makes it
+            r = dns_m.query(loadtest_cluster.dns, "kubernetes.default.svc.cluster.local.", 2.0)
+            answers.append(r["rcode"] if r["answers"] else f"{r['rcode']} (empty)")
+            time.sleep(0.02)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    time.sleep(0.5)
     get_provider("local").restart_dns(loadtest_cluster.name)
+    time.sleep(0.5)
+    stop.set()
+    t.join()
     after = int((d / "coredns.pid").read_text())
     assert after != before and not Path(f"/proc/{before}/cmdline").exists()
+    # the new instance served before the old one left (a rollout with surge)
+    assert len(answers) > 20 and set(answers) == {"NOERROR"}, [
+        (i, a) for i, a in enumerate(answers) if a != "NOERROR"]
     assert until(lambda: dns_query(loadtest_cluster.dns,
                                    "kubernetes.default.svc.cluster.local.").answer,
                  "the restarted CoreDNS to answer", timeout=30)
