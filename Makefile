@@ -118,8 +118,8 @@ ROUNDS ?= 3
 BUDGETS ?= --budget apiserver_cpu:+10% --budget p99_list:+20%
 GATE_ARGS ?= --nodes 30 --agents 30 --duration 30
 SIZES ?= 20,50,100
-INCIDENT_LARGE ?= 100
-INCIDENT_BETWEEN ?= 40
+INCIDENT_LARGE ?= 1000
+INCIDENT_BETWEEN ?= 100
 GATE_TARGET = --provider $(PROVIDER) --name $(GATE_NAME) --out $(RESULTS)
 GATE_DOWN = $(LOADTEST) cluster down --provider $(PROVIDER) --name $(GATE_NAME)
 
@@ -133,8 +133,8 @@ sweep: tools
 
 incident: tools
 	$(LOADTEST) incident $(GATE_TARGET) --profile telemetry-v2 --small 10 \
-	  --large $(INCIDENT_LARGE) --between $(INCIDENT_BETWEEN) \
-	  --duration 30 --propagation; rc=$$?; $(GATE_DOWN); exit $$rc
+	  --large $(INCIDENT_LARGE) --between $(INCIDENT_BETWEEN) --pods-per-node 3 \
+	  --duration 60 --propagation --restart-dns-at 30; rc=$$?; $(GATE_DOWN); exit $$rc
 
 # make report DIR=results/<run, comparison or sweep folder>
 report: venv

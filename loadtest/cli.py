@@ -177,7 +177,8 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
     from loadtest.results import read_summary
 
     summary = read_summary(args.results)
-    objs, why = mitigation.from_results(summary, mitigation.Plan(shares_of_server=args.share))
+    plan = mitigation.Plan(shares_of_server=args.share) if args.share else None
+    objs, why = mitigation.from_results(summary, plan)
     out = mitigation.write_yaml(objs, args.results / "mitigation" / "apf.yaml")
     log(f"{why}\nwrote {out}")
     cluster = _target_cluster(args)
@@ -321,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_target_args(mg)
     mg.add_argument("--from", dest="results", type=Path, required=True,
                     help="results folder of a (failing) run")
-    mg.add_argument("--share", type=float, default=0.10,
-                    help="the agents' share of the API server's concurrency")
+    mg.add_argument("--share", type=float,
+                    help="the agents' share of the API server's concurrency (default: "
+                         "derived from the run: seats for half the server's cores)")
     mg.add_argument("--apply", action="store_true", help="apply to this harness's cluster")
     mg.add_argument("--remove", action="store_true", help="remove them again")
     mg.add_argument("--rerun", action="store_true",

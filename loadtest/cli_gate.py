@@ -14,7 +14,9 @@ from pathlib import Path
 
 from loadtest import compare, report, scaling
 from loadtest.cli import _cluster_target_args, log, make_provider
+from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
+from loadtest.errors import LoadtestError
 from loadtest.run import MainJob, RunConfig
 
 
@@ -32,7 +34,8 @@ def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str,
         cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
                         spawn_rate=args.spawn_rate,
                         inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
-                        propagation_check=args.propagation, slo_file=args.slo or "")
+                        propagation_check=args.propagation, slo_file=args.slo or "",
+                        restart_dns_at_s=args.restart_dns_at_s)
         job = MainJob(provider, args.name, cfg, out_root, log,
                       allow_existing=args.allow_existing_cluster)
         return job.execute()
@@ -96,7 +99,30 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+# Real nodes a harness cluster has besides KWOK's (kind's HA config has the most).
+REAL_NODES_MAX = 5
+
+
+def _refuse_grown_inventory(args: argparse.Namespace, smallest: int) -> None:
+    """A sweep's inventory only grows: on a cluster seeded bigger than its smallest size,
+    that size would measure the bigger one. Refuse before any run."""
+    cluster = make_provider(args).get(args.name)
+    if cluster is None:
+        return
+    with http_client(cluster) as c:
+        r = c.get("/api/v1/nodes", params={"limit": "1"})
+    if r.status_code != 200:
+        return  # the run's own check names an unreachable cluster
+    body = r.json()
+    n = len(body.get("items", [])) + int(body.get("metadata", {}).get("remainingItemCount") or 0)
+    if n > smallest + REAL_NODES_MAX:
+        raise LoadtestError(f"cluster {args.name!r} already has {n} nodes, more than the "
+                            f"smallest size {smallest}: use a fresh cluster (loadtest cluster "
+                            f"down --provider {args.provider} --name {args.name})")
+
+
 def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sweep:
+    _refuse_grown_inventory(args, sizes[0])
     out = _out_dir(args.out, f"{label}-{args.profile}")
     points = []
     for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
@@ -146,6 +172,9 @@ def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
     p.add_argument("--spawn-rate", type=float, default=50)
     p.add_argument("--propagation", action="store_true",
                    help="also time a new Service's DNS propagation (adds ~60 s per run)")
+    p.add_argument("--restart-dns-at", type=float, dest="restart_dns_at_s",
+                   help="restart CoreDNS this many seconds into each run's load (how DNS "
+                        "breaks in an incident: a CoreDNS that cannot sync)")
     p.add_argument("--slo", help="SLO file overriding the defaults (e.g. for a busy machine)")
     p.add_argument("--out", type=Path, default=Path("results"))
 

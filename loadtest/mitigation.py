@@ -84,15 +84,36 @@ def objects(plan: Plan, others_sum: int = DEFAULT_SHARES_SUM) -> list[dict[str, 
     return [pl, fs]
 
 
+# kube-apiserver's defaults: --max-requests-inflight 400 + --max-mutating-requests-inflight 200
+DEFAULT_SERVER_SEATS = 600
+
+
+def derive_plan(summary: dict[str, Any]) -> tuple[Plan, str]:
+    """The agents' share from a run: a seat executing a LIST burns up to one core (encoding
+    is CPU-bound), so the agents get as many seats as half the API server's cores, of the
+    server's total seats (read from its nominal limits when scraped)."""
+    api = summary.get("measurements", {}).get("apiserver", {})
+    limits = api.get("apf", {}).get("nominal_limit_seats") or {}
+    total = sum(limits.values()) or DEFAULT_SERVER_SEATS
+    cores = summary.get("environment", {}).get("cpus") or 2
+    seats = max(1, int(cores // 2))
+    plan = Plan(shares_of_server=min(0.5, seats / total))
+    return plan, (f"{seats} seat(s) for the agents = half of {cores} cores, of {total:.0f} "
+                  f"server seats{'' if limits else ' (kube-apiserver default)'}")
+
+
 def from_results(summary: dict[str, Any], plan: Plan | None = None) -> tuple[list[dict], str]:
-    """Objects for a failing run, and why: the agent's share is set below what it took."""
-    plan = plan or Plan()
+    """Objects for a failing run, and why: the agents' share is derived from the run unless
+    a plan is given."""
+    basis = "share given"
+    if plan is None:
+        plan, basis = derive_plan(summary)
     api = summary.get("measurements", {}).get("apiserver", {})
     seats = api.get("apf", {}).get("executing_seats_max", {})
     why = (f"profile {summary.get('config', {}).get('profile', '?')}: verdict "
            f"{summary.get('verdict', '?')}; executing seats max by priority level {seats}; "
-           f"agents confined to {plan.shares_of_server:.0%} of the server's concurrency, "
-           "fair-queued by user")
+           f"agents confined to {plan.shares_of_server:.2%} of the server's concurrency "
+           f"({basis}), fair-queued by user")
     return objects(plan), why
 
 

@@ -27,6 +27,7 @@ FAMILIES = (
     "apiserver_flowcontrol_request_wait_duration_seconds",
     "apiserver_flowcontrol_current_executing_seats",
     "apiserver_flowcontrol_dispatched_requests",
+    "apiserver_flowcontrol_nominal_limit_seats",
     "apiserver_response_sizes",
     "etcd_request_duration_seconds",
     "process_cpu_seconds",
@@ -210,7 +211,11 @@ def _apf(ok: list[dict[str, Any]], first: dict, last: dict) -> dict[str, Any]:
     dispatched = metrics.counter_delta(
         first, last, "apiserver_flowcontrol_dispatched_requests_total",
         ("priority_level", "flow_schema"))
+    nominal = metrics.gauge(last, "apiserver_flowcontrol_nominal_limit_seats",
+                            ("priority_level",))
     return {
+        # the server's concurrency, split by level (what a mitigation's share is taken of)
+        "nominal_limit_seats": {pl: v for (pl,), v in sorted(nominal.items())},
         # who the API server served: which identity's flow schema took the seats
         "dispatched": [{"priority_level": p, "flow_schema": f, "count": n}
                        for (p, f), n in sorted(dispatched.items(), key=lambda kv: -kv[1])

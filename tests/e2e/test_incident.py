@@ -26,7 +26,7 @@ def incident(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     cmd = [sys.executable, "-m", "loadtest.cli", "incident", "--provider", provider,
            "--name", NAME, "--out", str(out), "--profile", "telemetry-v2",
            "--small", "10", "--large", str(LARGE), "--pods-per-node", "3",
-           "--duration", "60", "--propagation"]
+           "--duration", "60", "--propagation", "--restart-dns-at", "30"]
     try:
         rc = subprocess.run(cmd, timeout=40 * 60).returncode
     finally:

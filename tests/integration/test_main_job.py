@@ -104,3 +104,14 @@ def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, 
     assert seconds is not None and seconds <= dns_m.CACHE_TTL_S + 5
     # the probe recorded the deleted name's NXDOMAIN answers as errors
     assert s["rcodes"].get("NXDOMAIN", 0) >= 1 and s["errors"] >= 1
+
+
+def test_sweep_refuses_a_cluster_seeded_beyond_its_smallest_size(light_run, loadtest_cluster,
+                                                                 tmp_path, capsys):
+    from loadtest.cli import main
+
+    rc = main(["sweep", "--provider", "local", "--name", loadtest_cluster.name,
+               "--sizes", "1,2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "already has" in err and "use a fresh cluster" in err
+    assert list(tmp_path.iterdir()) == []  # refused before any run

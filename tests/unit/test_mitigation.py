@@ -65,3 +65,18 @@ def test_others_view_separates_agents_from_everyone_else():
     assert v["others_slos_failed"] == ["dns-errors"]
     assert v["others_apf_rejected"] == 2 and v["agents_apf_rejected"] == 7
     assert v["others_apf_wait_p99_s"] == 0.5
+
+
+def test_share_is_derived_from_the_servers_seats_and_cores():
+    def ncs(cpus: int, limits: dict[str, float]) -> tuple[int, str]:
+        summary = {"environment": {"cpus": cpus}, "measurements": {"apiserver": {"apf": {
+            "nominal_limit_seats": limits}}}}
+        (pl, _), why = mitigation.from_results(summary)
+        return pl["spec"]["limited"]["nominalConcurrencyShares"], why
+
+    n, why = ncs(2, {"workload-low": 245.0, "global-default": 49.0, "system": 74.0,
+                     "workload-high": 98.0, "node-high": 98.0, "leader-election": 25.0,
+                     "catch-all": 13.0, "exempt": 0.0})  # 602 seats
+    assert n == 1 and "1 seat(s) for the agents = half of 2 cores, of 602 server seats" in why
+    n, why = ncs(64, {})  # 32 seats of the default 600: 5.3 % of the server
+    assert n == mitigation.shares_for(32 / 600) and "kube-apiserver default" in why
