@@ -195,15 +195,16 @@ class MainJob:
             probe.start()
         self.stage("measurements-started", dns=bool(probe))
         timer = None
-        created_at: list[float] = []
+        changed_at: list[float] = []
         if probe and self.cfg.propagation_check:
             # A new Service during the load: how long until cluster DNS serves it?
             timer = threading.Timer(self.cfg.duration_s / 3, self._new_service,
-                                    (cluster, probe, created_at))
+                                    (cluster, probe, changed_at))
             timer.start()
         restart = None
         if self.cfg.restart_dns_at_s is not None:
-            restart = threading.Timer(self.cfg.restart_dns_at_s, self._restart_dns)
+            restart = threading.Timer(self.cfg.restart_dns_at_s, self._restart_dns,
+                                      (changed_at,))
             restart.start()
         run = AgentRun(profile=self.cfg.profile, agents=self.cfg.agents,
                        duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
@@ -216,7 +217,7 @@ class MainJob:
                 if t:
                     t.cancel()
             if probe:
-                self._probe_long_enough(created_at)
+                self._probe_long_enough(changed_at)
             self.summary["measurements"]["apiserver"] = api.gather()
             for o in others:
                 self.summary["measurements"][o.name] = o.gather()
@@ -258,18 +259,20 @@ class MainJob:
         else:
             self.log(f"warning: could not create probe Service: HTTP {r.status_code}")
 
-    def _restart_dns(self) -> None:
+    def _restart_dns(self, changed_at: list[float]) -> None:
         if not hasattr(self.provider, "restart_dns"):
             self.log(f"warning: provider {self.provider.name} cannot restart cluster DNS")
             return
         self.log("restarting CoreDNS during the load")
+        changed_at.append(time.time())
         self.provider.restart_dns(self.cluster_name)
         self.stage("dns-restarted")
 
-    def _probe_long_enough(self, created_at: list[float]) -> None:
-        if not created_at:
+    def _probe_long_enough(self, changed_at: list[float]) -> None:
+        """Keep probing past the caches' TTLs after the last change (new Service, restart)."""
+        if not changed_at:
             return
-        left = created_at[0] + self.cfg.dns_min_probe_s - time.time()
+        left = max(changed_at) + self.cfg.dns_min_probe_s - time.time()
         if left > 0:
             self.log(f"probing DNS {left:.0f}s more (at least {self.cfg.dns_min_probe_s:.0f}s "
                      "after the change: caches hide failures at first)")

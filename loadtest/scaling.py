@@ -47,8 +47,11 @@ def invalid_reason(s: dict[str, Any]) -> str:
     if not client.get("requests"):
         return "the agents sent no request (setup failed?)"
     synced = slo.agents_synced(client, slo.ClientSLO())
-    if synced and synced.status != "pass":
-        return f"only {synced.measured} agents synced"
+    req = s.get("measurements", {}).get("apiserver", {}).get("requests", {})
+    refused = (req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
+    # Agents the API server refused (429, 5xx) are the finding, not a broken run.
+    if synced and synced.status != "pass" and not refused:
+        return f"only {synced.measured} agents synced, and the API server refused nothing"
     return ""
 
 

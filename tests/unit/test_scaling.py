@@ -87,13 +87,17 @@ def test_idle_cpu_is_taken_off_the_capacity() -> None:
     assert sw.total_cpu(sw.saturation_nodes or 0) == pytest.approx(2.0)
 
 
-def test_a_run_whose_agents_did_not_sync_is_kept_out_of_the_fit():
+def test_a_run_whose_agents_did_not_sync_unrefused_is_kept_out_of_the_fit():
     from loadtest.scaling import invalid_reason
 
-    def summary(synced: int) -> dict:
+    def summary(synced: int, throttled: int = 0) -> dict:
         return {"measurements": {"client": {"requests": 100, "agents": {
-            "agents_synced": synced, "agents_to_sync": 50}}}}
+            "agents_synced": synced, "agents_to_sync": 50}},
+            "apiserver": {"requests": {"throttled_429": throttled, "errors_5xx": 0}}}}
 
     assert invalid_reason(summary(50)) == ""
-    assert invalid_reason(summary(10)) == "only 10 of 50 (20%) agents synced"
+    assert invalid_reason(summary(10)) == ("only 10 of 50 (20%) agents synced, and the API "
+                                           "server refused nothing")
+    # the server turned them away: that is the measurement, and the point stays in the fit
+    assert invalid_reason(summary(10, throttled=300)) == ""
     assert "no request" in invalid_reason({"measurements": {"client": {"requests": 0}}})
