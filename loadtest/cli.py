@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtest import config, toolchain
+from loadtest import cgroups, config, toolchain
 from loadtest.clusters import PROVIDERS, get_provider, require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider
 from loadtest.config import InventorySpec
@@ -28,11 +28,20 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _memory(args: argparse.Namespace) -> int | None:
+    text = getattr(args, "apiserver_memory", None)
+    return cgroups.parse_bytes(text) if text else None
+
+
 def make_provider(args: argparse.Namespace) -> ClusterProvider:
     if args.provider == "local":
         return get_provider("local", log=log, apiserver_port=args.port,
                             apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates)
+                            feature_gates=args.feature_gates,
+                            apiserver_memory=_memory(args))
+    if _memory(args) and args.provider != "local":
+        raise LoadtestError("--apiserver-memory: only the local provider limits the API "
+                            "server's memory")
     if args.provider == "kind":
         return get_provider("kind", log=log, apiserver_port=args.port,
                             apiserver_args=dict(args.apiserver_arg or []),
@@ -245,7 +254,14 @@ def _cluster_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
     p.add_argument("--allow-existing-cluster", action="store_true",
                    help="allow load on a cluster loadtest did not create")
+    _memory_arg(p)
     p.set_defaults(port=None, apiserver_arg=None, feature_gates="")
+
+
+def _memory_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--apiserver-memory", metavar="SIZE",
+                   help="local: the API server's memory budget, e.g. 2Gi (a control plane's "
+                        "size; beyond it the kernel's OOM killer acts, as in production)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--apiserver-arg", type=_key_value, action="append",
                    help="local: extra kube-apiserver flag KEY=VALUE (repeatable)")
     c.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
+    _memory_arg(c)
     c.add_argument("--reuse", action="store_true", help="up: reuse a cluster of that name")
     c.set_defaults(func=cmd_cluster)
 

@@ -148,7 +148,9 @@ class MainJob:
                 created = True
             require_load_allowed(cluster, self.allow_existing)
             self.summary["cluster"] = {**cluster.redacted(), **check_cluster(cluster),
-                                       "harness_identity": ensure_break_glass(cluster)}
+                                       "harness_identity": ensure_break_glass(cluster),
+                                       "apiserver_memory_bytes": getattr(
+                                           self.provider, "apiserver_memory", None)}
             self.stage("cluster", created=created)
             self._seed(cluster)
             self._load(cluster)
@@ -224,6 +226,9 @@ class MainJob:
             if probe:
                 self.summary["measurements"]["dns"] = probe.gather()
             self.summary["measurements"]["client"] = client_m.summarize(self.dir / "agents")
+            oom = getattr(self.provider, "apiserver_oom_kills", None)
+            if oom and (kills := oom(self.cluster_name)) is not None:
+                self.summary["cluster"]["apiserver_oom_kills"] = kills
             self.stage("load")
 
     def _dns_probe(self, cluster: Cluster, raw: Path) -> dns_m.DnsProbe | None:

@@ -76,6 +76,8 @@ def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
     m = summary.get("measurements", {})
     api, dns_m, client = m.get("apiserver", {}), m.get("dns"), m.get("client")
     out = [*_api_latency(api, spec.api), *_api_ratios(api, spec.api)]
+    if api.get("harness_access"):
+        out.append(_api_availability(api["harness_access"]))
     out += _dns(dns_m, spec.dns) if dns_m is not None else []
     if client is not None:
         out.append(_client(client, spec.client))
@@ -98,6 +100,15 @@ def agents_synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
     return SLOResult("agents-synced", "pass" if got >= s.synced_ratio_min * want else "fail",
                      f">= {s.synced_ratio_min:.0%} of started agents synced their watches",
                      f"{got} of {want} ({got / want:.0%})")
+
+
+def _api_availability(a: dict[str, Any]) -> SLOResult:
+    """Did the API server answer at all? The harness scrapes as an exempt identity, so a
+    failed scrape is a server that is down or unreachable, not one that throttles."""
+    why = f"; {a['errors'][0]}" if a.get("errors") else ""
+    return SLOResult("api-availability", "pass" if not a["failed"] else "fail",
+                     "the API server answers every metrics scrape (exempt identity)",
+                     f"{a['failed']} of {a['scrapes']} scrapes failed{why}")
 
 
 def _break_glass(b: dict[str, Any], s: ApiSLO) -> SLOResult:

@@ -24,7 +24,7 @@ import dns.query
 import dns.rcode
 import yaml
 
-from loadtest import kubeconfig, toolchain
+from loadtest import cgroups, kubeconfig, toolchain
 from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, LoadtestError
 from loadtest.proc import run, stop_group, stop_pidfile
@@ -75,8 +75,11 @@ class LocalProvider:
 
     def __init__(self, log: Log = _quiet, apiserver_port: int | None = None,
                  apiserver_args: Mapping[str, str] | None = None,
-                 feature_gates: str = "", timeout: float = 180) -> None:
+                 feature_gates: str = "", timeout: float = 180,
+                 apiserver_memory: int | None = None) -> None:
         self.log = log
+        # bytes the API server may use (a control plane's budget); None: unlimited
+        self.apiserver_memory = apiserver_memory
         self.apiserver_port = apiserver_port
         self.apiserver_args = dict(apiserver_args or {})
         self.feature_gates = feature_gates
@@ -102,6 +105,11 @@ class LocalProvider:
             # 1. control plane through kwokctl, bound to loopback, from our own binaries
             self._kwokctl_create(cluster_name, d, bins)
             self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
+            if self.apiserver_memory:
+                pids = [p for p in _pids_mentioning(d) if "kube-apiserver" in _cmdline(p)]
+                group = cgroups.cap(cluster_name, pids, self.apiserver_memory)
+                self.log(f"kube-apiserver limited to {self.apiserver_memory / 2**30:.2g} GiB "
+                         f"of memory ({group})")
             creds = kubeconfig.read(d / "kubeconfig")
             # 2. CoreDNS beside it, serving cluster.local from the API as kubeadm's does: with
             #    its own ServiceAccount (so APF classifies it as in a real cluster, not exempt)
@@ -147,6 +155,10 @@ class LocalProvider:
             self.log(f"new CoreDNS not ready after {DNS_REPLACE_S:g}s: stopping the old one")
         stop_group(old, grace=2)
 
+    def apiserver_oom_kills(self, cluster_name: str) -> int | None:
+        """OOM kills in the API server's memory group (None when it has no limit)."""
+        return cgroups.oom_kills(cluster_name)
+
     def get(self, cluster_name: str) -> Cluster | None:
         f = state_root() / cluster_name / "cluster.json"
         return Cluster.from_json(f.read_text()) if f.exists() else None
@@ -175,6 +187,7 @@ class LocalProvider:
         # Return only when every process is gone, so its ports are free for the next cluster.
         until(lambda: not any(map(_running, pids)), timeout=30, interval=0.1,
               what=f"processes of cluster {cluster_name} to exit")
+        cgroups.remove(cluster_name)
         shutil.rmtree(d, ignore_errors=True)
 
     # --- steps -----------------------------------------------------------------------------
@@ -307,20 +320,18 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def _pids_mentioning(d: Path) -> list[int]:
     """Processes running from or on files in the cluster's directory."""
     needle = str(d)
-    found = []
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        try:
-            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append(int(proc_dir.name))
-    return found
+    return [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and needle in _cmdline(int(p.name))]
 
 
 def _running(pid: int) -> bool:

@@ -181,3 +181,24 @@ def test_mitigation_objects_pass_server_validation_and_classify_agents(loadtest_
             assert until(classified, "an agent's request to land in the new level", 30)
     finally:
         mitigation.remove(loadtest_cluster)
+
+
+def test_apiserver_memory_budget_is_a_cgroup_of_its_own():
+    import os
+
+    from loadtest import cgroups
+    from loadtest.clusters.local import _cmdline
+
+    if os.geteuid() != 0:
+        pytest.skip("a cgroup memory limit needs root")
+    provider = get_provider("local", apiserver_memory=2**30)
+    provider.create("it-mem")
+    group, limit_file, _ = cgroups._group("it-mem")
+    try:
+        assert int((group / limit_file).read_text()) == 2**30
+        pids = (group / "cgroup.procs").read_text().split()
+        assert pids and all("kube-apiserver" in _cmdline(int(p)) for p in pids)
+        assert provider.apiserver_oom_kills("it-mem") == 0
+    finally:
+        provider.delete("it-mem")
+    assert not group.exists()

@@ -107,3 +107,16 @@ def test_a_run_whose_agents_did_not_sync_fails_as_load_not_applied():
     low = result(40, 100)
     assert low.status == "fail" and low.measured == "40 of 100 (40%)"
     assert result(0, 0) is None  # no watches in the profile: nothing to sync
+
+
+def test_api_availability_fails_when_scrapes_of_the_exempt_identity_fail():
+    def result(failed: int, errors: list[str]):
+        api = {"error": "fewer than two successful scrapes", "harness_access": {
+            "scrapes": 21, "failed": failed, "errors": errors}}
+        rs = {r.name: r for r in slo.evaluate({"measurements": {"apiserver": api}},
+                                              slo.SLOSpec())}
+        return rs["api-availability"]
+
+    assert result(0, []).status == "pass"
+    down = result(17, ["ConnectError: [Errno 111] Connection refused"])
+    assert down.status == "fail" and down.measured.startswith("17 of 21 scrapes failed; Conn")

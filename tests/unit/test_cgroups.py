@@ -1,0 +1,33 @@
+"""Memory limits through cgroups: sizes, and the OOM count from either hierarchy's files."""
+
+from pathlib import Path
+
+import pytest
+
+from loadtest import cgroups
+from loadtest.errors import ClusterError
+
+
+def test_sizes_parse_and_bad_ones_are_one_line_errors():
+    assert cgroups.parse_bytes("2Gi") == 2 * 2**30
+    assert cgroups.parse_bytes("1536Mi") == 1536 * 2**20
+    assert cgroups.parse_bytes("1.5G") == int(1.5 * 2**30)
+    for bad, msg in (("lots", "expected a size"), ("10Mi", "below 64Mi"), ("2Ti", "expected")):
+        with pytest.raises(ClusterError, match=msg):
+            cgroups.parse_bytes(bad)
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_oom_kills_read_from_v1_and_v2_files(tmp_path: Path, monkeypatch, v2: bool):
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    if v2:
+        (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+        d, events = tmp_path / "loadtest-c1", "memory.events"
+        text = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\n"
+    else:
+        d, events = tmp_path / "memory" / "loadtest-c1", "memory.oom_control"
+        text = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
+    assert cgroups.oom_kills("c1") is None  # no group: no limit was set
+    d.mkdir(parents=True)
+    (d / events).write_text(text)
+    assert cgroups.oom_kills("c1") == 2
