@@ -142,6 +142,15 @@ incident: tools
 	  --duration 60 --propagation --restart-dns-at 30 $(INCIDENT_ARGS); rc=$$?; \
 	  $(GATE_DOWN); exit $$rc
 
+# APF objects confining the newest failing run's agents of MITIGATE_PROFILE (in results/),
+# validated by the API server, then that scenario rerun without and with them on $(NAME).
+MITIGATE_PROFILE ?= telemetry-v2
+MITIGATE_ARGS ?= --rerun
+.PHONY: mitigate
+mitigate: tools
+	$(LOADTEST) mitigate --profile $(MITIGATE_PROFILE) --provider $(PROVIDER) --name $(NAME) \
+	  --out $(RESULTS) $(MITIGATE_ARGS)
+
 # make report DIR=results/<run, comparison or sweep folder>
 report: venv
 	$(LOADTEST) report $(DIR)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+
 from loadtest import cgroups, config, toolchain
 from loadtest.clusters import PROVIDERS, get_provider, require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider
@@ -183,9 +185,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_mitigate(args: argparse.Namespace) -> int:
     from loadtest import mitigation
-    from loadtest.results import read_summary
+    from loadtest.results import latest_run, read_summary
 
+    if args.results is None:
+        args.results = latest_run(args.out, args.profile)
+        log(f"newest run of {args.profile}: {args.results}")
     summary = read_summary(args.results)
+    if summary.get("verdict") == "pass":
+        log("warning: that run passed its SLOs: the objects confine agents that did no harm")
     plan = mitigation.Plan(shares_of_server=args.share) if args.share else None
     objs, why = mitigation.from_results(summary, plan)
     out = mitigation.write_yaml(objs, args.results / "mitigation" / "apf.yaml")
@@ -212,20 +219,32 @@ def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, objs: list[dic
     cfg = config.parse(RunConfig, summary["config"], f"{args.results}/summary.json")
     views: dict[str, list[dict[str, object]]] = {"without": [], "with": []}
     run_dirs: dict[str, list[str]] = {"without": [], "with": []}
+    provider = make_provider(args)
+    if args.fresh_cluster and not cluster.created_by_harness:
+        raise ClusterError(f"--fresh-cluster would delete {args.name!r}, which loadtest did "
+                           "not create")
     try:
         for _ in range(args.rounds):
             for variant in ("without", "with"):
+                if args.fresh_cluster:
+                    # each run from the same start: a run that brought the control plane
+                    # down (an OOM-killed API server) leaves nothing to the next
+                    provider.delete(args.name)
+                    cluster = provider.create(args.name)
                 if variant == "with":
                     mitigation.apply(cluster, objs)
                 else:
                     mitigation.remove(cluster)
-                job = MainJob(make_provider(args), args.name, cfg,
-                              args.results / "mitigation" / variant, log)
+                job = MainJob(provider, args.name, cfg, args.results / "mitigation" / variant,
+                              log)
                 run_dir = job.execute()
                 run_dirs[variant].append(str(run_dir))
                 views[variant].append(mitigation.others_view(read_summary(run_dir)))
     finally:
-        mitigation.remove(cluster)
+        try:
+            mitigation.remove(cluster)
+        except httpx.HTTPError as e:  # a control plane the run brought down
+            log(f"warning: could not remove the APF objects: {e}")
     verdict, reasons = mitigation.verdict(views["without"][-1], views["with"][-1])
     data = {"verdict": verdict, "reasons": reasons, "runs": views, "run_dirs": run_dirs}
     out = args.results / "mitigation" / "comparison.json"
@@ -337,8 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     mg = sub.add_parser("mitigate", help="APF objects that confine the agents of a run")
     _cluster_target_args(mg)
-    mg.add_argument("--from", dest="results", type=Path, required=True,
-                    help="results folder of a (failing) run")
+    src = mg.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="results", type=Path,
+                     help="results folder of a (failing) run")
+    src.add_argument("--profile", help="the newest run of this profile in --out")
+    mg.add_argument("--out", type=Path, default=Path("results"),
+                    help="where --profile looks for runs (default results/)")
     mg.add_argument("--share", type=float,
                     help="the agents' share of the API server's concurrency (default: "
                          "derived from the run: seats for half the server's cores)")
@@ -347,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--rerun", action="store_true",
                     help="rerun the scenario without and with them, interleaved, and judge")
     mg.add_argument("--rounds", type=int, default=1, help="rerun rounds (each: without, with)")
+    mg.add_argument("--fresh-cluster", action="store_true",
+                    help="rerun: a new cluster for every run (for scenarios that bring the "
+                         "control plane down)")
     mg.set_defaults(func=cmd_mitigate)
 
     sm = sub.add_parser("summarize", help="rebuild a run's summary from its raw streams")

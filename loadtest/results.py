@@ -81,6 +81,15 @@ def new_run_dir(root: Path, label: str = "") -> Path:
     return d
 
 
+def latest_run(root: Path, profile: str) -> Path:
+    """The newest run of `profile` under `root` (run folders start with a UTC timestamp)."""
+    runs = sorted(d for d in root.glob(f"*-{profile}") if (d / "summary.json").exists())
+    if not runs:
+        raise ConfigError(f"no run of profile {profile!r} in {root}/: run `make loadtest "
+                          f"PROFILE={profile}` (or give --from RESULTS)")
+    return runs[-1]
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     p = run_dir / "summary.json"
     tmp = p.with_suffix(".tmp")

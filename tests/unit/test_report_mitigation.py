@@ -44,3 +44,17 @@ def test_mitigation_report_side_by_side_with_plots(tmp_path: Path, capsys) -> No
     assert "others-latency" in text and "loadtest-agents" in text
     row = text[text.index("other tenant&#x27;s LIST p99"):]
     assert row.index("0.8") < row.index("0.04")  # without, then with
+
+
+def test_mitigate_by_profile_takes_the_newest_run_or_says_what_to_run(tmp_path: Path,
+                                                                       capsys) -> None:
+    from loadtest.results import latest_run
+
+    for stamp in ("20260101T000000Z", "20260102T000000Z"):
+        d = tmp_path / f"{stamp}-telemetry-v2"
+        d.mkdir()
+        (d / "summary.json").write_text("{}")
+    assert latest_run(tmp_path, "telemetry-v2").name == "20260102T000000Z-telemetry-v2"
+    rc = main(["mitigate", "--profile", "telemetry-v9", "--out", str(tmp_path)])
+    assert rc == 1
+    assert "no run of profile 'telemetry-v9'" in capsys.readouterr().err
