@@ -47,9 +47,12 @@ def invalid_reason(s: dict[str, Any]) -> str:
     if not client.get("requests"):
         return "the agents sent no request (setup failed?)"
     synced = slo.agents_synced(client, slo.ClientSLO())
-    req = s.get("measurements", {}).get("apiserver", {}).get("requests", {})
-    refused = (req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
-    # Agents the API server refused (429, 5xx) are the finding, not a broken run.
+    api = s.get("measurements", {}).get("apiserver", {})
+    req = api.get("requests", {})
+    refused = ((req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
+               + (api.get("harness_access", {}).get("failed") or 0))
+    # Agents the API server refused (429, 5xx) or could not serve at all (down: the
+    # harness's own scrapes failed) are the finding, not a broken run.
     if synced and synced.status != "pass" and not refused:
         return f"only {synced.measured} agents synced, and the API server refused nothing"
     return ""
