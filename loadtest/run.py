@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from pydantic import Field
 
 from loadtest import slo
@@ -253,10 +254,16 @@ class MainJob:
     def _new_service(self, cluster: Cluster, probe: dns_m.DnsProbe,
                      created_at: list[float]) -> None:
         name = f"lt-propagation-{int(time.time())}"
-        with http_client(cluster) as c:
-            r = c.post("/api/v1/namespaces/default/services", json={
-                "metadata": {"name": name, "labels": {"loadtest.io/probe": "true"}},
-                "spec": {"ports": [{"port": 80}]}})
+        try:
+            with http_client(cluster) as c:
+                r = c.post("/api/v1/namespaces/default/services", json={
+                    "metadata": {"name": name, "labels": {"loadtest.io/probe": "true"}},
+                    "spec": {"ports": [{"port": 80}]}})
+        except httpx.HTTPError as e:  # an API server the load brought down
+            self.log(f"warning: could not create probe Service: {type(e).__name__}: {e}")
+            self.summary.setdefault("warnings", []).append(
+                f"probe Service not created: {type(e).__name__}: {e}")
+            return
         if r.status_code == 201:
             created_at.append(time.time())
             probe.expect_propagation(f"{name}.default.svc.cluster.local.")
