@@ -345,18 +345,19 @@ def sweep_plots(sw: Sweep) -> list[str]:
 
 
 def growth_lines(sw: Sweep) -> list[str]:
-    """How cost grew with node count, smallest to largest size."""
-    if len(sw.fitted) < 2:
-        return []
-    a, b = sw.fitted[0], sw.fitted[-1]
+    """How cost grew with node count, smallest to largest fitted size; then why any size
+    is not a cost measurement (e.g. an API server that went down)."""
     out = []
-    for what, x, y in (("bytes per agent per s", a.bytes_per_agent_s, b.bytes_per_agent_s),
-                       ("API server cores", a.cpu_cores, b.cpu_cores),
-                       ("LIST p99 s", a.list_p99_s, b.list_p99_s)):
-        if x and y:
-            out.append(f"{what}: {x:.4g} at {a.nodes} nodes -> {y:.4g} at {b.nodes} nodes "
-                       f"(x{y / x:.1f} for x{b.nodes / a.nodes:.1f} nodes)")
-    return out
+    if len(sw.fitted) >= 2:
+        a, b = sw.fitted[0], sw.fitted[-1]
+        for what, x, y in (("bytes per agent per s", a.bytes_per_agent_s,
+                            b.bytes_per_agent_s),
+                           ("API server cores", a.cpu_cores, b.cpu_cores),
+                           ("LIST p99 s", a.list_p99_s, b.list_p99_s)):
+            if x and y:
+                out.append(f"{what}: {x:.4g} at {a.nodes} nodes -> {y:.4g} at {b.nodes} "
+                           f"nodes (x{y / x:.1f} for x{b.nodes / a.nodes:.1f} nodes)")
+    return out + [f"at {p.nodes} nodes: {p.invalid}" for p in sw.points if p.invalid]
 
 
 def write_sweep_report(sw: Sweep, out: Path) -> Path:

@@ -48,11 +48,14 @@ def invalid_reason(s: dict[str, Any]) -> str:
         return "the agents sent no request (setup failed?)"
     synced = slo.agents_synced(client, slo.ClientSLO())
     api = s.get("measurements", {}).get("apiserver", {})
+    access = api.get("harness_access", {})
+    if access.get("failed"):
+        # it fails the SLOs (api-availability), but what it cost is no point of a cost law
+        return (f"the API server stopped answering ({access['failed']} of "
+                f"{access['scrapes']} scrapes failed): not a cost measurement")
     req = api.get("requests", {})
-    refused = ((req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
-               + (api.get("harness_access", {}).get("failed") or 0))
-    # Agents the API server refused (429, 5xx) or could not serve at all (down: the
-    # harness's own scrapes failed) are the finding, not a broken run.
+    refused = (req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
+    # Agents the API server refused (429, 5xx) are the finding, not a broken run.
     if synced and synced.status != "pass" and not refused:
         return f"only {synced.measured} agents synced, and the API server refused nothing"
     return ""
