@@ -36,12 +36,12 @@ def _memory(args: argparse.Namespace) -> int | None:
 
 
 def make_provider(args: argparse.Namespace) -> ClusterProvider:
+    memory = _memory(args)
     if args.provider == "local":
         return get_provider("local", log=log, apiserver_port=args.port,
                             apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates,
-                            apiserver_memory=_memory(args))
-    if _memory(args) and args.provider != "local":
+                            feature_gates=args.feature_gates, apiserver_memory=memory)
+    if memory:
         raise LoadtestError("--apiserver-memory: only the local provider limits the API "
                             "server's memory")
     if args.provider == "kind":

@@ -171,8 +171,7 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
     bystander = m.get("bystander", {})
     glass = m.get("break_glass", {})
     return {
-        "others_p99_s": (bystander["p99_ms"] / 1000 if bystander.get("p99_ms") is not None
-                         else None),
+        "others_p99_s": _p99_s(bystander),
         "others_429": bystander.get("throttled_429"),
         # agents only read: mutating latency and DNS are the others' experience
         "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
@@ -186,13 +185,17 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
         "dns_propagation_s": [p["seconds"] for p in dns.get("propagation", [])],
         "harness_access_degraded": api.get("harness_access", {}).get("degraded"),
         # the operator's rollback path: an admin PATCH, exempt from APF
-        "break_glass_p99_s": (glass["p99_ms"] / 1000 if glass.get("p99_ms") is not None
-                              else None),
+        "break_glass_p99_s": _p99_s(glass),
         "break_glass_failed": glass.get("errors"),
         "agents_throttled_429": agents.get("throttled_429", 0),
         "agents_apf_rejected": sum(r["count"] for r in apf.get("rejected", [])
                                    if r["priority_level"] == NAME),
     }
+
+
+def _p99_s(role: dict[str, Any]) -> float | None:
+    """A client-timed role's p99 (bystander, break-glass) in seconds."""
+    return role["p99_ms"] / 1000 if role.get("p99_ms") is not None else None
 
 
 def verdict(without: dict[str, Any], with_: dict[str, Any]) -> tuple[str, list[str]]:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from loadtest import compare  # noqa: E402
 from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.measurements import client as client_m  # noqa: E402
-from loadtest.results import read_summary  # noqa: E402
+from loadtest.results import read_jsonl, read_summary  # noqa: E402
 from loadtest.scaling import Sweep  # noqa: E402
 
 CSS = """body{font:14px system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -385,6 +385,7 @@ def write_sweep_report(sw: Sweep, out: Path) -> Path:
 
 # --- a mitigation check -------------------------------------------------------------------
 
+VARIANTS = (("without", "tab:red"), ("with", "tab:green"))  # and their colours in plots
 # (key in others_view, label, unit) for the side-by-side table and bars
 MITIGATION_ROWS = (
     ("others_p99_s", "other tenant's LIST p99", "s"),
@@ -401,8 +402,6 @@ MITIGATION_ROWS = (
 
 def _role_series(run_dir: Path, role: str) -> tuple[list[float], list[float], list[int]]:
     """(seconds since the role's first request, ms, status) from its raw stream."""
-    from loadtest.results import read_jsonl
-
     recs = read_jsonl(run_dir / "raw" / f"{role}.jsonl")
     t0 = recs[0]["t"] if recs else 0.0
     return ([r["t"] - t0 for r in recs], [r["ms"] for r in recs],
@@ -412,11 +411,11 @@ def _role_series(run_dir: Path, role: str) -> tuple[list[float], list[float], li
 def mitigation_plots(data: dict[str, Any]) -> list[str]:
     out = []
     runs = data.get("runs", {})
-    last = {v: (runs.get(v) or [{}])[-1] for v in ("without", "with")}
+    last = {v: (runs.get(v) or [{}])[-1] for v, _ in VARIANTS}
     seconds = [(k, label) for k, label, unit in MITIGATION_ROWS if unit == "s"]
     fig, ax = plt.subplots(figsize=(9, 3.4))
     x = range(len(seconds))
-    for i, (variant, color) in enumerate((("without", "tab:red"), ("with", "tab:green"))):
+    for i, (variant, color) in enumerate(VARIANTS):
         ax.bar([j + 0.4 * i for j in x],
                [last[variant].get(k) or 0.0 for k, _ in seconds], 0.4, color=color,
                alpha=.75, label=f"{variant} mitigation")
@@ -431,7 +430,7 @@ def mitigation_plots(data: dict[str, Any]) -> list[str]:
                         ("break_glass", "Break-glass PATCH (admin, as a rollback)")):
         fig, ax = _axes(title, "latency (ms)", "seconds since the role's first request")
         drew = False
-        for variant, color in (("without", "tab:red"), ("with", "tab:green")):
+        for variant, color in VARIANTS:
             for d in dirs.get(variant, [])[-1:]:
                 t, ms, status = _role_series(Path(d), role)
                 if not t:
@@ -460,9 +459,9 @@ def write_mitigation_report(d: Path) -> Path:
     for k, label, unit in MITIGATION_ROWS:
         rows.append((label + (f" ({unit})" if unit else ""),
                      *(", ".join(_fmt(v.get(k)) for v in runs.get(variant, []))
-                       for variant in ("without", "with"))))
+                       for variant, _ in VARIANTS)))
     slos = [(variant, ", ".join(v.get("others_slos_failed") or []) or "none")
-            for variant in ("without", "with") for v in runs.get(variant, [])]
+            for variant, _ in VARIANTS for v in runs.get(variant, [])]
     apf = d / "apf.yaml"
     html_ = page(f"Mitigation check: {data.get('verdict', '?')}", [
         ("Verdict", items(data.get("reasons", []))),

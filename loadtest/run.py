@@ -260,9 +260,9 @@ class MainJob:
                     "metadata": {"name": name, "labels": {"loadtest.io/probe": "true"}},
                     "spec": {"ports": [{"port": 80}]}})
         except httpx.HTTPError as e:  # an API server the load brought down
-            self.log(f"warning: could not create probe Service: {type(e).__name__}: {e}")
-            self.summary.setdefault("warnings", []).append(
-                f"probe Service not created: {type(e).__name__}: {e}")
+            why = f"could not create probe Service: {type(e).__name__}: {e}"
+            self.log(f"warning: {why}")
+            self.summary.setdefault("warnings", []).append(why)
             return
         if r.status_code == 201:
             created_at.append(time.time())

@@ -46,7 +46,6 @@ def invalid_reason(s: dict[str, Any]) -> str:
     client = s.get("measurements", {}).get("client", {})
     if not client.get("requests"):
         return "the agents sent no request (setup failed?)"
-    synced = slo.agents_synced(client, slo.ClientSLO())
     api = s.get("measurements", {}).get("apiserver", {})
     access = api.get("harness_access", {})
     if access.get("failed"):
@@ -56,6 +55,7 @@ def invalid_reason(s: dict[str, Any]) -> str:
     req = api.get("requests", {})
     refused = (req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
     # Agents the API server refused (429, 5xx) are the finding, not a broken run.
+    synced = slo.agents_synced(client, slo.ClientSLO())
     if synced and synced.status != "pass" and not refused:
         return f"only {synced.measured} agents synced, and the API server refused nothing"
     return ""
