@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from loadtest.errors import ClusterError
 
@@ -29,16 +30,25 @@ def parse_bytes(text: str) -> int:
     return n
 
 
-def _group(name: str) -> tuple[Path, str, str]:
-    """(cgroup directory, limit file, OOM-events file) for this machine's hierarchy."""
+class _Group(NamedTuple):
+    dir: Path
+    limit: str  # file names inside dir
+    events: str  # holds "oom_kill N"
+    peak: str
+
+
+def _group(name: str) -> _Group:
+    """The group's directory and files in this machine's hierarchy."""
     if (ROOT / "cgroup.controllers").exists():  # v2, unified
-        return ROOT / f"loadtest-{name}", "memory.max", "memory.events"
-    return ROOT / "memory" / f"loadtest-{name}", "memory.limit_in_bytes", "memory.oom_control"
+        return _Group(ROOT / f"loadtest-{name}", "memory.max", "memory.events", "memory.peak")
+    return _Group(ROOT / "memory" / f"loadtest-{name}", "memory.limit_in_bytes",
+                  "memory.oom_control", "memory.max_usage_in_bytes")
 
 
-def cap(name: str, pids: list[int], limit: int) -> Path:
-    """Put `pids` in a cgroup of their own limited to `limit` bytes of memory (no swap)."""
-    d, limit_file, _ = _group(name)
+def cap(name: str, limit: int) -> Path:
+    """A cgroup of its own limited to `limit` bytes of memory (no swap); its directory."""
+    g = _group(name)
+    d, limit_file = g.dir, g.limit
     try:
         d.mkdir(exist_ok=True)
         (d / limit_file).write_text(str(limit))
@@ -46,26 +56,54 @@ def cap(name: str, pids: list[int], limit: int) -> Path:
                     else "memory.memsw.limit_in_bytes")
         if swap.exists():
             swap.write_text("0" if limit_file == "memory.max" else str(limit))
-        for pid in pids:
-            (d / "cgroup.procs").write_text(str(pid))
     except OSError as e:
         raise ClusterError(f"cannot limit memory through {d}: {e.strerror} (needs root and the "
                            "cgroup memory controller)") from e
     return d
 
 
+def launcher(name: str, binary: Path, script: Path) -> Path:
+    """Write `script`: it enters the group, then execs `binary` with its arguments, so the
+    process is charged from its first page. Moving it in later would leave what it already
+    holds charged outside (v2, and v1 kernels that dropped move_charge_at_immigrate): the
+    budget would be larger than stated."""
+    procs = _group(name).dir / "cgroup.procs"
+    script.write_text(f'#!/bin/sh\necho $$ > "{procs}" || exit 1\nexec "{binary}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
 def oom_kills(name: str) -> int | None:
     """How many processes the kernel's OOM killer took in the group (None: no group)."""
-    d, _, events = _group(name)
+    g = _group(name)
     try:
-        text = (d / events).read_text()
+        text = (g.dir / g.events).read_text()
     except OSError:
         return None
     m = re.search(r"^oom_kill (\d+)$", text, re.M)
     return int(m.group(1)) if m else 0
 
 
-def remove(name: str) -> None:
-    d, _, _ = _group(name)
+def reset_peak(name: str) -> None:
+    """Start the group's peak usage over from now, so a run's peak is its own (v1 can; v2's
+    memory.peak is the group's lifetime peak on kernels before 6.12)."""
+    g = _group(name)
     with contextlib.suppress(OSError):
-        d.rmdir()  # only once empty; the caller has stopped the processes
+        (g.dir / g.peak).write_text("0")
+
+
+def peak(name: str) -> int | None:
+    """The most memory the group held (bytes) since creation or the last reset_peak; None
+    when the group or the counter is missing. Charged pages, i.e. what the limit applies to
+    (a process's RSS can read higher: file pages charged to the group that read them first).
+    """
+    g = _group(name)
+    try:
+        return int((g.dir / g.peak).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def remove(name: str) -> None:
+    with contextlib.suppress(OSError):
+        _group(name).dir.rmdir()  # only once empty; the caller has stopped the processes

@@ -156,11 +156,14 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
            + (f"; {'; '.join(r['violations'][:3])}" if r.get("violations") else "")
            for r in s.get("slo", []) if r["status"] != "pass"]
     cluster = s.get("cluster", {})
+    budget = (cluster.get("apiserver_memory_bytes") or 0) / 2**30
     if cluster.get("apiserver_oom_kills"):
-        budget = cluster.get("apiserver_memory_bytes") or 0
         out.append(f"the kernel's OOM killer took the API server "
                    f"{cluster['apiserver_oom_kills']} time(s) (memory budget "
-                   f"{budget / 2**30:.3g} GiB): after that the control plane is down")
+                   f"{budget:.3g} GiB): after that the control plane is down")
+    elif peak := cluster.get("apiserver_memory_peak_bytes"):
+        out.append(f"API server memory peaked at {peak / 2**30:.3g} GiB of its "
+                   f"{budget:.3g} GiB budget")
     slow = sorted((r for r in m.get("apiserver", {}).get("latency", [])
                    if r["metric"] == "apiserver_request_duration_seconds"
                    and r["verb"] != "WATCH" and r["p99"] is not None), key=lambda r: -r["p99"])

@@ -191,6 +191,7 @@ class MainJob:
         (self.dir / "cluster.json").write_text(cluster.to_json())  # no token in it
         others = [Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl",
                             role=r) for role, r in ROLES.items()]
+        self._apiserver_memory(reset=True)  # this run's peak, not the seeding's
         api.start()
         for o in others:
             o.start()
@@ -227,10 +228,13 @@ class MainJob:
             if probe:
                 self.summary["measurements"]["dns"] = probe.gather()
             self.summary["measurements"]["client"] = client_m.summarize(self.dir / "agents")
-            oom = getattr(self.provider, "apiserver_oom_kills", None)
-            if oom and (kills := oom(self.cluster_name)) is not None:
-                self.summary["cluster"]["apiserver_oom_kills"] = kills
+            self.summary["cluster"].update(self._apiserver_memory() or {})
             self.stage("load")
+
+    def _apiserver_memory(self, reset: bool = False) -> dict[str, int | None] | None:
+        """OOM kills and peak memory of the API server, where the provider budgets it."""
+        usage = getattr(self.provider, "apiserver_memory_usage", None)
+        return usage(self.cluster_name, reset=reset) if usage else None
 
     def _dns_probe(self, cluster: Cluster, raw: Path) -> dns_m.DnsProbe | None:
         if cluster.dns is None:

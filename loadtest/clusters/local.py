@@ -103,13 +103,14 @@ class LocalProvider:
         t0 = time.monotonic()
         try:
             # 1. control plane through kwokctl, bound to loopback, from our own binaries
-            self._kwokctl_create(cluster_name, d, bins)
-            self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
             if self.apiserver_memory:
-                pids = [p for p in _pids_mentioning(d) if "kube-apiserver" in _cmdline(p)]
-                group = cgroups.cap(cluster_name, pids, self.apiserver_memory)
+                group = cgroups.cap(cluster_name, self.apiserver_memory)
+                bins["kube-apiserver"] = cgroups.launcher(
+                    cluster_name, bins["kube-apiserver"], d / "kube-apiserver-in-budget")
                 self.log(f"kube-apiserver limited to {self.apiserver_memory / 2**30:.2g} GiB "
                          f"of memory ({group})")
+            self._kwokctl_create(cluster_name, d, bins)
+            self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
             creds = kubeconfig.read(d / "kubeconfig")
             # 2. CoreDNS beside it, serving cluster.local from the API as kubeadm's does: with
             #    its own ServiceAccount (so APF classifies it as in a real cluster, not exempt)
@@ -155,9 +156,18 @@ class LocalProvider:
             self.log(f"new CoreDNS not ready after {DNS_REPLACE_S:g}s: stopping the old one")
         stop_group(old, grace=2)
 
-    def apiserver_oom_kills(self, cluster_name: str) -> int | None:
-        """OOM kills in the API server's memory group (None when it has no limit)."""
-        return cgroups.oom_kills(cluster_name)
+    def apiserver_memory_usage(self, cluster_name: str, reset: bool = False
+                               ) -> dict[str, int | None] | None:
+        """The API server's memory group: OOM kills so far and the peak charge since the
+        last reset (then starts it over); None when it has no budget."""
+        kills = cgroups.oom_kills(cluster_name)
+        if kills is None:
+            return None
+        usage = {"apiserver_oom_kills": kills,
+                 "apiserver_memory_peak_bytes": cgroups.peak(cluster_name)}
+        if reset:
+            cgroups.reset_peak(cluster_name)
+        return usage
 
     def get(self, cluster_name: str) -> Cluster | None:
         f = state_root() / cluster_name / "cluster.json"

@@ -31,3 +31,38 @@ def test_oom_kills_read_from_v1_and_v2_files(tmp_path: Path, monkeypatch, v2: bo
     d.mkdir(parents=True)
     (d / events).write_text(text)
     assert cgroups.oom_kills("c1") == 2
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_peak_reads_and_resets_the_hierarchys_counter(tmp_path: Path, monkeypatch, v2: bool):
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    if v2:
+        (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    d, name = ((tmp_path / "loadtest-c1", "memory.peak") if v2 else
+               (tmp_path / "memory" / "loadtest-c1", "memory.max_usage_in_bytes"))
+    assert cgroups.peak("c1") is None
+    d.mkdir(parents=True)
+    (d / name).write_text("2147483648\n")
+    assert cgroups.peak("c1") == 2**31
+    cgroups.reset_peak("c1")  # the kernel starts the count over from what is held now
+    assert (d / name).read_text() == "0"
+
+
+def test_launcher_enters_the_group_before_the_binary_runs(tmp_path: Path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    group = tmp_path / "memory" / "loadtest-c1"
+    group.mkdir(parents=True)
+    binary = tmp_path / "server"
+    binary.write_text(f'#!/bin/sh\necho "$$ $*" > "{tmp_path / "ran"}"\n')
+    binary.chmod(0o755)
+    script = cgroups.launcher("c1", binary, tmp_path / "launch")
+    subprocess.run([script, "--flag", "a b"], check=True)
+    pid, args = (tmp_path / "ran").read_text().split(" ", 1)
+    # the same process (exec, not a child) is the one written into the group
+    assert (group / "cgroup.procs").read_text().strip() == pid
+    assert args.strip() == "--flag a b"
+    (group / "cgroup.procs").unlink()
+    group.rmdir()  # no group: the launcher refuses to start the server outside its budget
+    assert subprocess.run([script], stderr=subprocess.DEVNULL).returncode != 0
