@@ -121,7 +121,8 @@ SIZES ?= 20,50,100
 INCIDENT_LARGE ?= 1000
 INCIDENT_BETWEEN ?= 100
 # A control plane's memory: about twice the API server's resident set with the 1,000-node
-# inventory seeded and no agents (~1 GiB measured). Local provider only (needs root).
+# inventory seeded and no agents (~1 GiB measured); under the agents' load it wants 2.7-6.3
+# GiB, at 100 nodes 0.3 GiB. Local provider only (needs root).
 INCIDENT_ARGS ?= $(if $(filter local,$(PROVIDER)),--apiserver-memory 2Gi)
 GATE_TARGET = --provider $(PROVIDER) --name $(GATE_NAME) --out $(RESULTS)
 GATE_DOWN = $(LOADTEST) cluster down --provider $(PROVIDER) --name $(GATE_NAME)
