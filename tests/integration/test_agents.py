@@ -2,6 +2,7 @@
 impersonation. gevent runs without monkey-patching: geventhttpclient uses gevent sockets."""
 
 import json
+import ssl
 import time
 import uuid
 
@@ -204,7 +205,7 @@ def test_shared_serviceaccount_token_reads_only_what_rbac_allows(seeded):
     ensure_rbac(seeded, profile)
     ep = Identities(seeded, profile).endpoint(0)
     token = ep.headers["Authorization"]
-    with httpx.Client(base_url=seeded.server, verify=seeded.ca_file,
-                      headers={"Authorization": token}) as c:
+    with httpx.Client(base_url=seeded.server, headers={"Authorization": token},
+                      verify=ssl.create_default_context(cafile=seeded.ca_file)) as c:
         assert c.get("/api/v1/pods", params={"limit": "1"}).status_code == 200
         assert c.get("/api/v1/secrets", params={"limit": "1"}).status_code == 403
