@@ -140,7 +140,7 @@ incident: PROVIDER = local
 incident: tools
 	$(LOADTEST) incident $(GATE_TARGET) --profile telemetry-v2 --small 10 \
 	  --large $(INCIDENT_LARGE) --between $(INCIDENT_BETWEEN) --pods-per-node 3 \
-	  --duration 60 --propagation --restart-dns-at 30 $(INCIDENT_ARGS); rc=$$?; \
+	  --duration 60 --propagation --restart-dns-at 45 $(INCIDENT_ARGS); rc=$$?; \
 	  $(GATE_DOWN); exit $$rc
 
 # APF objects confining the newest failing run's agents of MITIGATE_PROFILE (in results/),

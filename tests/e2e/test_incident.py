@@ -35,7 +35,7 @@ def incident(tmp_path_factory: pytest.TempPathFactory):
     cmd = [sys.executable, "-m", "loadtest.cli", "incident", "--provider", provider,
            "--name", NAME, "--out", str(out), "--profile", "telemetry-v2",
            "--small", "10", "--between", "100", "--large", str(LARGE), "--pods-per-node", "3",
-           "--duration", "60", "--propagation", "--restart-dns-at", "30",
+           "--duration", "60", "--propagation", "--restart-dns-at", "45",
            "--apiserver-memory", "2Gi"]
     try:
         rc = subprocess.run(cmd, timeout=40 * 60).returncode
