@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from loadtest import compare  # noqa: E402
 from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.measurements import client as client_m  # noqa: E402
+from loadtest.measurements.bystander import ROLES  # noqa: E402
 from loadtest.results import read_jsonl, read_summary  # noqa: E402
 from loadtest.scaling import Sweep  # noqa: E402
 
@@ -429,13 +430,13 @@ def mitigation_plots(data: dict[str, Any]) -> list[str]:
     ax.legend(fontsize=8)
     out.append(figure_tag(fig, "p99s of the last round (lower is better)"))
     dirs = data.get("run_dirs", {})
-    for role, title in (("bystander", "Other tenant's namespace LIST"),
-                        ("break_glass", "Break-glass PATCH (admin, as a rollback)")):
+    for role in ROLES.values():  # the client-timed roles every run records
+        title = role.what[0].upper() + role.what[1:]
         fig, ax = _axes(title, "latency (ms)", "seconds since the role's first request")
         drew = False
         for variant, color in VARIANTS:
             for d in dirs.get(variant, [])[-1:]:
-                t, ms, status = _role_series(Path(d), role)
+                t, ms, status = _role_series(Path(d), role.name)
                 if not t:
                     continue
                 drew = True
