@@ -59,3 +59,22 @@ def test_sweep_sizes_are_validated(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["sweep", "--sizes", "50"])
     assert "at least two positive sizes" in capsys.readouterr().err
+
+
+def test_grown_inventory_check_leaves_an_unreachable_cluster_to_the_run(
+        fake_runs: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster whose API server is gone is not refused (nor a traceback) by the pre-check:
+    the run's own check names it in one line."""
+    from loadtest.clusters.base import Cluster
+    from loadtest.clusters.local import free_port
+
+    dead = Cluster(name="gone", provider="local", kubeconfig=tmp_path / "kc", context="",
+                   server=f"https://127.0.0.1:{free_port()}")  # nothing listens there
+
+    class Provider:
+        def get(self, name: str) -> Cluster:
+            return dead
+
+    monkeypatch.setattr(cli_gate, "make_provider", lambda args: Provider())
+    rc = main(["sweep", "--sizes", "10,20", "--out", str(tmp_path / "out")])
+    assert rc == 0 and fake_runs == [10, 20]
