@@ -256,7 +256,7 @@ class MainJob:
                               rate_hz=self.cfg.dns_rate_hz, netns_pid=netns_pid)
 
     def _new_service(self, cluster: Cluster, probe: dns_m.DnsProbe,
-                     created_at: list[float]) -> None:
+                     changed_at: list[float]) -> None:
         name = f"lt-propagation-{int(time.time())}"
         try:
             with http_client(cluster) as c:
@@ -269,7 +269,7 @@ class MainJob:
             self.summary.setdefault("warnings", []).append(why)
             return
         if r.status_code == 201:
-            created_at.append(time.time())
+            changed_at.append(time.time())
             probe.expect_propagation(f"{name}.default.svc.cluster.local.")
             self.log(f"created Service {name}; timing its DNS propagation")
         else:

@@ -74,6 +74,12 @@ def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path
     assert "MeasurementBroken" in r.stdout
 
 
+def _slo(measurements: dict, name: str) -> slo.SLOResult | None:
+    """The named SLO's result for a summary with these measurements (None: not judged)."""
+    return {r.name: r for r in slo.evaluate({"measurements": measurements},
+                                            slo.SLOSpec())}.get(name)
+
+
 def _records(ms: list[float], statuses: list[int]) -> list[dict]:
     return [{"t": 1000.0 + i, "ms": m, "status": s}
             for i, (m, s) in enumerate(zip(ms, statuses, strict=True))]
@@ -83,9 +89,8 @@ def test_break_glass_fails_on_one_failed_rollback_write_or_a_slow_p99():
     from loadtest.measurements import bystander
 
     def verdict(records):
-        summary = {"measurements": {"break_glass": bystander.summarize(
-            records, bystander.BREAK_GLASS)}}
-        return {r.name: r for r in slo.evaluate(summary, slo.SLOSpec())}["break-glass"]
+        return _slo({"break_glass": bystander.summarize(records, bystander.BREAK_GLASS)},
+                    "break-glass")
 
     assert verdict(_records([20.0] * 100, [200] * 100)).status == "pass"
     one_failed = verdict(_records([20.0] * 100, [200] * 99 + [0]))
@@ -99,9 +104,7 @@ def test_a_run_whose_agents_did_not_sync_fails_as_load_not_applied():
     def result(synced: int, to_sync: int):
         client = {"requests": 10, "failures": 0, "by_name": [],
                   "agents": {"agents_synced": synced, "agents_to_sync": to_sync}}
-        rs = {r.name: r for r in slo.evaluate({"measurements": {"client": client}},
-                                              slo.SLOSpec())}
-        return rs.get("agents-synced")
+        return _slo({"client": client}, "agents-synced")
 
     assert result(95, 100).status == "pass"
     low = result(40, 100)
@@ -113,9 +116,7 @@ def test_api_availability_fails_when_scrapes_of_the_exempt_identity_fail():
     def result(failed: int, errors: list[str]):
         api = {"error": "fewer than two successful scrapes", "harness_access": {
             "scrapes": 21, "failed": failed, "errors": errors}}
-        rs = {r.name: r for r in slo.evaluate({"measurements": {"apiserver": api}},
-                                              slo.SLOSpec())}
-        return rs["api-availability"]
+        return _slo({"apiserver": api}, "api-availability")
 
     assert result(0, []).status == "pass"
     down = result(17, ["ConnectError: [Errno 111] Connection refused"])
