@@ -2,8 +2,10 @@
 
 This is the hot path: thousands of agents share one process, so a request is a plain
 HTTP/1.1 exchange on the agent's own connections (geventhttpclient, C parser), lists are
-streamed and only their head is parsed unless decoding is asked for, and watch events are
-read line by line with the resourceVersion taken by a bounded regex, not a JSON parse.
+streamed and only their head is parsed unless decoding is asked for, and JSON watch events
+are read line by line with the resourceVersion taken by a bounded regex, not a JSON parse.
+A target with `content_type: protobuf` asks for protobuf as client-go does; its lists' and
+watch frames' metadata are read by `wire` (only the envelope and ObjectMeta/ListMeta).
 
 Every request is reported through one callback with Locust's request-event signature, under
 stable names ("LIST pods [node]", "WATCH pods [node]"), so this module needs no locust.
@@ -22,7 +24,7 @@ import ssl
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -31,6 +33,7 @@ import gevent
 import gevent.ssl
 from geventhttpclient import HTTPClient
 
+from loadtest.agents import wire
 from loadtest.agents.profile import AgentProfile, Backoff, Poll, Target, Watch
 
 # Locust's request event: (request_type, name, response_time_ms, response_length, exception)
@@ -39,6 +42,7 @@ Report = Callable[..., None]
 _RV = re.compile(rb'"resourceVersion":"(\d+)"')
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
 _TYPE = re.compile(rb'^\{"type":"([A-Z]+)"')
+JSON = "application/json"
 HEAD_BYTES = 4096  # a list's metadata (resourceVersion, continue) is in its first bytes
 
 
@@ -67,6 +71,8 @@ class AgentStats:
     events: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
+    # responses by the Content-Type the server answered with (protobuf or JSON)
+    content_types: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
     relists_410: int = 0
     throttled_429: int = 0
@@ -78,7 +84,8 @@ class AgentStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"events": dict(self.events), "bytes": dict(self.bytes),
-                "requests": dict(self.requests), "reconnects": self.reconnects,
+                "requests": dict(self.requests), "content_types": dict(self.content_types),
+                "reconnects": self.reconnects,
                 "relists_410": self.relists_410, "throttled_429": self.throttled_429,
                 "errors": self.errors, "agents_started": self.agents_started,
                 "agents_synced": self.agents_synced, "agents_to_sync": self.agents_to_sync,
@@ -173,16 +180,16 @@ class Agent:
             concurrency=streams, connection_timeout=10,
             # A watch may be quiet between bookmarks (about a minute) until its timeout.
             network_timeout=max_timeout + 30, block_size=65536,
-            headers={"User-Agent": profile.user_agent, "Accept": "application/json",
+            headers={"User-Agent": profile.user_agent, "Accept": JSON,
                      "Accept-Encoding": "gzip", **endpoint.headers})
         self.greenlets: list[gevent.Greenlet] = []
-        self._synced = 0
+        self._synced: set[int] = set()  # the watches whose initial list has completed
 
     def start(self) -> None:
         self.stats.agents_started += 1
         self.stats.agents_to_sync += bool(self.profile.watches)
-        for w in self.profile.watches:
-            self.greenlets.append(gevent.spawn(self._informer, w))
+        for i, w in enumerate(self.profile.watches):
+            self.greenlets.append(gevent.spawn(self._informer, w, None, i))
         for p in self.profile.polls:
             self.greenlets.append(gevent.spawn(self._poller, p))
 
@@ -196,9 +203,10 @@ class Agent:
 
     # --- behaviours ---------------------------------------------------------------------
 
-    def _informer(self, w: Watch, rv: str | None = None) -> None:
+    def _informer(self, w: Watch, rv: str | None = None, index: int = 0) -> None:
         """Reflector loop: list (or watch-list), then watch from the last version, forever.
-        `rv` starts it from a known version (as a restarted informer with a cache would)."""
+        `rv` starts it from a known version (as a restarted informer with a cache would);
+        `index` is the watch's place in the profile, for sync tracking."""
         backoff = BackoffTimer(self.profile.backoff)
         list_rv = w.list_resource_version
         while True:
@@ -208,7 +216,7 @@ class Agent:
                         rv = self.watch(w, None, send_initial_events=True)
                     else:
                         rv = self.list(w, list_rv)
-                    self._mark_synced(w)
+                    self._mark_synced(index)
                     list_rv = w.list_resource_version
                 rv = self.watch(w, rv)
                 self.stats.reconnects += 1
@@ -244,9 +252,12 @@ class Agent:
                 self.stats.errors += 1
                 gevent.sleep(backoff.next())
 
-    def _mark_synced(self, w: Watch) -> None:
-        self._synced += 1
-        if self._synced == len(self.profile.watches):
+    def _mark_synced(self, index: int) -> None:
+        """An agent is synced once each of its watches has listed once; a relist is not news."""
+        if index in self._synced:
+            return
+        self._synced.add(index)
+        if len(self._synced) == len(self.profile.watches):
             self.stats.agents_synced += 1
 
     # --- requests -----------------------------------------------------------------------
@@ -263,7 +274,7 @@ class Agent:
             t0 = time.perf_counter()
             size = 0
             try:
-                rv, cont, size = self._list_page(path, params)
+                rv, cont, size = self._list_page(path, params, _accept(t))
             except Exception as e:
                 self._report("LIST", name, t0, size, e)
                 raise
@@ -273,10 +284,12 @@ class Agent:
             params = {**params, "continue": cont}
             params.pop("resourceVersion", None)  # a continue token carries its own version
 
-    def _list_page(self, path: str, params: dict[str, str]) -> tuple[str, str, int]:
-        resp = self.http.get(f"{path}?{urlencode(params)}")
+    def _list_page(self, path: str, params: dict[str, str],
+                   accept: str = JSON) -> tuple[str, str, int]:
+        resp = self.http.get(f"{path}?{urlencode(params)}", headers={"Accept": accept})
         try:
             _check(resp)
+            proto = self._served_protobuf(resp)
             gz = resp.get("content-encoding", "") == "gzip"
             inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gz else None
             size = 0
@@ -295,6 +308,12 @@ class Agent:
                     head += chunk[: HEAD_BYTES - len(head)]
         finally:
             resp.release()
+        if proto:
+            if body is not None:
+                whole = b"".join(body)
+                wire.list_items(whole)
+                return (*wire.list_meta(whole), size)
+            return (*wire.list_meta(head), size)
         if body is not None:
             doc = json.loads(b"".join(body))
             md = doc.get("metadata", {})
@@ -322,7 +341,7 @@ class Agent:
         # Reported when the stream is established (Locust shows connect latency); bytes and
         # events are counted as they arrive, so a watch cut by the end of a run still counts.
         try:
-            resp = self.http.get(f"{path}?{urlencode(params)}")
+            resp = self.http.get(f"{path}?{urlencode(params)}", headers={"Accept": _accept(w)})
         except Exception as e:
             self._report("WATCH", name, t0, 0, e)
             raise
@@ -333,37 +352,64 @@ class Agent:
                 self._report("WATCH", name, t0, 0, e)
                 raise
             self._report("WATCH", name, t0, 0, None)
-            bytes_key = name
-            while True:
-                line = resp.readline(b"\n")
-                if not line:
-                    break
-                self.stats.bytes[bytes_key] += len(line)
+            stream = _proto_events(resp) if self._served_protobuf(resp) else \
+                _json_events(resp, self.decode)
+            for size, ev in stream:
+                self.stats.bytes[name] += size
                 if first:
                     self.stats.first_event_ms.append((time.perf_counter() - t0) * 1000)
                     first = False
-                kind = _TYPE.match(line)
-                etype = kind.group(1).decode() if kind else "UNKNOWN"
-                self.stats.events[f"{w.label} {etype}"] += 1
-                if etype == "ERROR":
-                    status = json.loads(line).get("object", {})
-                    if status.get("code") == 410:
-                        raise Gone(status.get("message", "410 Gone"))
-                    raise HTTPStatusError(int(status.get("code", 500)), line)
-                m = _RV.search(line, 0, 2048)
-                if m:
-                    last = m.group(1).decode()
-                if self.decode:
-                    json.loads(line)
+                self.stats.events[f"{w.label} {ev.type}"] += 1
+                if ev.type == "ERROR":
+                    if ev.code == 410:
+                        raise Gone(ev.message or "410 Gone")
+                    raise HTTPStatusError(ev.code or 500, ev.message.encode())
+                if ev.resource_version:
+                    last = ev.resource_version
         finally:
             resp.release()
         return last
+
+    def _served_protobuf(self, resp: Any) -> bool:
+        ctype = resp.get("content-type", "").partition(";")[0].strip()
+        self.stats.content_types[ctype] += 1
+        return ctype == wire.CONTENT_TYPE
 
     def _report(self, verb: str, name: str, t0: float, size: int, exc: Exception | None) -> None:
         self.stats.requests[name] += 1
         self.stats.bytes[name] += size
         self.report(request_type=verb, name=name, response_time=(time.perf_counter() - t0) * 1000,
                     response_length=size, exception=exc, context={})
+
+
+def _accept(t: Target) -> str:
+    return wire.ACCEPT if t.content_type == "protobuf" else JSON
+
+
+def _json_events(resp: Any, decode: bool) -> Iterator[tuple[int, wire.Event]]:
+    """A JSON watch stream, one event a line: (bytes, event)."""
+    while line := resp.readline(b"\n"):
+        kind = _TYPE.match(line)
+        etype = kind.group(1).decode() if kind else "UNKNOWN"
+        if etype == "ERROR":
+            status = json.loads(line).get("object", {})
+            yield len(line), wire.Event(etype, code=int(status.get("code", 500)),
+                                        message=status.get("message", line.decode()[:200]))
+            continue
+        m = _RV.search(line, 0, 2048)
+        if decode:
+            json.loads(line)
+        yield len(line), wire.Event(etype, m.group(1).decode() if m else "")
+
+
+def _proto_events(resp: Any) -> Iterator[tuple[int, wire.Event]]:
+    """A protobuf watch stream, length-prefixed frames: (bytes, event)."""
+    while header := resp.read(wire.FRAME_HEADER):
+        n = wire.frame_length(header)
+        frame = resp.read(n)
+        if len(frame) < n:
+            raise wire.WireError(f"watch frame cut short ({len(frame)} of {n} bytes)")
+        yield wire.FRAME_HEADER + n, wire.watch_event(frame)
 
 
 def _check(resp: Any) -> None:

@@ -3,24 +3,32 @@
 One Locust user is one agent on one node. The agent's watches and polls run in their own
 greenlets; the user's task just keeps them alive, so Locust's spawn rate is the rollout
 rate of the DaemonSet. Options come from Locust's own command line (or LOADTEST_* env).
+
+Agent indexes are global: the master (or a local runner) holds the one IndexPool and hands
+indexes out over Locust's custom messages, so agent k is node k % nodes and identity k in
+whichever worker process (or, later, machine) runs it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.event import AsyncResult
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
+from locust.runners import MasterRunner, Runner, WorkerRunner
 
 from loadtest.agents.agent import Agent, AgentStats
 from loadtest.agents.identity import Identities, ensure_rbac
 from loadtest.agents.profile import AgentProfile, load_profile
-from loadtest.agents.shapes import parse_steps
+from loadtest.agents.shapes import parse_steps, rollout_tick
+from loadtest.agents.slots import IndexPool
 from loadtest.clusters.base import Cluster, http_client
 
 
@@ -32,9 +40,63 @@ class _Process:
     identities: Identities
     nodes: list[str]
     stats = AgentStats()
-    counter = itertools.count()
+    indexes: Indexes
     decode = False
     stats_out: Path | None = None
+
+
+TAKE, GRANT, GIVE = "loadtest_agent_take", "loadtest_agent_grant", "loadtest_agent_give"
+INDEX_TIMEOUT_S = 60.0
+
+
+class Indexes:
+    """This process's view of the run's one IndexPool: the pool itself on the master or a
+    local runner, a request/reply over custom messages on a worker."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._requests = itertools.count()
+        self._pending: dict[int, AsyncResult] = {}
+        if not isinstance(runner, WorkerRunner):  # master or local: the pool lives here
+            pool = IndexPool()
+
+            def take(msg: Any, **_: Any) -> None:
+                runner.send_message(GRANT, {"req": msg.data["req"], "index": pool.take()},
+                                    client_id=msg.node_id)
+
+            runner.register_message(TAKE, take)
+            runner.register_message(GIVE, lambda msg, **_: pool.give(int(msg.data)))
+        if not isinstance(runner, MasterRunner):  # this process runs agents
+            runner.register_message(GRANT, self._granted)
+
+    def take(self) -> int:
+        req = next(self._requests)
+        self._pending[req] = result = AsyncResult()
+        try:
+            self.runner.send_message(TAKE, {"req": req})
+            return int(result.get(timeout=INDEX_TIMEOUT_S))
+        except gevent.Timeout:
+            raise RuntimeError(f"no agent index from the master in {INDEX_TIMEOUT_S:g}s") \
+                from None
+        finally:
+            self._pending.pop(req, None)
+
+    def give(self, k: int) -> None:
+        try:
+            self.runner.send_message(GIVE, k)
+        except Exception:  # noqa: BLE001 - the master may be gone at the end of a run
+            logging.getLogger(__name__).debug("could not give back agent index %d", k)
+
+    def _granted(self, msg: Any, **_: Any) -> None:
+        pending = self._pending.get(msg.data["req"])
+        if pending is not None:
+            pending.set(msg.data["index"])
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: Any) -> None:
+    if environment.runner is not None:
+        _Process.indexes = Indexes(environment.runner)
 
 
 @events.init_command_line_parser.add_listener
@@ -98,7 +160,7 @@ class AgentUser(User):
 
     def on_start(self) -> None:
         p = _Process
-        i = next(p.counter)
+        self.index = i = p.indexes.take()
         self.agent = Agent(p.profile, p.nodes[i % len(p.nodes)], p.identities.endpoint(i),
                            self.environment.events.request.fire, p.stats, decode=p.decode)
         self.agent.start()
@@ -109,7 +171,10 @@ class AgentUser(User):
         gevent.sleep(3600)
 
     def on_stop(self) -> None:
-        self.agent.stop()
+        if hasattr(self, "agent"):
+            self.agent.stop()
+        if hasattr(self, "index"):
+            _Process.indexes.give(self.index)
 
 
 class RolloutShape(LoadTestShape):
@@ -119,10 +184,8 @@ class RolloutShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         opts = self.runner.environment.parsed_options  # type: ignore[union-attr]
-        run_time = opts.run_time or 0
-        if run_time and self.get_run_time() > run_time:
-            return None
-        return int(opts.num_users), float(opts.ramp_rate or opts.spawn_rate)
+        return rollout_tick(int(opts.num_users), float(opts.ramp_rate or opts.spawn_rate),
+                            self.get_run_time(), float(opts.run_time or 0))
 
 
 class StepShape(LoadTestShape):

@@ -17,3 +17,19 @@ def parse_steps(text: str) -> list[tuple[int, float]]:
         if not sep or steps[-1][0] < 0 or steps[-1][1] <= 0:
             raise ConfigError(f"bad --steps entry {part!r}: expected AGENTS:SECONDS, both positive")
     return steps
+
+
+def rollout_users(total: int, rate: float, elapsed: float) -> int:
+    """A DaemonSet rollout: agents join at `rate` per second until all `total` have joined."""
+    if rate <= 0:
+        raise ConfigError(f"rollout ramp rate must be positive, not {rate:g}")
+    return min(total, int(rate * max(elapsed, 0.0)))
+
+
+def rollout_tick(total: int, rate: float, elapsed: float,
+                 run_time: float) -> tuple[int, float] | None:
+    """Locust's shape tick for a rollout: (users now, spawn rate), or None once the run is over.
+    The spawn rate is the ramp rate, so Locust reaches each second's target within it."""
+    if run_time and elapsed > run_time:
+        return None
+    return rollout_users(total, rate, elapsed), rate

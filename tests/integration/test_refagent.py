@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import time
 
 import gevent
 import pytest
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 SPEC = InventorySpec(name="ref-it", nodes=4, pods_per_node=3, namespaces=2)
 AGENTS = 4
+RESOURCES = ("pods", "nodes")
 
 
 def _lists(cluster: Cluster) -> dict[tuple[str, ...], float]:
@@ -36,7 +38,20 @@ def seeded(loadtest_cluster):
     seeder.delete()
 
 
+def _wait(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        gevent.sleep(0.1)
+    return False
+
+
 def test_reference_agent_and_ours_make_the_same_requests(seeded, tmp_path):
+    """Each side's LISTs as the API server counted them equal the LISTs that side reports
+    (so neither miscounts), and with no relist or error that is one LIST per informer per
+    agent for both. Ours run until every agent has synced and watches (a condition, not a
+    sleep); the reference agent runs for its --duration and says what it did."""
     profile = load_profile("kubelet-like")  # node-local informers on pods and own node
     ensure_rbac(seeded, profile)
     nodes = [node_name(SPEC, i) for i in range(AGENTS)]
@@ -48,9 +63,13 @@ def test_reference_agent_and_ours_make_the_same_requests(seeded, tmp_path):
             for i in range(AGENTS)]
     for a in ours:
         a.start()
-    gevent.sleep(8)
-    for a in ours:
-        a.stop()
+    try:
+        assert _wait(lambda: stats.agents_synced == AGENTS and all(
+            stats.requests[f"WATCH {r} [node]"] >= AGENTS for r in ("pods", "nodes")),
+            timeout=60), f"our agents did not all sync and watch: {stats.as_dict()}"
+    finally:
+        for a in ours:
+            a.stop()
     mid = _lists(seeded)
 
     (tmp_path / "nodes").write_text("\n".join(nodes) + "\n")
@@ -63,13 +82,24 @@ def test_reference_agent_and_ours_make_the_same_requests(seeded, tmp_path):
     after = _lists(seeded)
     ref = json.loads((tmp_path / "ref.json").read_text())
 
-    def lists(a, b):
+    def served(a, b):
         d = metrics.counter_delta(a, b, "apiserver_request_total", ("verb", "resource"))
-        return {r: int(d.get(("LIST", r), 0)) for r in ("pods", "nodes")}
+        return {r: int(d.get(("LIST", r), 0)) for r in RESOURCES}
 
-    ours_lists, ref_lists = lists(before, mid), lists(mid, after)
-    # one initial LIST per informer per agent, for both implementations
-    assert ours_lists == {"pods": AGENTS, "nodes": AGENTS}, ours_lists
-    assert ref_lists == ours_lists, (ref_lists, ref)
-    assert stats.requests["WATCH pods [node]"] == AGENTS
-    assert stats.requests["WATCH nodes [node]"] == AGENTS
+    ours_reported = {r: stats.requests[f"LIST {r} [node]"] for r in RESOURCES}
+    ref_reported = {r: int(ref["requests_by_verb_resource"].get(f"LIST {r}", 0))
+                    for r in RESOURCES}
+    ref_reported["nodes"] += int(ref.get("setup_requests", 0))  # its own node listing, if any
+    assert served(before, mid) == ours_reported, (served(before, mid), stats.as_dict())
+    assert served(mid, after) == ref_reported, (served(mid, after), ref)
+    # every informer of every agent listed: at least once, exactly once when nothing relisted
+    for side, reported, clean in (
+            ("ours", ours_reported, stats.relists_410 == stats.errors == 0),
+            ("reference", ref_reported, ref["relists"] == ref["relists_410"] == ref["errors"] == 0
+             and ref["agents_started"] == AGENTS)):
+        if clean:
+            assert reported == {r: AGENTS for r in RESOURCES}, (side, reported)
+        else:
+            assert all(n >= AGENTS for n in reported.values()), (side, reported)
+    assert stats.requests["WATCH pods [node]"] >= AGENTS
+    assert stats.requests["WATCH nodes [node]"] >= AGENTS
