@@ -186,7 +186,7 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
         "harness_access_degraded": api.get("harness_access", {}).get("degraded"),
         # the operator's rollback path: an admin PATCH, exempt from APF
         "break_glass_p99_s": _p99_s(glass),
-        "break_glass_failed": glass.get("errors"),
+        "break_glass_failed": glass.get("failed"),
         "agents_throttled_429": agents.get("throttled_429", 0),
         "agents_apf_rejected": sum(r["count"] for r in apf.get("rejected", [])
                                    if r["priority_level"] == NAME),

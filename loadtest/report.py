@@ -25,6 +25,7 @@ from loadtest import compare  # noqa: E402
 from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.measurements import client as client_m  # noqa: E402
 from loadtest.measurements.bystander import ROLES  # noqa: E402
+from loadtest.measurements.bystander import read_slots as role_slots  # noqa: E402
 from loadtest.results import read_jsonl, read_summary  # noqa: E402
 from loadtest.scaling import Sweep  # noqa: E402
 
@@ -132,9 +133,10 @@ def run_plots(run_dir: Path, s: dict[str, Any]) -> list[str]:
         ax.plot(_col(dts, "t"), _col(dts, "p99_ms"), "o-", label="probe p99")
         ax.axhline(100, color="r", ls=":", label="SLO p99 100 ms")
         ax2 = ax.twinx()
-        ax2.bar(_col(dts, "t"), _col(dts, "errors"), width=2, color="tab:red", alpha=.4)
+        failed = [d.get("failed", d.get("errors")) for d in dts]  # "errors": before open loop
+        ax2.bar(_col(dts, "t"), failed, width=2, color="tab:red", alpha=.4)
         ax2.set_ylabel("failed probes")
-        ax2.set_ylim(0, max([1.0, *_col(dts, "errors")]) * 1.1)
+        ax2.set_ylim(0, max([1.0, *failed]) * 1.1)
         ax.legend(fontsize=8, loc="upper left")
         out.append(figure_tag(fig, "DNS probe latency (line) and failures (bars)"))
     return out
@@ -404,12 +406,13 @@ MITIGATION_ROWS = (
 )
 
 
-def _role_series(run_dir: Path, role: str) -> tuple[list[float], list[float], list[int]]:
-    """(seconds since the role's first request, ms, status) from its raw stream."""
-    recs = read_jsonl(run_dir / "raw" / f"{role}.jsonl")
-    t0 = recs[0]["t"] if recs else 0.0
-    return ([r["t"] - t0 for r in recs], [r["ms"] for r in recs],
-            [r["status"] for r in recs])
+def _role_series(run_dir: Path, role: str) -> tuple[list[float], list[float], list[bool]]:
+    """(seconds since the role's first slot, ms as its quantiles count it, failed) for every
+    scheduled slot of its raw stream."""
+    s = role_slots(read_jsonl(run_dir / "raw" / f"{role}.jsonl"))
+    t0 = s.slots[0]["sched"] if s.slots else 0.0
+    return ([r["sched"] - t0 for r in s.slots], [s.value_ms(r) for r in s.slots],
+            [r["cause"] is not None for r in s.slots])
 
 
 def mitigation_plots(data: dict[str, Any]) -> list[str]:
@@ -436,20 +439,20 @@ def mitigation_plots(data: dict[str, Any]) -> list[str]:
         drew = False
         for variant, color in VARIANTS:
             for d in dirs.get(variant, [])[-1:]:
-                t, ms, status = _role_series(Path(d), role.name)
+                t, ms, failed = _role_series(Path(d), role.name)
                 if not t:
                     continue
                 drew = True
                 ax.plot(t, ms, ".", ms=3, color=color, alpha=.6, label=f"{variant} mitigation")
-                bad = [(a, b) for a, b, s in zip(t, ms, status, strict=True) if s != 200]
+                bad = [(a, b) for a, b, f in zip(t, ms, failed, strict=True) if f]
                 if bad:
                     ax.plot(*zip(*bad, strict=True), "x", color="k",
-                            label=f"{variant}: failed or 429")
+                            label=f"{variant}: failed (429, timeout, unsent...)")
         if drew:
             ax.set_yscale("log")
             ax.legend(fontsize=8)
-            out.append(figure_tag(fig, f"{title}: every request of the last round, timed at "
-                                       "the client"))
+            out.append(figure_tag(fig, f"{title}: every scheduled request of the last round, "
+                                       "timed at the client from its scheduled time"))
         else:
             plt.close(fig)
     return out

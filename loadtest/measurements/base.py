@@ -1,4 +1,5 @@
-"""The measurement protocol and a small thread-driven sampler most measurements share."""
+"""The measurement protocol, and a periodic sampler for scrapes (not for latency probes:
+those are open-loop, see openloop.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class Measurement(Protocol):
 
 class Ticker:
     """Calls `tick` every `interval` seconds on a daemon thread until stopped; the work of a
-    tick that overruns delays the next one instead of piling up."""
+    tick that overruns delays the next one instead of piling up. Closed-loop: right for
+    sampling state (a metrics scrape), wrong for timing requests (a stall would hide)."""
 
     def __init__(self, interval: float, tick: Callable[[], None], name: str) -> None:
         self.interval = interval

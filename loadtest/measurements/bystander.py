@@ -8,6 +8,11 @@ own pauses are not counted as API latency):
   gives back;
 - break-glass: the harness's own admin identity (exempt from APF) PATCHes an annotation, the
   write `kubectl rollout undo` makes: evidence that an operator could still roll back.
+
+Both are open-loop (openloop.py): a request every 1/rate s whatever the answers, timed from
+its scheduled time; a timeout (10 s by default, twice the namespace-LIST SLO) or a slot that
+found every worker busy is a failure. The pool is sized from the role's SLO threshold, so a
+server within the SLO never leaves a slot unsent.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from typing import Any
 import httpx
 
 from loadtest.clusters.base import Cluster, http_client
-from loadtest.measurements.base import Ticker
+from loadtest.measurements import openloop
 from loadtest.results import JsonlWriter, read_jsonl
+from loadtest.slo import ApiSLO
 
 NAMESPACE = "loadtest-bystander"
 USER = f"system:serviceaccount:{NAMESPACE}:app"
@@ -34,6 +40,7 @@ GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}",
           "system:authenticated"]
 CONFIGMAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 ROLLBACK_TARGET = "rollback-target"
+TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,13 @@ class Role:
     method: str
     path: str
     what: str
+    late_s: float  # its latency SLO threshold: the pool is sized for it
 
 
-BYSTANDER = Role("bystander", USER, "GET", CONFIGMAPS, "namespace LIST of another tenant")
+BYSTANDER = Role("bystander", USER, "GET", CONFIGMAPS, "namespace LIST of another tenant",
+                 ApiSLO().read_namespace_p99_s)
 BREAK_GLASS = Role("break_glass", None, "PATCH", f"{CONFIGMAPS}/{ROLLBACK_TARGET}",
-                   "break-glass PATCH (as a rollback writes)")
+                   "break-glass PATCH (as a rollback writes)", ApiSLO().mutating_p99_s)
 ROLES = {r.name: r for r in (BYSTANDER, BREAK_GLASS)}
 
 
@@ -75,14 +84,15 @@ class Bystander:
     """One role's requests at a fixed rate, from start to gather."""
 
     def __init__(self, cluster: Cluster, cluster_json: Path, raw: Path,
-                 rate_hz: float = 5.0, role: Role = BYSTANDER) -> None:
+                 rate_hz: float = 5.0, role: Role = BYSTANDER,
+                 timeout_s: float = TIMEOUT_S) -> None:
         self.cluster = cluster
         self.raw = raw
         self.role = role
         self.name = role.name
         self.cmd = [sys.executable, "-m", "loadtest.measurements.bystander",
                     "--cluster-json", str(cluster_json), "--rate", str(rate_hz),
-                    "--out", str(raw), "--role", role.name]
+                    "--out", str(raw), "--role", role.name, "--timeout", str(timeout_s)]
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
@@ -101,21 +111,41 @@ class Bystander:
 
 
 def summarize(records: list[dict[str, Any]], role: Role = BYSTANDER) -> dict[str, Any]:
-    if not records:
+    """Every scheduled slot's outcome and latency from schedule, failures included (pure)."""
+    slots = read_slots(records)
+    if not slots.slots:
         return {"error": f"the {role.name} role recorded nothing"}
-    ok = sorted(r["ms"] for r in records if r["status"] == 200)
-    throttled = sum(1 for r in records if r["status"] == 429)
-    errors = sum(1 for r in records if r["status"] != 200)
-    return {"user": role.user or "the harness's admin identity", "what": role.what,
-            "count": len(records), "errors": errors, "throttled_429": throttled,
-            "p50_ms": ok[len(ok) // 2] if ok else None,
-            "p99_ms": ok[min(len(ok) - 1, int(0.99 * len(ok)))] if ok else None}
+    out = openloop.summarize_slots(slots)
+    return {"user": role.user or "the harness's admin identity", "what": role.what, **out,
+            "throttled_429": out["failed_by_cause"].get("http 429", 0)}
+
+
+def read_slots(records: list[dict[str, Any]]) -> openloop.Slots:
+    """A role's scheduled slots from its raw stream (pure)."""
+    return openloop.read_slots(_upgrade(records), TIMEOUT_S)
+
+
+def _upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of the closed-loop probe of before (no scheduled times) read as before: one
+    slot each, at its own time; what a stall held back was never recorded."""
+    if any("k" in r or "event" in r for r in records):
+        return records
+    return [{"k": i, "sched": r["t"], "ms": r["ms"], "status": r["status"],
+             "cause": _cause(r["status"]) if r["status"] else openloop.TRANSPORT}
+            for i, r in enumerate(records)]
+
+
+def _cause(status: int) -> str | None:
+    return None if status == 200 else f"http {status}"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="loadtest-bystander")
     ap.add_argument("--cluster-json", type=Path, required=True)
     ap.add_argument("--rate", type=float, default=5.0)
+    ap.add_argument("--timeout", type=float, default=TIMEOUT_S)
+    ap.add_argument("--workers", type=int, default=0,
+                    help="concurrent requests at most (0: enough for a server within the SLO)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--max-s", type=float, default=6 * 3600)
     ap.add_argument("--role", choices=sorted(ROLES), default=BYSTANDER.name)
@@ -126,29 +156,30 @@ def main(argv: list[str] | None = None) -> int:
     # one Impersonate-Group header per group (httpx sends repeated pairs as given)
     headers = ([("Impersonate-User", role.user)] + [("Impersonate-Group", g) for g in GROUPS]
                if role.user else [])
-    client = http_client(cluster, timeout=60)
+    client = http_client(cluster, timeout=a.timeout)
 
-    def tick() -> None:
-        t0 = time.perf_counter()
+    def send(k: int) -> dict[str, Any]:
         try:
             if role.method == "GET":
                 r = client.get(role.path, params={"limit": "10"}, headers=headers)
             else:
-                patch = {"metadata": {"annotations": {"loadtest/rolled-back-at": str(t0)}}}
+                patch = {"metadata": {"annotations": {"loadtest/rolled-back-at": str(time.time())}}}
                 r = client.patch(role.path, content=json.dumps(patch), headers=[
                     *headers, ("Content-Type", "application/merge-patch+json")])
-            status = r.status_code
-        except httpx.HTTPError:
-            status = 0
-        writer.write({"t": time.time(), "ms": (time.perf_counter() - t0) * 1000,
-                      "status": status})
+        except httpx.TimeoutException:
+            return {"cause": openloop.TIMEOUT}
+        except httpx.HTTPError as e:
+            return {"cause": openloop.TRANSPORT, "detail": f"{type(e).__name__}: {e}"[:200]}
+        return {"status": r.status_code, "cause": _cause(r.status_code)}
 
-    ticker = Ticker(1.0 / a.rate, tick, "bystander")
-    ticker.start()
+    loop = openloop.OpenLoop(a.rate, send, writer.write, timeout_s=a.timeout,
+                             workers=a.workers or openloop.pool_size(a.rate, role.late_s),
+                             info={"role": role.name}, name=role.name)
+    loop.start()
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     done.wait(a.max_s)
-    ticker.stop()
+    loop.stop()
     writer.close()
     client.close()
     return 0

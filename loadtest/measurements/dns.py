@@ -10,6 +10,11 @@ How the probe differs from a pod's resolver: it queries fully qualified names di
 and `ttl 30` are in the path as in a real cluster. Like a pod's resolver (glibc's
 `attempts:2`) it sends a query again when the first gets no answer, with a 2 s timeout per
 attempt (glibc waits 5 s): a single lost datagram is not a failed lookup, two are.
+
+The lookups are open-loop (openloop.py): one every 1/rate s whatever the answers, timed from
+its scheduled time; a timed-out lookup counts at its timeout (both attempts) in the
+quantiles. The pool is sized so that a server answering within one attempt's timeout never
+leaves a slot unsent. Propagation checks are a separate periodic loop.
 """
 
 from __future__ import annotations
@@ -28,10 +33,15 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from loadtest.measurements import openloop
 from loadtest.measurements.base import Ticker
+from loadtest.measurements.openloop import tally
 from loadtest.results import JsonlWriter, read_jsonl
+from loadtest.stats import percentile
 
 CACHE_TTL_S = 30  # kubeadm's Corefile: `cache 30`, kubernetes `ttl 30`
+TIMEOUT_S = 2.0  # per attempt
+ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,7 @@ class DnsProbe:
     name = "dns"
 
     def __init__(self, server: tuple[str, int], names: list[ProbeName], raw: Path,
-                 rate_hz: float = 10.0, timeout_s: float = 2.0,
+                 rate_hz: float = 10.0, timeout_s: float = TIMEOUT_S,
                  netns_pid: int | None = None) -> None:
         if not names:
             raise ValueError("DNS probe needs at least one name")
@@ -96,18 +106,27 @@ class DnsProbe:
 
 
 class _ProbeLoop:
-    """The probe itself: one name per tick, round robin, plus any names awaited."""
+    """The probe itself: slot k looks up name k mod len(names); the names awaited are checked
+    on a periodic loop of their own."""
 
     def __init__(self, server: tuple[str, int], names: list[ProbeName], raw: Path,
-                 rate_hz: float, timeout_s: float) -> None:
+                 rate_hz: float, timeout_s: float, workers: int = 0) -> None:
         self.server = server
         self.names = names
         self.timeout_s = timeout_s
         self.writer = JsonlWriter(raw)
-        self._i = 0
         self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.ticker = Ticker(1.0 / rate_hz, self._tick, "dns-probe")
+        self.lookups = openloop.OpenLoop(
+            rate_hz, self._send, self.writer.write, timeout_s=ATTEMPTS * timeout_s,
+            workers=workers or openloop.pool_size(rate_hz, timeout_s), describe=self._describe,
+            info={"server": f"{server[0]}:{server[1]}", "attempts": ATTEMPTS},
+            name="dns-probe")
+        self.propagation = Ticker(1.0 / rate_hz, self._check_pending, "dns-propagation")
+
+    def start(self) -> None:
+        self.lookups.start()
+        self.propagation.start()
 
     def expect(self, name: str) -> None:
         with self._lock:
@@ -115,20 +134,25 @@ class _ProbeLoop:
         self.writer.write({"t": time.time(), "event": "created", "name": name})
 
     def stop(self) -> None:
-        self.ticker.stop()
+        self.propagation.stop()
+        self.lookups.stop()
         with self._lock:
             for name, t0 in self._pending.items():  # never resolved: that is a finding
                 self.writer.write({"t": time.time(), "event": "propagation", "name": name,
                                    "seconds": None, "waited_s": time.time() - t0})
         self.writer.close()
 
-    def _tick(self) -> None:
-        probe = self.names[self._i % len(self.names)]
-        self._i += 1
-        rec = query(self.server, probe.name, self.timeout_s)
-        rec["expect"] = "A" if probe.exists else "NXDOMAIN"
-        rec["error"] = _is_error(rec, probe.exists)
-        self.writer.write(rec)
+    def _describe(self, k: int) -> dict[str, Any]:
+        p = self.names[k % len(self.names)]
+        return {"name": p.name, "expect": "A" if p.exists else "NXDOMAIN"}
+
+    def _send(self, k: int) -> dict[str, Any]:
+        p = self.names[k % len(self.names)]
+        rec = query(self.server, p.name, self.timeout_s)
+        return {"rcode": rec["rcode"], "answers": rec["answers"], "attempts": rec["attempts"],
+                "cause": _cause(rec, p.exists)}
+
+    def _check_pending(self) -> None:
         with self._lock:
             pending = list(self._pending.items())
         for name, t0 in pending:
@@ -147,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", action="append", default=[], help="a name that must resolve")
     ap.add_argument("--missing", action="append", default=[], help="a name that must not")
     ap.add_argument("--rate", type=float, default=10.0)
-    ap.add_argument("--timeout", type=float, default=2.0)
+    ap.add_argument("--timeout", type=float, default=TIMEOUT_S, help="per attempt")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="lookups in flight at most (0: enough for answers within --timeout)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--max-s", type=float, default=6 * 3600)
     a = ap.parse_args(argv)
     host, _, port = a.server.rpartition(":")
     names = [ProbeName(n) for n in a.name] + [ProbeName(n, exists=False) for n in a.missing]
-    loop = _ProbeLoop((host, int(port)), names, a.out, a.rate, a.timeout)
-    loop.ticker.start()
+    loop = _ProbeLoop((host, int(port)), names, a.out, a.rate, a.timeout, a.workers)
+    loop.start()
     stop = threading.Event()
 
     def commands() -> None:
@@ -171,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     loop.stop()
     return 0
 
-
-ATTEMPTS = 2
 
 
 def query(server: tuple[str, int], name: str, timeout_s: float,
@@ -200,61 +224,59 @@ def query(server: tuple[str, int], name: str, timeout_s: float,
     return rec
 
 
-def _is_error(rec: dict[str, Any], exists: bool) -> bool:
+def _cause(rec: dict[str, Any], exists: bool) -> str | None:
+    """None for the right answer; else why not: timeout, transport or the wrong rcode."""
+    rcode = rec["rcode"]
+    if rcode == "TIMEOUT":
+        return openloop.TIMEOUT
+    if rcode.startswith("ERROR"):
+        return openloop.TRANSPORT
     if exists:
-        return not (rec["rcode"] == "NOERROR" and rec["answers"])
-    return rec["rcode"] != "NXDOMAIN"
+        return None if rcode == "NOERROR" and rec["answers"] else f"rcode {rcode}"
+    return None if rcode == "NXDOMAIN" else f"rcode {rcode}"
+
+
+def _upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of the closed-loop probe of before (no scheduled times) read as before: one
+    slot each, at its own time; what a stall held back was never recorded."""
+    if any("k" in r or r.get("event") in ("start", "stop") for r in records):
+        return records
+    lookups = [r for r in records if "rcode" in r and "expect" in r]
+    return [{**r, "k": i, "sched": r["t"], "cause": _cause(r, r["expect"] == "A")}
+            for i, r in enumerate(lookups)] + [r for r in records if "event" in r]
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Latency, error rate, per-name results, propagation, and a time series (pure)."""
-    probes = [r for r in records if "rcode" in r and "expect" in r]
-    if not probes:
+    """Every scheduled lookup's outcome and latency from schedule (timeouts and unsent
+    lookups at the timeout), per-name results, propagation, a time series (pure)."""
+    s = openloop.read_slots(_upgrade(records), ATTEMPTS * TIMEOUT_S)
+    if not s.slots:
         return {"error": "no DNS probe answered or was recorded"}
-    answered = sorted(r["ms"] for r in probes if r["rcode"] not in ("TIMEOUT",)
-                      and not r["rcode"].startswith("ERROR"))
-    errors = [r for r in probes if r["error"]]
-    props = [r for r in records if r.get("event") == "propagation"]
+    out = openloop.summarize_slots(s)
     by_name: dict[str, dict[str, int]] = {}
-    for r in probes:
-        d = by_name.setdefault(r["name"], {"count": 0, "errors": 0})
-        d["count"] += 1
-        d["errors"] += int(r["error"])
-    t0 = probes[0]["t"]
-    series: dict[int, dict[str, Any]] = {}
-    for r in probes:
-        b = series.setdefault(int((r["t"] - t0) // 5) * 5, {"n": 0, "errors": 0, "ms": []})
-        b["n"] += 1
-        b["errors"] += int(r["error"])
-        b["ms"].append(r["ms"])
+    for r in s.slots:
+        d = by_name.setdefault(r.get("name", "?"), {"scheduled": 0, "failed": 0})
+        d["scheduled"] += 1
+        d["failed"] += r["cause"] is not None
+    t0 = s.slots[0]["sched"]
+    series: dict[int, list[dict[str, Any]]] = {}
+    for r in s.slots:
+        series.setdefault(int((r["sched"] - t0) // 5) * 5, []).append(r)
+    props = [r for r in records if r.get("event") == "propagation"]
     return {
-        "count": len(probes),
-        "errors": len(errors),
-        "error_rate": len(errors) / len(probes),
-        "timeouts": sum(1 for r in probes if r["rcode"] == "TIMEOUT"),
+        **out,
+        "error_rate": out["failed"] / out["scheduled"],
         # lookups that needed their second attempt (a lost datagram, or an overloaded server)
-        "retried": sum(1 for r in probes if r.get("attempts", 1) > 1),
-        "rcodes": _tally(r["rcode"] for r in probes),
-        "p50_ms": _pct(answered, 0.5),
-        "p99_ms": _pct(answered, 0.99),
+        "retried": sum(1 for r in s.slots if (r.get("attempts") or 1) > 1),
+        "rcodes": tally(r["rcode"] for r in s.slots if "rcode" in r),
         "by_name": by_name,
         "propagation": [{"name": r["name"], "seconds": r["seconds"]} for r in props],
-        "duration_s": probes[-1]["t"] - probes[0]["t"],
-        "timeseries": [{"t": k, "qps": v["n"] / 5, "errors": v["errors"],
-                        "p99_ms": _pct(sorted(v["ms"]), 0.99)}
+        "duration_s": s.slots[-1]["sched"] - t0,
+        "timeseries": [{"t": k, "qps": len(v) / 5, "failed": sum(r["cause"] is not None
+                                                                  for r in v),
+                        "p99_ms": percentile([s.value_ms(r) for r in v], 0.99)}
                        for k, v in sorted(series.items())],
     }
-
-
-def _pct(xs: list[float], q: float) -> float | None:
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
-
-
-def _tally(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for x in items:
-        out[x] = out.get(x, 0) + 1
-    return out
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+"""Open-loop probing: slot k is sent at t0 + k/rate whatever the answers (as wrk2 does).
+
+A closed loop (send, await the answer, send the next) hides a stall: a 10 s hang becomes one
+slow sample and a burst of fast catch-up ones (Gil Tene's coordinated omission). Here:
+- every slot is due at t0 + k/rate; a pool of `workers` threads sends them, and a slot due
+  while every worker is busy is recorded at once as failed, cause "unsent": never skipped,
+  never queued behind the stall;
+- latency runs from the slot's scheduled time to its answer (HdrHistogram's corrected
+  mode), however late it was sent;
+- a timeout is a failure and counts at least at the timeout in the quantiles; so do unsent
+  slots and slots whose record is missing (the probe was killed): "unrecorded".
+
+The raw stream, one JSON object a line: {"event": "start", "t0", "rate_hz", "timeout_s",
+"workers", ...}; per slot {"k", "sched" (wall-clock scheduled time), "lag_ms" (scheduled to
+sent), "ms" (scheduled to done), "cause" (null: success), ...the probe's own fields};
+{"event": "stop", "scheduled"}. Slot records arrive in completion order, not k order.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from loadtest.stats import percentile
+
+# Failure causes besides the probe's own "http <status>" and "rcode <rcode>" (answered).
+TIMEOUT, TRANSPORT, UNSENT = "timeout", "transport", "unsent"
+UNRECORDED, PROBE_ERROR = "unrecorded", "probe-error"
+NOT_ANSWERED = frozenset({TIMEOUT, TRANSPORT, UNSENT, UNRECORDED, PROBE_ERROR})
+
+Record = dict[str, Any]
+
+
+def pool_size(rate_hz: float, within_s: float) -> int:
+    """Workers enough that a server answering every request within `within_s` never leaves a
+    slot unsent (Little's law: rate x latency in flight, plus the slot being sent). So an
+    unsent slot means a request already late by more than `within_s` is outstanding."""
+    return math.ceil(rate_hz * within_s) + 1
+
+
+class OpenLoop:
+    """Sends slot k at t0 + k/rate through `send(k)` on a bounded pool until stopped, and
+    writes one record per slot (see the module docstring). `send` returns the probe's fields
+    with "cause" (None: success) and must give up by itself after about `timeout_s`;
+    `describe(k)` adds fields known before sending (so unsent slots carry them too)."""
+
+    def __init__(self, rate_hz: float, send: Callable[[int], Record],
+                 write: Callable[[Record], None], *, workers: int, timeout_s: float,
+                 describe: Callable[[int], Record] | None = None,
+                 info: Record | None = None, name: str = "probe") -> None:
+        if rate_hz <= 0 or workers < 1 or timeout_s <= 0:
+            raise ValueError(f"{name}: rate, workers and timeout must be positive "
+                             f"(got {rate_hz}, {workers}, {timeout_s})")
+        self.period = 1.0 / rate_hz
+        self.rate_hz, self.workers, self.timeout_s = rate_hz, workers, timeout_s
+        self.send, self.write = send, write
+        self.describe = describe or (lambda k: {})
+        self.info = info or {}
+        self._free = threading.Semaphore(workers)
+        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight: set[int] = set()
+        self._stop = threading.Event()
+        self._scheduled = 0
+        self._t0 = self._t0_wall = 0.0
+        self._dispatcher = threading.Thread(target=self._dispatch, name=f"{name}-schedule",
+                                            daemon=True)
+        self._pool = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+                      for i in range(workers)]
+
+    def start(self) -> None:
+        self._t0, self._t0_wall = time.monotonic(), time.time()
+        self.write({"event": "start", "t0": self._t0_wall, "rate_hz": self.rate_hz,
+                    "timeout_s": self.timeout_s, "workers": self.workers, **self.info})
+        for t in self._pool:
+            t.start()
+        self._dispatcher.start()
+
+    def stop(self) -> None:
+        """Schedule no more; wait up to the timeout (+1 s) for the slots in flight, then record
+        any still unanswered as timeouts. Nothing is written after this returns."""
+        if self._dispatcher.ident is None:
+            return  # never started
+        self._stop.set()
+        self._dispatcher.join()
+        with self._idle:
+            self._idle.wait_for(lambda: not self._inflight, self.timeout_s + 1)
+            left, now = sorted(self._inflight), time.monotonic()
+            self._inflight.clear()
+            for k in left:
+                self.write({**self._slot(k), "lag_ms": None, "ms": (now - self._due(k)) * 1000,
+                            "cause": TIMEOUT, "detail": "no answer by the end of the run"})
+            self.write({"event": "stop", "scheduled": self._scheduled})
+        for _ in self._pool:
+            self._queue.put(None)  # a worker stuck in `send` is a daemon: left behind
+
+    def _due(self, k: int) -> float:
+        return self._t0 + k * self.period
+
+    def _slot(self, k: int) -> Record:
+        return {"k": k, "sched": self._t0_wall + k * self.period, **self.describe(k)}
+
+    def _dispatch(self) -> None:
+        k = 0
+        while not self._stop.wait(max(0.0, self._due(k) - time.monotonic())):
+            if self._free.acquire(blocking=False):
+                with self._lock:
+                    self._inflight.add(k)
+                self._queue.put(k)
+            else:
+                self.write({**self._slot(k), "lag_ms": None, "ms": None, "cause": UNSENT})
+            k += 1
+            self._scheduled = k
+
+    def _work(self) -> None:
+        while (k := self._queue.get()) is not None:
+            sent = time.monotonic()
+            try:
+                rec = self.send(k)
+            except Exception as e:  # a bug of the probe's, counted apart from the server's
+                rec = {"cause": PROBE_ERROR, "detail": f"{type(e).__name__}: {e}"}
+            done, due = time.monotonic(), self._due(k)
+            with self._idle:
+                if k in self._inflight:  # else `stop` has recorded it already
+                    self._inflight.discard(k)
+                    self.write({**self._slot(k), "cause": None, **rec,
+                                "lag_ms": (sent - due) * 1000, "ms": (done - due) * 1000})
+                    self._idle.notify_all()
+            self._free.release()
+
+
+@dataclass
+class Slots:
+    """Every scheduled slot of a raw stream, k = 0..scheduled-1, missing ones filled in."""
+
+    slots: list[Record]
+    timeout_ms: float
+    start: Record
+
+    def value_ms(self, r: Record) -> float:
+        """What a slot counts as in the quantiles: its latency from schedule; the timeout at
+        least for a timeout; the timeout for a slot never sent or never recorded."""
+        if r.get("ms") is None or r["cause"] in (UNSENT, UNRECORDED):
+            return self.timeout_ms
+        return max(r["ms"], self.timeout_ms) if r["cause"] == TIMEOUT else r["ms"]
+
+    def failed(self) -> list[Record]:
+        return [r for r in self.slots if r["cause"] is not None]
+
+
+def read_slots(records: Iterable[Record], timeout_s: float) -> Slots:
+    """The slots of a raw stream (pure). `timeout_s` applies when the stream has no start
+    record (one recorded before scheduled times, converted by the probe's module)."""
+    records = list(records)
+    start = next((r for r in records if r.get("event") == "start"), {})
+    by_k: dict[int, Record] = {}
+    for r in records:
+        if "k" in r:
+            by_k.setdefault(r["k"], r)
+    scheduled = max([r["scheduled"] for r in records if r.get("event") == "stop"]
+                    + [max(by_k, default=-1) + 1])
+    period = 1.0 / start["rate_hz"] if start else 0.0
+    slots = [by_k.get(k) or {"k": k, "sched": start.get("t0", 0.0) + k * period,
+                             "lag_ms": None, "ms": None, "cause": UNRECORDED}
+             for k in range(scheduled)]
+    return Slots(slots, 1000 * start.get("timeout_s", timeout_s), start)
+
+
+def summarize_slots(s: Slots) -> Record:
+    """Counts by outcome and quantiles over all scheduled slots, failures included (pure).
+    scheduled = ok + failed = sent + unsent + unrecorded; answered = ok + http/rcode
+    failures."""
+    causes = tally(r["cause"] for r in s.failed())
+    values = [s.value_ms(r) for r in s.slots]
+    n = len(s.slots)
+    return {
+        "open_loop": bool(s.start),  # False: recorded by the closed-loop probe of before
+        "scheduled": n,
+        "sent": n - causes.get(UNSENT, 0) - causes.get(UNRECORDED, 0),
+        "answered": sum(1 for r in s.slots if r["cause"] not in NOT_ANSWERED),
+        "ok": n - len(s.failed()),
+        "failed": len(s.failed()),
+        "failed_by_cause": causes,
+        "p50_ms": percentile(values, 0.5),
+        "p99_ms": percentile(values, 0.99),
+        "max_ms": max(values, default=None),
+        "timeout_s": s.timeout_ms / 1000,
+        "workers": s.start.get("workers"),
+    }
+
+
+def tally(items: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
