@@ -95,16 +95,34 @@ def _print_cluster(cluster: Cluster) -> None:
     print(json.dumps(cluster.redacted(), indent=2))
 
 
+def _no_such_cluster(provider: ClusterProvider, name: str) -> ClusterError:
+    if provider.name == "existing":
+        return ClusterError(f"no context {name!r} in the kubeconfig (--kubeconfig, "
+                            "$KUBECONFIG or ~/.kube/config; --name picks the context)")
+    return ClusterError(f"no {provider.name} cluster named {name!r} (create one with: "
+                        f"loadtest cluster up --provider {provider.name} --name {name})")
+
+
 def _target_cluster(args: argparse.Namespace) -> Cluster:
     """The cluster a command sends load to: it must exist, and be ours unless opted in."""
     provider = make_provider(args)
     cluster = provider.get(args.name)
     if cluster is None:
-        raise ClusterError(f"no {provider.name} cluster named {args.name!r} "
-                           f"(create one with: loadtest cluster up --provider {provider.name} "
-                           f"--name {args.name})")
+        raise _no_such_cluster(provider, args.name)
     require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
     return cluster
+
+
+def check_target(args: argparse.Namespace) -> None:
+    """Before a run starts or writes anything: the kubeconfig reads, and a cluster the
+    provider cannot create (existing) is there and may take load. Others may be absent:
+    the run creates them."""
+    provider = make_provider(args)
+    cluster = provider.get(args.name)
+    if cluster is None and provider.name == "existing":
+        raise _no_such_cluster(provider, args.name)
+    if cluster is not None:
+        require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
 
 
 SPEC_FLAGS = ("nodes", "pods_per_node", "namespaces", "services_per_namespace",
@@ -179,6 +197,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = run_config(args)
+    check_target(args)
     job = MainJob(make_provider(args), args.name, cfg, args.out, log,
                   keep_cluster=not args.delete_cluster,
                   allow_existing=args.allow_existing_cluster)

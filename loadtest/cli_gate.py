@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from loadtest import compare, report, scaling, slo
-from loadtest.cli import _cluster_target_args, log, make_provider
+from loadtest.cli import _cluster_target_args, check_target, log, make_provider
 from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
 from loadtest.errors import ConfigError, LoadtestError
@@ -82,6 +82,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     budgets = compare.parse_budgets(args.budget or compare.DEFAULT_BUDGETS)
     if args.rounds < 1:
         raise ConfigError("--rounds must be at least 1")
+    check_target(args)
     with _out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}") as out:
         run = _runner(args, args.nodes, args.agents)
         a, b, machine = compare.interleave(args.baseline, args.candidate, args.rounds, out,
@@ -161,6 +162,7 @@ def _refuse_grown_inventory(args: argparse.Namespace, smallest: int) -> None:
 
 
 def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sweep:
+    check_target(args)
     _refuse_grown_inventory(args, sizes[0])
     # the LIST SLO line of the fit: the flag, else the SLOs in force (--slo, else defaults)
     slo_list_p99 = args.slo_list_p99 or slo.load_slos(

@@ -300,7 +300,8 @@ def comparison_plots(c: compare.Comparison) -> list[str]:
                     label=f"{side} round {i + 1} CPU")
             ax2.plot(_col(ts, "t"), _col(ts, "list_p99_s"), ":", marker=".", color=color,
                      alpha=.5)
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
     out.append(figure_tag(fig, "CPU (lines) and LIST p99 (dotted, right) over each run; blue "
                                "baseline, red candidate"))
     return out
