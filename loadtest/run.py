@@ -83,19 +83,11 @@ def ensure_break_glass(cluster: Cluster, warn: Log) -> str:
     run goes on, measuring a break-glass path that APF may throttle)."""
     with http_client(cluster) as c:
         try:
-            r = c.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                       json={"apiVersion": "authentication.k8s.io/v1",
-                             "kind": "SelfSubjectReview"})
-        except httpx.HTTPError as e:
-            r = None
-            why = f"no answer: {type(e).__name__}: {e}"
-        if r is None or r.status_code != 201:
-            if r is not None:
-                why = f"HTTP {r.status_code}: {response_message(r)}"
-            warn(f"who the harness is (SelfSubjectReview) is unknown, so it is not mapped to "
-                 f"APF's exempt level: {why}")
+            user = _whoami(c)
+        except ClusterError as e:
+            warn(f"who the harness is is unknown, so it is not mapped to APF's exempt level: "
+                 f"{e}")
             return "unknown (SelfSubjectReview failed)"
-        user = r.json().get("status", {}).get("userInfo", {})
         groups = [g for g in user.get("groups", []) if g not in ("system:authenticated",)]
         who = f"{user.get('username', '?')} {groups}"
         if "system:masters" in groups or not groups or not cluster.created_by_harness:
@@ -118,6 +110,18 @@ def ensure_break_glass(cluster: Cluster, warn: Log) -> str:
             warn(f"the harness's identity is not exempt from APF: {e}")
             return f"{who} (NOT exempt: FlowSchema {BREAK_GLASS_FS} refused)"
     return f"{who} -> exempt via FlowSchema {BREAK_GLASS_FS}"
+
+
+def _whoami(c: httpx.Client) -> dict[str, Any]:
+    """The harness's userInfo by SelfSubjectReview; no answer or a refusal is one line."""
+    try:
+        r = c.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                   json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    except httpx.HTTPError as e:
+        raise ClusterError(f"SelfSubjectReview: no answer: {type(e).__name__}: {e}") from None
+    if r.status_code != 201:
+        raise ClusterError(f"SelfSubjectReview: HTTP {r.status_code}: {response_message(r)}")
+    return dict(r.json().get("status", {}).get("userInfo", {}))
 
 
 def check_cluster(cluster: Cluster) -> dict[str, Any]:
@@ -150,9 +154,10 @@ class MainJob:
         load_profile(cfg.profile)  # a bad profile fails before anything starts
         self.slos = slo.load_slos(Path(cfg.slo_file) if cfg.slo_file else None)
         self.out_root = out_root
-        self._dir: Path | None = None  # made once the cluster answers: a run that never
-        # reached one (a bad kubeconfig, no such cluster) leaves no folder behind
-        # the SLOs as resolved now: reports and verdicts later judge by these
+        # Made once the cluster answers: a run that never reached one (a bad kubeconfig, no
+        # such cluster) leaves no folder behind.
+        self._dir: Path | None = None
+        # "slos": as resolved now, so reports and verdicts later judge by these
         self.summary: dict[str, Any] = {"environment": environment(),
                                         "config": cfg.model_dump(),
                                         "slos": self.slos.model_dump(), "stages": {},
