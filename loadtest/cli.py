@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 
@@ -14,7 +15,7 @@ from loadtest import cgroups, config, toolchain
 from loadtest.clusters import PROVIDERS, get_provider, require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider
 from loadtest.config import InventorySpec
-from loadtest.errors import ClusterError, CommandError, LoadtestError
+from loadtest.errors import ClusterError, CommandError, ConfigError, LoadtestError
 from loadtest.inventory import Seeder
 from loadtest.run import MainJob, RunConfig, rebuild_summary, run_verdict_pytest
 
@@ -94,16 +95,34 @@ def _print_cluster(cluster: Cluster) -> None:
     print(json.dumps(cluster.redacted(), indent=2))
 
 
+def _no_such_cluster(provider: ClusterProvider, name: str) -> ClusterError:
+    if provider.name == "existing":
+        return ClusterError(f"no context {name!r} in the kubeconfig (--kubeconfig, "
+                            "$KUBECONFIG or ~/.kube/config; --name picks the context)")
+    return ClusterError(f"no {provider.name} cluster named {name!r} (create one with: "
+                        f"loadtest cluster up --provider {provider.name} --name {name})")
+
+
 def _target_cluster(args: argparse.Namespace) -> Cluster:
     """The cluster a command sends load to: it must exist, and be ours unless opted in."""
     provider = make_provider(args)
     cluster = provider.get(args.name)
     if cluster is None:
-        raise ClusterError(f"no {provider.name} cluster named {args.name!r} "
-                           f"(create one with: loadtest cluster up --provider {provider.name} "
-                           f"--name {args.name})")
+        raise _no_such_cluster(provider, args.name)
     require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
     return cluster
+
+
+def check_target(args: argparse.Namespace) -> None:
+    """Before a run starts or writes anything: the kubeconfig reads, and a cluster the
+    provider cannot create (existing) is there and may take load. Others may be absent:
+    the run creates them."""
+    provider = make_provider(args)
+    cluster = provider.get(args.name)
+    if cluster is None and provider.name == "existing":
+        raise _no_such_cluster(provider, args.name)
+    if cluster is not None:
+        require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
 
 
 SPEC_FLAGS = ("nodes", "pods_per_node", "namespaces", "services_per_namespace",
@@ -131,8 +150,12 @@ def cmd_seed(args: argparse.Namespace) -> int:
     cluster = _target_cluster(args)
     seeder = Seeder(cluster, spec, concurrency=args.concurrency, log=log)
     if args.delete:
+        from loadtest.measurements import probe_service
+
         before = seeder.delete()
         log(f"deleted inventory {spec.name!r} (had {before})")
+        probes = probe_service.delete_all(cluster)
+        log(f"deleted {len(probes)} probe Service(s) runs left ({probe_service.LABEL}=true)")
         return 0
     result = seeder.seed()
     rate = result.total_created / result.seconds if result.seconds else 0.0
@@ -174,10 +197,10 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = run_config(args)
+    check_target(args)
     job = MainJob(make_provider(args), args.name, cfg, args.out, log,
                   keep_cluster=not args.delete_cluster,
                   allow_existing=args.allow_existing_cluster)
-    log(f"results: {job.dir}")
     run_dir = job.execute()
     log(f"verdict: {job.summary.get('verdict')} (pytest: one test per SLO)")
     return run_verdict_pytest(run_dir, cfg.slo_file)
@@ -187,17 +210,23 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
     from loadtest import mitigation
     from loadtest.results import latest_run, read_summary
 
+    if args.fresh_cluster and not args.rerun:
+        raise ConfigError("--fresh-cluster goes with --rerun (a new cluster for every rerun)")
+    if args.rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
     if args.results is None:
         args.results = latest_run(args.out, args.profile)
         log(f"newest run of {args.profile}: {args.results}")
     summary = read_summary(args.results)
+    cfg = (config.parse(RunConfig, summary.get("config", {}), f"{args.results}/summary.json")
+           if args.rerun else None)
     if summary.get("verdict") == "pass":
         log("warning: that run passed its SLOs: the objects confine agents that did no harm")
     plan = mitigation.Plan(shares_of_server=args.share) if args.share else None
     objs, why = mitigation.from_results(summary, plan)
+    cluster, fresh = _mitigation_cluster(args)
     out = mitigation.write_yaml(objs, args.results / "mitigation" / "apf.yaml")
     log(f"{why}\nwrote {out}")
-    cluster = _target_cluster(args)
     if args.remove:
         mitigation.remove(cluster)
         log("removed the loadtest-agents FlowSchema and PriorityLevelConfiguration")
@@ -205,32 +234,45 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
     log(f"API server dry-run: {', '.join(mitigation.apply(cluster, objs, dry_run=True))} valid")
     if args.apply:
         log(f"applied: {', '.join(mitigation.apply(cluster, objs))}")
-    if args.rerun:
-        return _mitigation_rerun(args, cluster, objs, summary)
+    if cfg is not None:
+        return _mitigation_rerun(args, cluster, fresh, objs, cfg)
     return 0
 
 
-def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, objs: list[dict[str, object]],
-                      summary: dict[str, object]) -> int:
-    """The failing run's scenario again, without and with the objects, interleaved."""
+def _mitigation_cluster(args: argparse.Namespace) -> tuple[Cluster, bool]:
+    """The cluster to validate on and rerun in, and whether it is new. --fresh-cluster makes
+    one when there is none (every rerun gets a new one anyway)."""
+    if not args.fresh_cluster:
+        return _target_cluster(args), False
+    provider = make_provider(args)
+    cluster = provider.get(args.name)
+    if cluster is None:
+        log(f"creating {provider.name} cluster {args.name!r} (--fresh-cluster)")
+        return provider.create(args.name), True
+    if not cluster.created_by_harness:
+        raise ClusterError(f"--fresh-cluster would delete {args.name!r}, which loadtest did "
+                           "not create")
+    return cluster, False
+
+
+def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, fresh: bool,
+                      objs: list[dict[str, object]], cfg: RunConfig) -> int:
+    """The failing run's scenario again, without and with the objects, every round judged."""
     from loadtest import mitigation, report
     from loadtest.results import read_summary
 
-    cfg = config.parse(RunConfig, summary["config"], f"{args.results}/summary.json")
     views: dict[str, list[dict[str, object]]] = {"without": [], "with": []}
     run_dirs: dict[str, list[str]] = {"without": [], "with": []}
     provider = make_provider(args)
-    if args.fresh_cluster and not cluster.created_by_harness:
-        raise ClusterError(f"--fresh-cluster would delete {args.name!r}, which loadtest did "
-                           "not create")
     try:
         for _ in range(args.rounds):
             for variant in ("without", "with"):
-                if args.fresh_cluster:
+                if args.fresh_cluster and not fresh:
                     # each run from the same start: a run that brought the control plane
                     # down (an OOM-killed API server) leaves nothing to the next
                     provider.delete(args.name)
                     cluster = provider.create(args.name)
+                fresh = False
                 if variant == "with":
                     mitigation.apply(cluster, objs)
                 else:
@@ -243,28 +285,45 @@ def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, objs: list[dic
     finally:
         try:
             mitigation.remove(cluster)
-        except httpx.HTTPError as e:  # a control plane the run brought down
+        except (LoadtestError, httpx.HTTPError) as e:  # a control plane the run brought down
             log(f"warning: could not remove the APF objects: {e}")
-    verdict, reasons = mitigation.verdict(views["without"][-1], views["with"][-1])
-    data = {"verdict": verdict, "reasons": reasons, "runs": views, "run_dirs": run_dirs}
+    verdict, reasons, rounds = mitigation.judge(views["without"], views["with"])
+    data = {"verdict": verdict, "reasons": reasons, "rounds": rounds, "runs": views,
+            "run_dirs": run_dirs}
     out = args.results / "mitigation" / "comparison.json"
     out.write_text(json.dumps(data, indent=2, default=str))
-    log(f"report: {report.write_mitigation_report(out.parent)}")
     for variant, vs in views.items():
-        log(f"{variant:8} {json.dumps(vs[-1], default=str)}")
-    log(f"{verdict}: {'; '.join(reasons)} ({out})")
-    return 0 if verdict == "mitigation holds" else 1
+        for i, v in enumerate(vs, 1):
+            log(f"{variant:8} round {i}: {json.dumps(v, default=str)}")
+    for line in reasons:
+        log(line)
+    log(f"{verdict} ({out})")
+    report.draw(lambda: report.write_mitigation_report(out.parent), log)
+    return 0 if verdict == mitigation.HOLDS else 1
+
+
+def _results_folder(d: Path) -> Path:
+    """A run's results folder, or a one-line error (and nothing written anywhere)."""
+    if not (d / "summary.json").is_file() and not (d / "raw" / "apiserver.jsonl").is_file():
+        raise ConfigError(f"{d}: not a run's results folder (no summary.json, no "
+                          "raw/apiserver.jsonl)")
+    return d
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    summary = rebuild_summary(args.results)
+    summary = rebuild_summary(_results_folder(args.results))
     log(f"rebuilt {args.results / 'summary.json'} from raw streams "
         f"({', '.join(summary.get('measurements', {}))})")
     return 0
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
-    return run_verdict_pytest(args.results, args.slo or "")
+    from loadtest.results import read_summary
+
+    summary = read_summary(args.results)  # a missing or foreign folder: one line, no XML
+    # by default the SLOs the run was judged by, not today's defaults
+    return run_verdict_pytest(args.results, args.slo or summary.get("config", {}).get(
+        "slo_file", ""))
 
 
 def _cluster_target_args(p: argparse.ArgumentParser) -> None:
@@ -283,8 +342,15 @@ def _memory_arg(p: argparse.ArgumentParser) -> None:
                         "size; beyond it the kernel's OOM killer acts, as in production)")
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad flags are one line (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="loadtest", description=__doc__)
+    p = Parser(prog="loadtest", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("tools", help="build or show the pinned Go toolchain")
@@ -396,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}\n{e.details()}", file=sys.stderr)
         return 1
     except LoadtestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a results folder that cannot be written, a file that is gone
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from loadtest import compare, report, scaling
-from loadtest.cli import _cluster_target_args, log, make_provider
+from loadtest import compare, report, scaling, slo
+from loadtest.cli import _cluster_target_args, check_target, log, make_provider
 from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
-from loadtest.errors import LoadtestError
+from loadtest.errors import ConfigError, LoadtestError
 from loadtest.run import MainJob, RunConfig
 
 
-def _out_dir(root: Path, label: str) -> Path:
+@contextmanager
+def _out_dir(root: Path, label: str) -> Iterator[Path]:
+    """A new folder for a command's results. A command that fails before any run wrote a
+    summary into it (a bad kubeconfig, no such cluster) takes it away again, with any of
+    its parents it made: bad input leaves nothing behind."""
+    made = [p for p in (root, *root.parents) if not p.exists()]  # innermost first
     d = root / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{label}"
     d.mkdir(parents=True, exist_ok=True)
-    return d
+    try:
+        yield d
+    except BaseException:
+        if not any(d.rglob("summary.json")):
+            shutil.rmtree(d, ignore_errors=True)
+            for p in made:
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+        raise
 
 
 def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str, Path], Path]:
@@ -52,41 +69,59 @@ def _write(out: Path, name: str, data: dict[str, object]) -> Path:
 
 
 def _finish_comparison(c: compare.Comparison, out: Path) -> int:
+    """The verdict first (printed, exit code fixed), then the report, which may fail alone."""
     _write(out, "comparison.json", c.to_json())
-    html = report.write_comparison_report(c, out)
     for line in c.lines():
-        print(line)
-    log(f"comparison: {out / 'comparison.json'}; report: {html}")
+        print(line, flush=True)
+    log(f"comparison: {out / 'comparison.json'}")
+    report.draw(lambda: report.write_comparison_report(c, out), log)
     return 0 if c.verdict == "pass" else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     budgets = compare.parse_budgets(args.budget or compare.DEFAULT_BUDGETS)
-    out = _out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}")
-    run = _runner(args, args.nodes, args.agents)
-    a, b, machine = compare.interleave(args.baseline, args.candidate, args.rounds, out, run, log)
-    return _finish_comparison(compare.compare_runs(a, b, budgets, machine), out)
+    if args.rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    check_target(args)
+    with _out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}") as out:
+        run = _runner(args, args.nodes, args.agents)
+        a, b, machine = compare.interleave(args.baseline, args.candidate, args.rounds, out,
+                                           run, log)
+    return _finish_comparison(compare.compare_runs(a, b, budgets, machine,
+                                                   machine["schedule"]), out)
 
 
 def cmd_compare_results(args: argparse.Namespace) -> int:
     budgets = compare.parse_budgets(args.budget or compare.DEFAULT_BUDGETS)
     c = compare.compare_runs(compare.run_dirs(args.baseline_dir),
                              compare.run_dirs(args.candidate_dir), budgets)
-    out = args.out or _out_dir(Path("results"), "compare-results")
-    out.mkdir(parents=True, exist_ok=True)
-    return _finish_comparison(c, out)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return _finish_comparison(c, args.out)
+    with _out_dir(Path("results"), "compare-results") as out:
+        return _finish_comparison(c, out)
+
+
+def _write_report(d: Path) -> Path:
+    """The report of whatever folder this is: mitigation, comparison, sweep or run."""
+    if d.name == "mitigation" and (d / "comparison.json").exists():
+        return report.write_mitigation_report(d)
+    if (d / "comparison.json").exists():
+        return report.write_comparison_report(report.load_comparison(d), d)
+    if (d / "sweep.json").exists():
+        return report.write_sweep_report(scaling.load_sweep(d), d)
+    return report.write_run_report(d)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    d: Path = args.results
-    if d.name == "mitigation" and (d / "comparison.json").exists():
-        path = report.write_mitigation_report(d)
-    elif (d / "comparison.json").exists():
-        path = report.write_comparison_report(report.load_comparison(d), d)
-    elif (d / "sweep.json").exists():
-        path = report.write_sweep_report(scaling.load_sweep(d), d)
-    else:
-        path = report.write_run_report(d)
+    if not args.results.is_dir():
+        raise ConfigError(f"{args.results}: no such folder")
+    try:
+        path = _write_report(args.results)
+    except LoadtestError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a plot that cannot be drawn: one line, no trace
+        raise LoadtestError(f"report not drawn: {report.failure(e)}") from None
     print(path)
     return 0
 
@@ -127,22 +162,27 @@ def _refuse_grown_inventory(args: argparse.Namespace, smallest: int) -> None:
 
 
 def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sweep:
+    check_target(args)
     _refuse_grown_inventory(args, sizes[0])
-    out = _out_dir(args.out, f"{label}-{args.profile}")
+    # the LIST SLO line of the fit: the flag, else the SLOs in force (--slo, else defaults)
+    slo_list_p99 = args.slo_list_p99 or slo.load_slos(
+        Path(args.slo) if args.slo else None).api.read_cluster_p99_s
     points = []
-    for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
-        agents = max(1, round(n * args.agents_per_node))
-        load = compare.machine_load()
-        log(f"sweep: {n} nodes, {agents} agents (load average {load['loadavg_1m']:.1f} on "
-            f"{load['cpus']:g} cores)")
-        run_dir = _runner(args, n, agents)(args.profile, out / "runs")
-        points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
+    with _out_dir(args.out, f"{label}-{args.profile}") as out:
+        for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
+            agents = max(1, round(n * args.agents_per_node))
+            load = compare.machine_load()
+            log(f"sweep: {n} nodes, {agents} agents (load average {load['loadavg_1m']:.1f} "
+                f"on {load['cpus']:g} cores)")
+            run_dir = _runner(args, n, agents)(args.profile, out / "runs")
+            points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
     sweep = scaling.analyse(args.profile, points, cores=args.cores,
-                            slo_list_p99_s=args.slo_list_p99)
+                            slo_list_p99_s=slo_list_p99)
     _write(out, "sweep.json", sweep.to_json())
     for line in sweep.lines():
-        print(line)
-    log(f"sweep: {out / 'sweep.json'}; report: {report.write_sweep_report(sweep, out)}")
+        print(line, flush=True)
+    log(f"sweep: {out / 'sweep.json'}")
+    report.draw(lambda: report.write_sweep_report(sweep, out), log)
     return sweep
 
 
@@ -185,10 +225,10 @@ def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
 
 
 def _budget_arg(p: argparse.ArgumentParser) -> None:
+    defaults = " ".join(compare.DEFAULT_BUDGETS).replace("%", "%%")  # argparse formats help
     p.add_argument("--budget", action="append", metavar="RULE",
-                   help="METRIC:+N%%, METRIC:+N or METRIC:<=N (repeatable; default: "
-                        f"{' '.join(compare.DEFAULT_BUDGETS)}); metrics: "
-                        f"{', '.join(compare.METRICS)}")
+                   help=f"METRIC:+N%%, METRIC:+N or METRIC:<=N (repeatable; default: "
+                        f"{defaults}); metrics: {', '.join(compare.METRICS)}")
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
@@ -197,8 +237,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agents-per-node", type=float, default=1.0)
     p.add_argument("--cores", type=float, default=None,
                    help="API server cores available (default: this machine's)")
-    p.add_argument("--slo-list-p99", type=float, default=30.0,
-                   help="LIST p99 SLO in seconds (cluster scope: 30)")
+    p.add_argument("--slo-list-p99", type=float, default=None,
+                   help="LIST p99 SLO in seconds (default: the cluster-scope read SLO in "
+                        "force, from --slo or the defaults: 30)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,7 +1,8 @@
 """Compare two agent versions: cost per agent and latency, with intervals, against budgets.
 
-A comparison is rounds of (baseline, candidate) run back to back on one cluster and one
-inventory, so drift (a warming cache, a neighbour's benchmark) hits both sides alike.
+A comparison is rounds of baseline and candidate run back to back on one cluster and one
+inventory, the first of the two alternating each round (ABBA), so drift (a warming cache, a
+neighbour's benchmark) hits both sides alike.
 Statistics are paired over rounds: per round the difference candidate - baseline, then a
 Student t-interval (95 %) on the mean difference; one round gives a point estimate only.
 
@@ -312,13 +313,15 @@ class MetricComparison:
     candidate: Interval
     diff: Interval  # paired: candidate - baseline per round
 
+    # Relative to the baseline's magnitude, so a positive change is worse whatever the sign
+    # of the baseline (cores above idle can be negative when idle was busier).
     @property
     def relative(self) -> float | None:
-        return self.diff.mean / self.baseline.mean if self.baseline.mean else None
+        return self.diff.mean / abs(self.baseline.mean) if self.baseline.mean else None
 
     def relative_bounds(self) -> tuple[float | None, float | None]:
-        """The difference's interval over the baseline mean (taken as exact)."""
-        b = self.baseline.mean
+        """The difference's interval over the baseline's magnitude (taken as exact)."""
+        b = abs(self.baseline.mean)
         if not b or self.diff.low is None or self.diff.high is None:
             return None, None
         return self.diff.low / b, self.diff.high / b
@@ -407,6 +410,7 @@ class Comparison:
     runs: dict[str, list[str]]
     notes: list[str] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    schedule: str = ""  # who ran first in each round, when this harness ran them
 
     @property
     def verdict(self) -> str:
@@ -432,6 +436,8 @@ class Comparison:
             ci = f"{_pct(lo)}..{_pct(hi)}" if lo is not None else "n/a"
             out.append(f"  {name:24} {_fmt(c.baseline.mean):>12} {_fmt(c.candidate.mean):>12} "
                        f"{_pct(c.relative):>9}  {ci}")
+        if self.schedule:
+            out.append(f"  order: {self.schedule}")
         out += [f"  warning: {w}" for w in self.warnings]
         out += [f"  note: {n}" for n in self.notes]
         return out
@@ -441,7 +447,8 @@ INTERVAL = "95% Student t-interval on paired per-round differences"
 
 
 def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
-                 budgets: Sequence[Budget], machine: dict[str, Any] | None = None) -> Comparison:
+                 budgets: Sequence[Budget], machine: dict[str, Any] | None = None,
+                 schedule: str = "") -> Comparison:
     """Compare results folders, paired by position (round i of each side)."""
     if not base_dirs or not cand_dirs:
         raise ConfigError("a comparison needs at least one run on each side")
@@ -461,7 +468,8 @@ def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
         warnings=environment_warnings(sums_a, sums_b),
         runs={"baseline": [str(d) for d in base_dirs],
               "candidate": [str(d) for d in cand_dirs]},
-        notes=notes, machine=machine or {})
+        notes=notes, machine=machine or {},
+        schedule=schedule or "as given: paired by position, order of the runs not known")
 
 
 def _short_runs(summaries: Sequence[dict[str, Any]]) -> list[str]:
@@ -509,18 +517,33 @@ def machine_load() -> dict[str, float]:
     return {"loadavg_1m": one, "loadavg_5m": five, "cpus": float(os.cpu_count() or 0)}
 
 
+def abba(rounds: int) -> list[tuple[int, int]]:
+    """The order of the sides (0 baseline, 1 candidate) in each round: AB, BA, AB, ...
+    Who goes first alternates, so drift within a round (a cache warming, a neighbour
+    starting) favours each side equally often instead of always the second."""
+    return [(0, 1) if i % 2 == 0 else (1, 0) for i in range(rounds)]
+
+
+def schedule_text(rounds: int) -> str:
+    order = " ".join("AB" if first == 0 else "BA" for first, _ in abba(rounds))
+    return (f"ABBA: who runs first alternates each round ({order}; A baseline, "
+            "B candidate)")
+
+
 def interleave(baseline: str, candidate: str, rounds: int, out_root: Path, run: Runner,
                log: Callable[[str], None]) -> tuple[list[Path], list[Path], dict[str, Any]]:
-    """A,B,A,B...: every round runs both back to back so slow drift lands on both sides."""
+    """Both sides back to back every round, the first alternating (ABBA), so slow drift
+    lands on both sides and drift within a round on neither more than the other."""
     if rounds < 1:
         raise ConfigError("--rounds must be at least 1")
-    a_dirs: list[Path] = []
-    b_dirs: list[Path] = []
+    sides: tuple[tuple[str, list[Path]], ...] = ((baseline, []), (candidate, []))
     loads = []
-    for i in range(rounds):
-        for profile, dirs in ((baseline, a_dirs), (candidate, b_dirs)):
+    for i, order in enumerate(abba(rounds)):
+        for side in order:
+            profile, dirs = sides[side]
             log(f"round {i + 1}/{rounds}: {profile}")
             loads.append({"round": i + 1, "profile": profile, "t": time.time(), **machine_load()})
             dirs.append(run(profile, out_root / "runs"))
     worst = max(x["loadavg_1m"] for x in loads)
-    return a_dirs, b_dirs, {"samples": loads, "loadavg_1m_max": worst}
+    return sides[0][1], sides[1][1], {"samples": loads, "loadavg_1m_max": worst,
+                                      "schedule": schedule_text(rounds)}

@@ -31,8 +31,8 @@ def read(path: Path, context: str | None = None, data_dir: Path | None = None) -
     """Resolve `context` (default: current-context) of the kubeconfig at `path`."""
     try:
         doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"kubeconfig {path}: cannot read: {e}") from e
+    except (OSError, yaml.YAMLError) as e:  # YAML's messages span lines: keep one
+        raise ConfigError(f"kubeconfig {path}: cannot read: {' '.join(str(e).split())}") from e
     if not isinstance(doc, dict):
         raise ConfigError(f"kubeconfig {path}: not a kubeconfig (expected a mapping)")
     ctx_name = context or doc.get("current-context")

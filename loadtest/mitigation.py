@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from loadtest.agents.identity import GROUP, NAMESPACE
-from loadtest.clusters.base import Cluster, create_or_replace, http_client
+from loadtest.clusters.base import Cluster, apply_object, http_client, response_message
 from loadtest.errors import ClusterError, ConfigError
 
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
@@ -129,28 +129,25 @@ def _collection(obj: dict[str, Any]) -> str:
 
 
 def apply(cluster: Cluster, objs: list[dict[str, Any]], dry_run: bool = False) -> list[str]:
-    """Create or replace the objects (the API server validates them; dry_run=True only
+    """Server-side apply the objects (the API server validates them; dry_run=True only
     validates). Only for clusters the harness created."""
     if not cluster.created_by_harness and not dry_run:
         raise ClusterError(f"refusing to apply APF objects to {cluster.name!r}: not created "
                            "by loadtest (review and apply the YAML yourself)")
-    params = {"dryRun": "All"} if dry_run else {}
-    done = []
     with http_client(cluster) as c:
         for obj in objs:
-            name = obj["metadata"]["name"]
-            r = create_or_replace(c, _collection(obj), obj, params)
-            if r.status_code not in (200, 201):
-                raise ClusterError(f"{obj['kind']} {name}: HTTP {r.status_code}: "
-                                   f"{r.json().get('message', r.text)[:300]}")
-            done.append(f"{obj['kind']}/{name}")
-    return done
+            apply_object(c, _collection(obj), obj, dry_run=dry_run)
+    return [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objs]
 
 
 def remove(cluster: Cluster) -> None:
+    """Delete both objects; gone already is fine, a refusal is a one-line error."""
     with http_client(cluster) as c:
         for coll in (f"{FC}/flowschemas", f"{FC}/prioritylevelconfigurations"):
-            c.delete(f"{coll}/{NAME}")
+            r = c.delete(f"{coll}/{NAME}")
+            if r.status_code not in (200, 202, 404):
+                raise ClusterError(f"delete {coll.rsplit('/', 1)[-1]}/{NAME}: HTTP "
+                                   f"{r.status_code}: {response_message(r)}")
 
 
 # What the agents suffer themselves; a mitigation is expected to make these worse.
@@ -198,18 +195,48 @@ def _p99_s(role: dict[str, Any]) -> float | None:
     return role["p99_ms"] / 1000 if role.get("p99_ms") is not None else None
 
 
+HOLDS, FAILS, INCONCLUSIVE = ("mitigation holds", "mitigation does not hold",
+                              "mitigation inconclusive")
+
+
+def _harm(view: dict[str, Any]) -> list[str]:
+    """What broke for anyone but the agents in one run (empty: nothing did)."""
+    out = []
+    if view.get("others_slos_failed"):
+        out.append(f"others missed {view['others_slos_failed']}")
+    if view.get("harness_access_degraded") or view.get("break_glass_failed"):
+        out.append("the break-glass identity's access degraded "
+                   f"({view.get('break_glass_failed')} rollback PATCHes failed)")
+    return out
+
+
 def verdict(without: dict[str, Any], with_: dict[str, Any]) -> tuple[str, list[str]]:
-    """'holds' when, with the objects applied, nobody but the agents misses an SLO and the
-    break-glass path stays usable; reasons either way."""
-    reasons = []
-    if with_["others_slos_failed"]:
-        reasons.append(f"with mitigation, others still miss: {with_['others_slos_failed']}")
-    if with_["harness_access_degraded"] or with_.get("break_glass_failed"):
-        reasons.append("with mitigation, the break-glass identity's access degraded "
-                       f"({with_.get('break_glass_failed')} rollback PATCHes failed)")
-    if not reasons:
-        reasons.append(f"others' SLOs held (without mitigation they missed: "
-                       f"{without['others_slos_failed'] or 'none'}); agents were throttled "
-                       f"{with_['agents_throttled_429']} times")
-        return "mitigation holds", reasons
-    return "mitigation does not hold", reasons
+    """One round: 'holds' when, with the objects applied, nobody but the agents misses an SLO
+    and the break-glass path stays usable, while without them something broke; 'inconclusive'
+    when nothing broke without them either (there was nothing to mitigate)."""
+    harm_with, harm_without = _harm(with_), _harm(without)
+    if harm_with:
+        return FAILS, [f"with mitigation, {h}" for h in harm_with]
+    if not harm_without:
+        return INCONCLUSIVE, ["nothing broke without the objects either: no harm to "
+                              "mitigate in this run (a bigger scenario, or --rounds more)"]
+    return HOLDS, [f"others' SLOs held (without mitigation: {'; '.join(harm_without)}); "
+                   f"agents were throttled {with_.get('agents_throttled_429')} times"]
+
+
+def judge(without: list[dict[str, Any]], with_: list[dict[str, Any]]
+          ) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """Every round judged: 'holds' only if it held in all of them, 'does not hold' if it
+    failed in any, else 'inconclusive'. Returns the verdict, its reasons and the rounds."""
+    if not without or len(without) != len(with_):
+        raise ConfigError(f"rounds differ: {len(without)} without vs {len(with_)} with")
+    rounds = []
+    for i, (a, b) in enumerate(zip(without, with_, strict=True), 1):
+        v, why = verdict(a, b)
+        rounds.append({"round": i, "verdict": v, "reasons": why})
+    verdicts = {r["verdict"] for r in rounds}
+    overall = FAILS if FAILS in verdicts else HOLDS if verdicts == {HOLDS} else INCONCLUSIVE
+    n = len(rounds)
+    reasons = [f"round {r['round']}/{n}: {r['verdict']}: {'; '.join(r['reasons'])}"
+               for r in rounds]
+    return overall, reasons, rounds

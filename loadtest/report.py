@@ -11,7 +11,8 @@ import base64
 import html
 import io
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from loadtest import compare  # noqa: E402
-from loadtest.errors import LoadtestError  # noqa: E402
+from loadtest import compare, slo  # noqa: E402
+from loadtest.errors import ConfigError, LoadtestError  # noqa: E402
 from loadtest.measurements import client as client_m  # noqa: E402
 from loadtest.measurements.bystander import ROLES  # noqa: E402
 from loadtest.measurements.bystander import read_slots as role_slots  # noqa: E402
@@ -38,6 +39,23 @@ figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:12px}"""
 
 
 # --- building blocks ----------------------------------------------------------------------
+
+def draw(make: Callable[[], Path], log: Callable[[str], None]) -> Path | None:
+    """Draw a report once the answer is out: a report that cannot be drawn is a one-line
+    warning, never a traceback in place of the verdict."""
+    try:
+        path = make()
+    except Exception as e:  # noqa: BLE001 - whatever plotting raised, the verdict stands
+        log(f"warning: report not drawn: {failure(e)}")
+        return None
+    log(f"report: {path}")
+    return path
+
+
+def failure(e: BaseException) -> str:
+    """An exception as one short line."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+
 
 def figure_tag(fig: Figure, caption: str) -> str:
     buf = io.BytesIO()
@@ -131,7 +149,8 @@ def run_plots(run_dir: Path, s: dict[str, Any]) -> list[str]:
     if dts:
         fig, ax = _axes("Cluster DNS", "p99 (ms)", "seconds since the probe started")
         ax.plot(_col(dts, "t"), _col(dts, "p99_ms"), "o-", label="probe p99")
-        ax.axhline(100, color="r", ls=":", label="SLO p99 100 ms")
+        limit = slo.in_force(s).dns.p99_ms
+        ax.axhline(limit, color="r", ls=":", label=f"SLO p99 {limit:g} ms")
         ax2 = ax.twinx()
         failed = [d.get("failed", d.get("errors")) for d in dts]  # "errors": before open loop
         ax2.bar(_col(dts, "t"), failed, width=2, color="tab:red", alpha=.4)
@@ -239,17 +258,30 @@ def write_run_report(run_dir: Path) -> Path:
 
 # --- a comparison -------------------------------------------------------------------------
 
+def interval_errors(points: Sequence[float], bounds: Sequence[tuple[float | None, float | None]],
+                    scale: float = 100.0) -> list[list[float]]:
+    """matplotlib's xerr (distances below and above each point, never negative) for
+    intervals in any position: around a negative mean, across zero, or missing (one round)."""
+    lo_err, hi_err = [], []
+    for p, (lo, hi) in zip(points, bounds, strict=True):
+        if lo is None or hi is None or not all(map(math.isfinite, (lo, hi))):
+            lo_err.append(0.0)
+            hi_err.append(0.0)
+            continue
+        lo, hi = sorted((scale * lo, scale * hi))
+        lo_err.append(max(0.0, p - lo))
+        hi_err.append(max(0.0, hi - p))
+    return [lo_err, hi_err]
+
+
 def comparison_plots(c: compare.Comparison) -> list[str]:
     out = []
     names = [n for n, mc in c.metrics.items() if mc.relative is not None]
     if names:
         fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.2))
-        rel = [c.metrics[n].relative or 0.0 for n in names]
-        lo_hi = [c.metrics[n].relative_bounds() for n in names]
-        err = [[r - lo if lo is not None else 0 for r, (lo, _) in zip(rel, lo_hi, strict=True)],
-               [hi - r if hi is not None else 0 for r, (_, hi) in zip(rel, lo_hi, strict=True)]]
-        ax.barh(names, [100 * r for r in rel], xerr=[[100 * e for e in err[0]],
-                                                      [100 * e for e in err[1]]],
+        rel = [100 * (c.metrics[n].relative or 0.0) for n in names]
+        ax.barh(names, rel, xerr=interval_errors(rel, [c.metrics[n].relative_bounds()
+                                                      for n in names]),
                 color=["tab:red" if r > 0 else "tab:green" for r in rel], alpha=.7, capsize=3)
         ax.axvline(0, color="k", lw=.8)
         ax.set_xlabel(f"{c.candidate} vs {c.baseline}: change (%), 95% CI bars")
@@ -270,7 +302,8 @@ def comparison_plots(c: compare.Comparison) -> list[str]:
                     label=f"{side} round {i + 1} CPU")
             ax2.plot(_col(ts, "t"), _col(ts, "list_p99_s"), ":", marker=".", color=color,
                      alpha=.5)
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
     out.append(figure_tag(fig, "CPU (lines) and LIST p99 (dotted, right) over each run; blue "
                                "baseline, red candidate"))
     return out
@@ -290,7 +323,8 @@ def write_comparison_report(c: compare.Comparison, out: Path) -> Path:
         ("Verdict", table(("budget", "status", "reason"),
                           [(b.budget, b.status, b.reason) for b in c.budgets])),
         ("Warnings", items(c.warnings, "warn")),
-        ("Metrics", f"<p>{html.escape(c.interval)}; {c.rounds} round(s).</p>"
+        ("Metrics", f"<p>{html.escape(c.interval)}; {c.rounds} round(s); order: "
+         f"{html.escape(c.schedule)}.</p>"
          + table(("metric", "unit", "baseline", "candidate", "change", "95% CI"), rows)),
         ("Plots", "".join(comparison_plots(c))),
         ("Notes", items(c.notes) + machine),
@@ -300,13 +334,26 @@ def write_comparison_report(c: compare.Comparison, out: Path) -> Path:
     return path
 
 
+def _read_json(p: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a JSON object")
+    return data
+
+
 def load_comparison(d: Path) -> compare.Comparison:
     """A comparison rebuilt from its runs (comparison.json names them and the budgets)."""
-    data = json.loads((d / "comparison.json").read_text())
-    budgets = compare.parse_budgets([b["budget"] for b in data["budgets"]])
-    return compare.compare_runs([Path(p) for p in data["runs"]["baseline"]],
-                                [Path(p) for p in data["runs"]["candidate"]], budgets,
-                                data.get("machine"))
+    data = _read_json(d / "comparison.json")
+    try:
+        budgets = compare.parse_budgets([b["budget"] for b in data["budgets"]])
+        base, cand = data["runs"]["baseline"], data["runs"]["candidate"]
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{d / 'comparison.json'}: not a comparison (no {e})") from None
+    return compare.compare_runs([Path(p) for p in base], [Path(p) for p in cand], budgets,
+                                data.get("machine"), data.get("schedule", ""))
 
 
 # --- a sweep ------------------------------------------------------------------------------
@@ -460,7 +507,7 @@ def mitigation_plots(data: dict[str, Any]) -> list[str]:
 
 def write_mitigation_report(d: Path) -> Path:
     """Side by side: the scenario without and with the APF objects (mitigation/)."""
-    data = json.loads((d / "comparison.json").read_text())
+    data = _read_json(d / "comparison.json")
     runs = data.get("runs", {})
     rows = []
     for k, label, unit in MITIGATION_ROWS:
@@ -471,7 +518,10 @@ def write_mitigation_report(d: Path) -> Path:
             for variant, _ in VARIANTS for v in runs.get(variant, [])]
     apf = d / "apf.yaml"
     html_ = page(f"Mitigation check: {data.get('verdict', '?')}", [
-        ("Verdict", items(data.get("reasons", []))),
+        ("Verdict", items(data.get("reasons", []))
+         + (table(("round", "verdict"), [(r.get("round"), r.get("verdict"))
+                                         for r in data["rounds"]]) if data.get("rounds")
+            else "")),
         ("Side by side (one value per round)", table(("", "without", "with"), rows)),
         ("SLOs missed by anyone but the agents", table(("variant", "failed"), slos)),
         ("Plots", "".join(mitigation_plots(data))),

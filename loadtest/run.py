@@ -26,16 +26,19 @@ from loadtest.clusters import require_load_allowed
 from loadtest.clusters.base import (
     Cluster,
     ClusterProvider,
+    apply_object,
     http_client,
     not_ready,
+    response_message,
     unreachable,
 )
 from loadtest.config import InventorySpec, Strict
-from loadtest.errors import LoadtestError
+from loadtest.errors import ClusterError, LoadtestError
 from loadtest.fake_nodes import ensure_beside
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
+from loadtest.measurements import probe_service
 from loadtest.measurements.apiserver import ApiserverMetrics
 from loadtest.measurements.apiserver import summarize as summarize_apiserver
 from loadtest.measurements.bystander import ROLES, Bystander
@@ -71,30 +74,54 @@ class RunConfig(Strict):
 BREAK_GLASS_FS = "loadtest-break-glass"
 
 
-def ensure_break_glass(cluster: Cluster) -> str:
+def ensure_break_glass(cluster: Cluster, warn: Log) -> str:
     """Keep the harness's own view when agents are throttled: its identity's groups go to
     APF's exempt level. system:masters (the local provider) is exempt already; kubeadm's
     admin (kind) is in kubeadm:cluster-admins, which is not, so a FlowSchema maps it there.
-    Only on clusters the harness created. Returns who whoami says the harness is."""
+    Only on clusters the harness created. Returns who whoami says the harness is, and says
+    "exempt via FlowSchema" only once the API server took it; a refusal is a warning (the
+    run goes on, measuring a break-glass path that APF may throttle)."""
     with http_client(cluster) as c:
+        try:
+            user = _whoami(c)
+        except ClusterError as e:
+            warn(f"who the harness is is unknown, so it is not mapped to APF's exempt level: "
+                 f"{e}")
+            return "unknown (SelfSubjectReview failed)"
+        groups = [g for g in user.get("groups", []) if g not in ("system:authenticated",)]
+        who = f"{user.get('username', '?')} {groups}"
+        if "system:masters" in groups or not groups or not cluster.created_by_harness:
+            return who
+        try:
+            apply_object(c, "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas", {
+                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+                "metadata": {"name": BREAK_GLASS_FS},
+                "spec": {"priorityLevelConfiguration": {"name": "exempt"},
+                         "matchingPrecedence": 2,
+                         "rules": [{"subjects": [{"kind": "Group", "group": {"name": g}}
+                                                 for g in groups],
+                                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
+                                                       "resources": ["*"],
+                                                       "clusterScope": True,
+                                                       "namespaces": ["*"]}],
+                                    "nonResourceRules": [{"verbs": ["*"],
+                                                          "nonResourceURLs": ["*"]}]}]}})
+        except ClusterError as e:
+            warn(f"the harness's identity is not exempt from APF: {e}")
+            return f"{who} (NOT exempt: FlowSchema {BREAK_GLASS_FS} refused)"
+    return f"{who} -> exempt via FlowSchema {BREAK_GLASS_FS}"
+
+
+def _whoami(c: httpx.Client) -> dict[str, Any]:
+    """The harness's userInfo by SelfSubjectReview; no answer or a refusal is one line."""
+    try:
         r = c.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
                    json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-        user = r.json().get("status", {}).get("userInfo", {}) if r.status_code == 201 else {}
-        groups = [g for g in user.get("groups", []) if g not in ("system:authenticated",)]
-        if "system:masters" in groups or not groups or not cluster.created_by_harness:
-            return f"{user.get('username', '?')} {groups}"
-        c.post("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas", json={
-            "metadata": {"name": BREAK_GLASS_FS},
-            "spec": {"priorityLevelConfiguration": {"name": "exempt"},
-                     "matchingPrecedence": 2,
-                     "rules": [{"subjects": [{"kind": "Group", "group": {"name": g}}
-                                             for g in groups],
-                                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
-                                                   "resources": ["*"], "clusterScope": True,
-                                                   "namespaces": ["*"]}],
-                                "nonResourceRules": [{"verbs": ["*"],
-                                                      "nonResourceURLs": ["*"]}]}]}})
-    return f"{user.get('username', '?')} {groups} -> exempt via FlowSchema {BREAK_GLASS_FS}"
+    except httpx.HTTPError as e:
+        raise ClusterError(f"SelfSubjectReview: no answer: {type(e).__name__}: {e}") from None
+    if r.status_code != 201:
+        raise ClusterError(f"SelfSubjectReview: HTTP {r.status_code}: {response_message(r)}")
+    return dict(r.json().get("status", {}).get("userInfo", {}))
 
 
 def check_cluster(cluster: Cluster) -> dict[str, Any]:
@@ -126,13 +153,33 @@ class MainJob:
         self.allow_existing = allow_existing
         load_profile(cfg.profile)  # a bad profile fails before anything starts
         self.slos = slo.load_slos(Path(cfg.slo_file) if cfg.slo_file else None)
-        self.dir = new_run_dir(out_root, cfg.profile)
+        self.out_root = out_root
+        # Made once the cluster answers: a run that never reached one (a bad kubeconfig, no
+        # such cluster) leaves no folder behind.
+        self._dir: Path | None = None
+        # "slos": as resolved now, so reports and verdicts later judge by these
         self.summary: dict[str, Any] = {"environment": environment(),
-                                        "config": cfg.model_dump(), "stages": {},
+                                        "config": cfg.model_dump(),
+                                        "slos": self.slos.model_dump(), "stages": {},
                                         "measurements": {}}
+        self._propagation_error: str | None = None
+        self._probe_service_made = False
+
+    @property
+    def dir(self) -> Path:
+        if self._dir is None:
+            raise LoadtestError("the run has no results folder yet (no cluster reached)")
+        return self._dir
 
     def save(self) -> None:
-        write_summary(self.dir, self.summary)
+        if self._dir is not None:
+            write_summary(self._dir, self.summary)
+
+    def warn(self, why: str) -> None:
+        """A problem the run goes on with: logged, and recorded in the summary."""
+        self.log(f"warning: {why}")
+        self.summary.setdefault("warnings", []).append(why)
+        self.save()
 
     def stage(self, name: str, **info: Any) -> None:
         self.summary["stages"][name] = {"t": time.time(), **info}
@@ -140,7 +187,6 @@ class MainJob:
 
     def execute(self) -> Path:
         created = False
-        self.save()
         try:
             cluster = self.provider.get(self.cluster_name)
             if cluster is None:
@@ -148,8 +194,13 @@ class MainJob:
                 cluster = self.provider.create(self.cluster_name)
                 created = True
             require_load_allowed(cluster, self.allow_existing)
-            self.summary["cluster"] = {**cluster.redacted(), **check_cluster(cluster),
-                                       "harness_identity": ensure_break_glass(cluster),
+            reached = check_cluster(cluster)
+            self._dir = new_run_dir(self.out_root, self.cfg.profile)
+            self.log(f"results: {self._dir}")
+            self.save()
+            self.summary["cluster"] = {**cluster.redacted(), **reached,
+                                       "harness_identity": ensure_break_glass(cluster,
+                                                                              self.warn),
                                        "apiserver_memory_bytes": getattr(
                                            self.provider, "apiserver_memory", None)}
             self.stage("cluster", created=created)
@@ -220,6 +271,8 @@ class MainJob:
             for t in (timer, restart):
                 if t:
                     t.cancel()
+            if timer:
+                timer.join()  # a probe Service being made now is made before the cleanup
             if probe:
                 self._probe_long_enough(changed_at)
             self.summary["measurements"]["apiserver"] = api.gather()
@@ -227,8 +280,14 @@ class MainJob:
                 self.summary["measurements"][o.name] = o.gather()
             if probe:
                 self.summary["measurements"]["dns"] = probe.gather()
+                if timer and not self._probe_service_made:
+                    self.summary["measurements"]["dns"]["propagation_error"] = (
+                        self._propagation_error or "no probe Service was made: the load "
+                        f"ended before it was due ({self.cfg.duration_s / 3:.0f}s in)")
             self.summary["measurements"]["client"] = client_m.summarize(self.dir / "agents")
             self.summary["cluster"].update(self._apiserver_memory() or {})
+            if timer:
+                self._remove_probe_services(cluster)
             self.stage("load")
 
     def _apiserver_memory(self, reset: bool = False) -> dict[str, int | None] | None:
@@ -259,21 +318,26 @@ class MainJob:
                      changed_at: list[float]) -> None:
         name = f"lt-propagation-{int(time.time())}"
         try:
-            with http_client(cluster) as c:
-                r = c.post("/api/v1/namespaces/default/services", json={
-                    "metadata": {"name": name, "labels": {"loadtest.io/probe": "true"}},
-                    "spec": {"ports": [{"port": 80}]}})
-        except httpx.HTTPError as e:  # an API server the load brought down
-            why = f"could not create probe Service: {type(e).__name__}: {e}"
-            self.log(f"warning: {why}")
-            self.summary.setdefault("warnings", []).append(why)
+            fqdn = probe_service.create(cluster, name)
+        except ClusterError as e:  # refused, or an API server the load brought down
+            self._propagation_error = f"could not create the probe Service: {e}"
+            self.warn(self._propagation_error)
             return
-        if r.status_code == 201:
-            changed_at.append(time.time())
-            probe.expect_propagation(f"{name}.default.svc.cluster.local.")
-            self.log(f"created Service {name}; timing its DNS propagation")
-        else:
-            self.log(f"warning: could not create probe Service: HTTP {r.status_code}")
+        self._probe_service_made = True
+        changed_at.append(time.time())
+        probe.expect_propagation(fqdn)
+        self.log(f"created Service {name}; timing its DNS propagation")
+
+    def _remove_probe_services(self, cluster: Cluster) -> None:
+        """The run's probe Service (and any a crashed run left) goes: the inventory does not
+        grow by one Service per run."""
+        try:
+            gone = probe_service.delete_all(cluster)
+        except ClusterError as e:
+            self.warn(f"{e} (`loadtest seed --delete` removes them later)")
+            return
+        if gone:
+            self.log(f"removed probe Service(s) {', '.join(gone)}")
 
     def _restart_dns(self, changed_at: list[float]) -> None:
         if not hasattr(self.provider, "restart_dns"):
@@ -304,9 +368,9 @@ class MainJob:
         self.save()
         for r in results:
             self.log(f"SLO {r.status.upper():5} {r.message}")
-        from loadtest.report import write_run_report  # matplotlib only when reporting
+        from loadtest import report  # matplotlib only when reporting
 
-        self.log(f"report: {write_run_report(self.dir)}")
+        report.draw(lambda: report.write_run_report(self.dir), self.log)
 
 
 def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
@@ -330,7 +394,10 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
     for role, r in ROLES.items():
         m[role] = summarize_bystander(read_jsonl(run_dir / "raw" / f"{role}.jsonl"), r)
     if (run_dir / "raw" / "dns.jsonl").exists():
+        propagation_error = (m.get("dns") or {}).get("propagation_error")  # not in raw
         m["dns"] = dns_m.summarize(read_jsonl(run_dir / "raw" / "dns.jsonl"))
+        if propagation_error:
+            m["dns"]["propagation_error"] = propagation_error
     if (run_dir / "agents").exists():
         m["client"] = client_m.summarize(run_dir / "agents")
     summary["rebuilt_from_raw"] = True

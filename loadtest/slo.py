@@ -63,6 +63,15 @@ def load_slos(path: Path | None) -> SLOSpec:
     return config.load(SLOSpec, path) if path else SLOSpec()
 
 
+def in_force(summary: dict[str, Any]) -> SLOSpec:
+    """The SLOs a run was judged by: as recorded at run time, else its SLO file, else the
+    defaults (a run recorded before either)."""
+    if summary.get("slos"):
+        return config.parse(SLOSpec, summary["slos"], "summary.json: slos")
+    slo_file = summary.get("config", {}).get("slo_file")
+    return load_slos(Path(slo_file) if slo_file else None)
+
+
 @dataclass
 class SLOResult:
     name: str
@@ -242,7 +251,10 @@ def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
                              "its timeout)",
                              "nothing scheduled" if v is None else f"{v:.1f}ms"))
     props = d.get("propagation", [])
-    if props:
+    if d.get("propagation_error"):  # the probe Service could not be made: nothing timed
+        out.append(_broken("dns-propagation", f"a new Service resolves within "
+                           f"{s.propagation_s_max:g}s", d["propagation_error"]))
+    elif props:
         slow = [p for p in props if p["seconds"] is None or p["seconds"] > s.propagation_s_max]
         worst = max((p["seconds"] for p in props if p["seconds"] is not None), default=None)
         out.append(SLOResult(

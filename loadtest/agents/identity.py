@@ -15,7 +15,7 @@ import httpx
 
 from loadtest.agents.agent import Endpoint, ssl_context
 from loadtest.agents.profile import AgentProfile
-from loadtest.clusters.base import Cluster, create_or_replace, http_client
+from loadtest.clusters.base import Cluster, apply_object, http_client
 from loadtest.errors import ClusterError
 
 NAMESPACE = "loadtest-agents"
@@ -35,24 +35,26 @@ def rbac_rules(profile: AgentProfile) -> list[dict[str, Any]]:
 
 
 def _apply(c: httpx.Client, collection: str, obj: dict[str, Any]) -> None:
-    """Create, or replace when it exists (RBAC rules may change between profiles)."""
-    r = create_or_replace(c, collection, obj)
-    if r.status_code not in (200, 201, 409):
-        raise ClusterError(f"setting up agent identity: {collection}: HTTP {r.status_code}: "
-                           f"{r.text[:200]}")
+    """Server-side apply (RBAC rules may change between profiles); a refusal is one line."""
+    try:
+        apply_object(c, collection, obj)
+    except ClusterError as e:
+        raise ClusterError(f"setting up agent identity: {e}") from None
 
 
 def ensure_rbac(cluster: Cluster, profile: AgentProfile) -> None:
     """Namespace, shared ServiceAccount, reader ClusterRole bound to every SA of the namespace."""
     with http_client(cluster) as c:
-        _apply(c, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE,
-                                                       "labels": {"loadtest.io/agents": "true"}}})
-        _apply(c, f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts",
-               {"metadata": {"name": SHARED_SA}})
+        _apply(c, "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": {"loadtest.io/agents": "true"}}})
+        _apply(c, f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", _sa(SHARED_SA))
         rbac = "/apis/rbac.authorization.k8s.io/v1"
-        _apply(c, f"{rbac}/clusterroles", {"metadata": {"name": ROLE},
-                                           "rules": rbac_rules(profile)})
+        _apply(c, f"{rbac}/clusterroles", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": ROLE}, "rules": rbac_rules(profile)})
         _apply(c, f"{rbac}/clusterrolebindings", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": ROLE},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": ROLE},
@@ -60,10 +62,15 @@ def ensure_rbac(cluster: Cluster, profile: AgentProfile) -> None:
                           "name": GROUP}]})
 
 
+def _sa(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": NAMESPACE}}
+
+
 def request_token(cluster: Cluster, sa: str) -> str:
     with http_client(cluster) as c:
         if sa != SHARED_SA:
-            _apply(c, f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", {"metadata": {"name": sa}})
+            _apply(c, f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", _sa(sa))
         r = c.post(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{sa}/token",
                    json={"spec": {"expirationSeconds": TOKEN_SECONDS}})
     if r.status_code != 201:

@@ -116,19 +116,39 @@ def async_http_client(cluster: Cluster, timeout: float = 30.0, **kwargs: Any) ->
     return httpx.AsyncClient(**{**client_options(cluster, timeout), **kwargs})
 
 
-def create_or_replace(c: httpx.Client, collection: str, obj: dict[str, Any],
-                      params: dict[str, str] | None = None) -> httpx.Response:
-    """POST the object; when it exists (409), PUT it over the current version. Returns the
-    last response for the caller to judge."""
-    r = c.post(collection, json=obj, params=params)
-    if r.status_code == 409:
-        name = obj["metadata"]["name"]
-        cur = c.get(f"{collection}/{name}")
-        if cur.status_code == 200:
-            current_rv = cur.json()["metadata"]["resourceVersion"]
-            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": current_rv}}
-            r = c.put(f"{collection}/{name}", json=obj, params=params)
-    return r
+# The field manager of everything the harness applies (RBAC, APF, probe objects): who owns a
+# field is then visible in managedFields, and a rerun takes back only what is ours.
+FIELD_MANAGER = "loadtest"
+
+
+def response_message(r: httpx.Response) -> str:
+    """An error response's message (a Status' `message`, else the body), on one line."""
+    try:
+        body = r.json()
+        text = str(body.get("message", r.text)) if isinstance(body, dict) else r.text
+    except ValueError:
+        text = r.text
+    return " ".join(text.split())[:300]
+
+
+def apply_object(c: httpx.Client, collection: str, obj: dict[str, Any],
+                 dry_run: bool = False) -> dict[str, Any]:
+    """Server-side apply one of the harness's own objects (it needs apiVersion and kind) as
+    field manager `loadtest`, taking over fields another manager set (force). Returns the
+    object as the API server has it; a refusal or no answer is a one-line ClusterError."""
+    name = obj["metadata"]["name"]
+    what = f"{obj.get('kind', '?')} {name}"
+    params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+    if dry_run:
+        params["dryRun"] = "All"
+    try:
+        r = c.patch(f"{collection}/{name}", content=json.dumps(obj), params=params,
+                    headers={"Content-Type": "application/apply-patch+yaml"})
+    except httpx.HTTPError as e:
+        raise ClusterError(f"apply {what}: no answer: {type(e).__name__}: {e}") from None
+    if r.status_code not in (200, 201):
+        raise ClusterError(f"apply {what}: HTTP {r.status_code}: {response_message(r)}")
+    return dict(r.json())
 
 
 def unreachable(cluster: Cluster, e: Exception) -> ClusterError:

@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from loadtest.clusters.base import Cluster, http_client
+from loadtest.clusters.base import Cluster, apply_object, http_client
+from loadtest.errors import ClusterError
 from loadtest.measurements import openloop
 from loadtest.results import JsonlWriter, read_jsonl
 from loadtest.slo import ApiSLO
@@ -62,22 +63,30 @@ ROLES = {r.name: r for r in (BYSTANDER, BREAK_GLASS)}
 
 def ensure_objects(cluster: Cluster) -> None:
     """The bystander may list configmaps in its own namespace, nothing else; the break-glass
-    role patches one configmap there."""
+    role patches one configmap there. Server-side applied; a refusal is a one-line error
+    (without them both roles would only measure their own 403s)."""
+    rbac = "rbac.authorization.k8s.io"
     with http_client(cluster) as c:
         for coll, obj in (
-            ("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}),
-            (CONFIGMAPS, {"metadata": {"name": ROLLBACK_TARGET}}),
-            (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/roles",
-             {"metadata": {"name": "reader"}, "rules": [
-                 {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
-            (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/rolebindings",
-             {"metadata": {"name": "reader"},
-              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                          "name": "reader"},
-              "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
-                            "name": USER}]}),
+            ("/api/v1/namespaces",
+             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+            (CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": ROLLBACK_TARGET, "namespace": NAMESPACE}}),
+            (f"/apis/{rbac}/v1/namespaces/{NAMESPACE}/roles",
+             {"apiVersion": f"{rbac}/v1", "kind": "Role",
+              "metadata": {"name": "reader", "namespace": NAMESPACE}, "rules": [
+                  {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
+            (f"/apis/{rbac}/v1/namespaces/{NAMESPACE}/rolebindings",
+             {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+              "metadata": {"name": "reader", "namespace": NAMESPACE},
+              "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "reader"},
+              "subjects": [{"kind": "User", "apiGroup": rbac, "name": USER}]}),
         ):
-            c.post(coll, json=obj)  # 409 on a rerun is fine
+            try:
+                apply_object(c, coll, obj)
+            except ClusterError as e:
+                raise ClusterError(f"setting up the bystander and break-glass roles: {e}") \
+                    from None
 
 
 class Bystander:

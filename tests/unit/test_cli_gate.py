@@ -78,3 +78,12 @@ def test_grown_inventory_check_leaves_an_unreachable_cluster_to_the_run(
     monkeypatch.setattr(cli_gate, "make_provider", lambda args: Provider())
     rc = main(["sweep", "--sizes", "10,20", "--out", str(tmp_path / "out")])
     assert rc == 0 and fake_runs == [10, 20]
+
+
+def test_sweep_draws_the_list_slo_in_force(fake_runs: list[int], tmp_path: Path) -> None:
+    """Without --slo-list-p99 the fit's SLO line is the cluster-scope read SLO of --slo."""
+    slo_file = tmp_path / "slo.yaml"
+    slo_file.write_text("api: {read_cluster_p99_s: 12}\n")
+    main(["sweep", "--sizes", "10,20", "--slo", str(slo_file), "--out", str(tmp_path / "o")])
+    sweep = json.loads(next((tmp_path / "o").glob("*/sweep.json")).read_text())
+    assert sweep["slo_list_p99_s"] == 12

@@ -137,7 +137,9 @@ def test_rounds_must_pair(tmp_path: Path) -> None:
         compare.run_dirs(tmp_path)
 
 
-def test_interleave_alternates_profiles(tmp_path: Path) -> None:
+def test_interleave_alternates_who_goes_first(tmp_path: Path) -> None:
+    """ABBA: drift within a round favours each side as often (A,B,A,B would always favour
+    the second)."""
     order: list[str] = []
 
     def fake_run(profile: str, out_root: Path) -> Path:
@@ -145,6 +147,27 @@ def test_interleave_alternates_profiles(tmp_path: Path) -> None:
         return out_root / f"{len(order)}-{profile}"
 
     a, b, machine = compare.interleave("A", "B", 3, tmp_path, fake_run, lambda _: None)
-    assert order == ["A", "B"] * 3
-    assert [p.name for p in a] == ["1-A", "3-A", "5-A"]
+    assert order == ["A", "B", "B", "A", "A", "B"]
+    assert [p.name for p in a] == ["1-A", "4-A", "5-A"]  # paired by round, whatever the order
+    assert [p.name for p in b] == ["2-B", "3-B", "6-B"]
     assert len(machine["samples"]) == 6 and machine["loadavg_1m_max"] >= 0
+    assert machine["schedule"].startswith("ABBA") and "(AB BA AB;" in machine["schedule"]
+
+
+def test_comparison_says_its_order(tmp_path: Path) -> None:
+    c = compare.compare_runs([V1], [V2], [], schedule=compare.schedule_text(2))
+    assert any(line.startswith("  order: ABBA") for line in c.lines())
+    assert c.to_json()["schedule"].startswith("ABBA")
+    given = compare.compare_runs([V1], [V2], [])
+    assert "order of the runs not known" in given.schedule
+
+
+def test_relative_change_is_worse_when_positive_even_below_zero() -> None:
+    """Cores above idle can be negative; the change is taken against its magnitude, and the
+    interval stays ordered (low <= relative <= high)."""
+    mc = compare.compare_values([_vals(apiserver_cpu_per_agent=x) for x in (-0.02, -0.01)],
+                                [_vals(apiserver_cpu_per_agent=x) for x in (0.01, 0.03)]
+                                )["apiserver_cpu_per_agent"]
+    assert mc.relative is not None and mc.relative > 0  # the candidate costs more
+    lo, hi = mc.relative_bounds()
+    assert lo is not None and hi is not None and lo <= mc.relative <= hi

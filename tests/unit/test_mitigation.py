@@ -80,3 +80,29 @@ def test_share_is_derived_from_the_servers_seats_and_cores():
     assert n == 1 and "1 seat(s) for the agents = half of 2 cores, of 602 server seats" in why
     n, why = ncs(64, {})  # 32 seats of the default 600: 5.3 % of the server
     assert n == mitigation.shares_for(32 / 600) and "kube-apiserver default" in why
+
+
+HARMED = {"others_slos_failed": ["others-latency"], "harness_access_degraded": False,
+          "break_glass_failed": 0, "agents_throttled_429": 0}
+FINE = {"others_slos_failed": [], "harness_access_degraded": False, "break_glass_failed": 0,
+        "agents_throttled_429": 40}
+
+
+def test_every_round_is_judged():
+    v, reasons, rounds = mitigation.judge([HARMED, HARMED], [FINE, FINE])
+    assert v == mitigation.HOLDS and [r["verdict"] for r in rounds] == [mitigation.HOLDS] * 2
+    # a mitigation that fails in any round does not hold, whatever the last round said
+    v, reasons, _ = mitigation.judge([HARMED, HARMED], [HARMED, FINE])
+    assert v == mitigation.FAILS and reasons[0].startswith("round 1/2: mitigation does not")
+    # nothing broke without the objects: nothing was shown
+    v, reasons, _ = mitigation.judge([FINE], [FINE])
+    assert v == mitigation.INCONCLUSIVE and "nothing broke without the objects" in reasons[0]
+    v, _, _ = mitigation.judge([HARMED, FINE], [FINE, FINE])
+    assert v == mitigation.INCONCLUSIVE
+    with pytest.raises(ConfigError, match="rounds differ"):
+        mitigation.judge([HARMED], [])
+
+
+def test_break_glass_failures_alone_are_harm():
+    v, reasons = mitigation.verdict({**FINE, "break_glass_failed": 12}, FINE)
+    assert v == mitigation.HOLDS and "12 rollback PATCHes failed" in reasons[0]

@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from loadtest import compare, report, scaling
 from loadtest.cli import build_parser, main
 
@@ -64,3 +66,79 @@ def test_cli_compare_results_and_report(tmp_path: Path, capsys) -> None:
 def test_gate_commands_are_registered() -> None:
     sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"compare", "compare-results", "report", "sweep", "incident"} <= set(sub)
+
+
+def _comparison(rounds: int, **series: tuple[list[float], list[float]]) -> compare.Comparison:
+    def vals(i: int, side: int) -> compare.Values:
+        v: compare.Values = dict.fromkeys(compare.METRICS)
+        v.update({k: s[side][i] for k, s in series.items()})
+        return v
+
+    metrics = compare.compare_values([vals(i, 0) for i in range(rounds)],
+                                     [vals(i, 1) for i in range(rounds)])
+    return compare.Comparison("a", "b", rounds, compare.INTERVAL, metrics, [], [],
+                              {"baseline": [], "candidate": []})
+
+
+def test_comparison_report_draws_any_interval(tmp_path: Path) -> None:
+    """Around a negative mean (cores above idle), across zero, and one round: all draw."""
+    c = _comparison(2, apiserver_cpu_per_agent=([-0.02, -0.01], [0.01, 0.03]),
+                    p99_list=([1.0, 1.0], [0.5, 1.8]), apiserver_cpu=([1.0, 1.2], [0.9, 1.0]))
+    text = report.write_comparison_report(c, tmp_path).read_text()
+    assert len(IMG.findall(text)) == 2
+    one = _comparison(1, apiserver_cpu_per_agent=([-0.02], [0.01]), p99_list=([1.0], [2.0]))
+    assert len(IMG.findall(report.write_comparison_report(one, tmp_path).read_text())) == 2
+
+
+def test_interval_errors_are_never_negative() -> None:
+    lo, hi = report.interval_errors([-50.0, 10.0, 5.0, 0.0],
+                                    [(-0.2, -0.8), (-0.5, 0.7), (None, None),
+                                     (float("nan"), 1.0)])
+    assert lo == [pytest.approx(30.0), 60.0, 0.0, 0.0]
+    assert hi == [pytest.approx(30.0), 60.0, 0.0, 0.0]
+    assert min(lo + hi) >= 0
+
+
+def test_a_report_that_cannot_be_drawn_does_not_hide_the_verdict(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> Path:
+        raise ValueError("'xerr' must not contain\nnegative values")
+
+    monkeypatch.setattr(report, "write_comparison_report", broken)
+    out = tmp_path / "cmp"
+    rc = main(["compare-results", str(RUNS / "telemetry-v1"), str(RUNS / "telemetry-v2"),
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 1 and captured.out.startswith("verdict: FAIL")
+    assert json.loads((out / "comparison.json").read_text())["verdict"] == "fail"
+    warnings = [x for x in captured.err.splitlines() if "report not drawn" in x]
+    assert warnings == ["loadtest: warning: report not drawn: ValueError: 'xerr' must not "
+                        "contain negative values"]
+    # `report` itself: the same failure is its answer, one line and exit 1
+    monkeypatch.setattr(report, "write_run_report", broken)
+    assert main(["report", str(_copy(tmp_path, "telemetry-v2"))]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: report not drawn: ValueError: 'xerr' must not contain negative values"]
+
+
+def test_run_report_draws_the_slo_lines_in_force(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
+    from loadtest.slo import DnsSLO, SLOSpec
+
+    lines: list[tuple[float, str]] = []
+    real = Axes.axhline
+
+    def spy(self: Axes, y: float = 0, *args: object, **kw: object) -> object:
+        lines.append((y, str(kw.get("label", ""))))
+        return real(self, y, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Axes, "axhline", spy)
+    d = _copy(tmp_path, "telemetry-v2")
+    s = json.loads((d / "summary.json").read_text())
+    s["slos"] = SLOSpec(dns=DnsSLO(p99_ms=250)).model_dump()
+    (d / "summary.json").write_text(json.dumps(s))
+    report.write_run_report(d)
+    assert (250.0, "SLO p99 250 ms") in lines
+    assert not any(y == 100 for y, _ in lines)

@@ -121,3 +121,21 @@ def test_api_availability_fails_when_scrapes_of_the_exempt_identity_fail():
     assert result(0, []).status == "pass"
     down = result(17, ["ConnectError: [Errno 111] Connection refused"])
     assert down.status == "fail" and down.measured.startswith("17 of 21 scrapes failed; Conn")
+
+
+def test_a_probe_service_that_could_not_be_made_is_a_propagation_error():
+    s = _recorded_summary()
+    s["measurements"]["dns"]["propagation_error"] = ("could not create the probe Service: "
+                                                     "apply Service lt-x: HTTP 403: quota")
+    r = _by_name(slo.evaluate(s, slo.SLOSpec()))
+    assert r["dns-propagation"].status == "error"
+    assert "HTTP 403: quota" in r["dns-propagation"].measured
+
+
+def test_slos_in_force_are_the_recorded_ones_then_the_file(tmp_path):
+    f = tmp_path / "slo.yaml"
+    f.write_text("dns: {p99_ms: 300}\n")
+    assert slo.in_force({"config": {"slo_file": str(f)}}).dns.p99_ms == 300
+    recorded = slo.SLOSpec(dns=slo.DnsSLO(p99_ms=150)).model_dump()
+    assert slo.in_force({"slos": recorded, "config": {"slo_file": str(f)}}).dns.p99_ms == 150
+    assert slo.in_force({}).dns.p99_ms == 100
