@@ -10,8 +10,14 @@ a key, with the share of fresh values tuned to a measured ratio (see RATIOS).
 
 from __future__ import annotations
 
+import gzip
 import random
 import zlib
+from dataclasses import dataclass, field
+
+import httpx
+
+from loadtest.errors import ClusterError
 
 # gzip level 1 ratios (decoded / compressed, compact JSON) of real objects, measured with
 # benchmarks/bench_padding.py: a GKE node (25 images) and a GKE Deployment's pod with its
@@ -130,3 +136,33 @@ def filler(key: str, size: int, fresh: float) -> str:
 def gzip_ratio(data: bytes, level: int = 1) -> float:
     """Decoded / compressed bytes at the API server's gzip level (1)."""
     return len(data) / len(zlib.compress(data, level))
+
+
+@dataclass(frozen=True)
+class WireSize:
+    """One response as it travelled and as it decodes."""
+
+    wire: int  # body bytes as sent (gzip when the server compressed it)
+    gzipped: bool
+    body: bytes = field(repr=False)  # decoded
+
+    @property
+    def decoded(self) -> int:
+        return len(self.body)
+
+    @property
+    def ratio(self) -> float:
+        return self.decoded / self.wire if self.wire else 0.0
+
+
+def get_sizes(client: httpx.Client, path: str, params: dict[str, str] | None = None,
+              accept: str = "application/json") -> WireSize:
+    """GET as Go clients do (Accept-Encoding: gzip) and measure the raw body: the API server
+    compresses responses over 128 KiB at gzip level 1."""
+    headers = {"Accept": accept, "Accept-Encoding": "gzip"}
+    with client.stream("GET", path, params=params, headers=headers) as r:
+        raw = b"".join(r.iter_raw())
+        if r.status_code != 200:
+            raise ClusterError(f"GET {path}: HTTP {r.status_code}: {raw[:300]!r}")
+        gzipped = r.headers.get("content-encoding", "") == "gzip"
+    return WireSize(len(raw), gzipped, gzip.decompress(raw) if gzipped else raw)
