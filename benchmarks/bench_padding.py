@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 ["source", "kind", "objects", "bytes (one)", "ratio one", "ratio list"]))
     result: dict[str, Any] = {"spec": spec.model_dump(), "samples": samples,
                               "targets": {"object": padding.RATIOS,
-                                          "list_band": padding.LIST_BAND}}
+                                          "list": padding.LIST_RATIOS,
+                                          "list_tolerance": padding.LIST_TOLERANCE}}
     if not a.samples_only:
         server = server_side(spec, a.lists, a.rounds, a.wait, a.formats.split(","))
         result |= server | {"summary": summarize(server["runs"])}

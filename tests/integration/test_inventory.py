@@ -47,17 +47,18 @@ def test_bad_input_is_one_line_and_creates_nothing(loadtest_cluster: Cluster, tm
 
 def test_seeded_lists_compress_like_real_objects(loadtest_cluster: Cluster):
     """The real API server's gzip (level 1, over 128 KiB) of cluster-wide LISTs of seeded
-    pods and nodes, once KWOK has written their status: within padding.LIST_BAND. With one
-    repeated character as padding, a pod LIST compressed ~16x (shared/DESIGN.md)."""
+    pods and nodes, once KWOK has written their status: within the band of a real cluster's
+    LISTs (padding.list_band). With one repeated character as padding, a pod LIST
+    compressed ~16x (shared/DESIGN.md)."""
     spec = InventorySpec(name="inv-gzip", nodes=30, pods_per_node=10, namespaces=3)
     seeder = Seeder(loadtest_cluster, spec, progress=False, log=lambda _: None)
     seeder.seed()
     try:
         seeder.wait_ready(timeout=180)
         params = {"labelSelector": f"{LABEL}={spec.name}", "resourceVersion": "0"}
-        low, high = padding.LIST_BAND
         with http_client(loadtest_cluster, timeout=60) as c:
-            for resource in ("pods", "nodes"):
+            for resource, kind in (("pods", "pod"), ("nodes", "node")):
+                low, high = padding.list_band(kind)
                 for accept in ("application/json", "application/vnd.kubernetes.protobuf"):
                     size = padding.get_sizes(c, f"/api/v1/{resource}", params, accept)
                     assert size.gzipped, (resource, accept, size.decoded)

@@ -134,22 +134,26 @@ def test_each_object_has_its_own_padding() -> None:
 @pytest.mark.parametrize(("pod_bytes", "node_bytes"), [(5_000, 12_000), (10_000, 20_000)])
 def test_objects_compress_like_real_ones(pod_bytes: int, node_bytes: int) -> None:
     """gzip level 1 (the API server's) of a whole seeded object, against real objects'
-    ratios (a GKE pod and node, see loadtest/padding.py): within 15%. One repeated
-    character made a default pod compress 6.3x and a node 5.6x."""
+    ratios (loadtest/padding.py): within 20%. One repeated character made a default pod
+    compress 6.3x and a node 7.4x."""
     spec = InventorySpec(pod_bytes=pod_bytes, node_bytes=node_bytes)
     for obj, kind in ((pod_manifest(spec, 11), "pod"), (node_manifest(spec, 5), "node")):
         assert _size(obj) == pytest.approx({"pod": pod_bytes, "node": node_bytes}[kind],
                                            abs=100)
-        assert _ratio(obj) == pytest.approx(padding.RATIOS[kind], rel=0.15), kind
-        # the padding alone is no easier to compress than the object it fills
-        assert padding.gzip_ratio(_pad_text(obj).encode()) < padding.RATIOS[kind] * 1.15
+        assert _ratio(obj) == pytest.approx(padding.RATIOS[kind], rel=0.2), kind
+        # the padding alone is no easier to compress than a real object
+        assert padding.gzip_ratio(_pad_text(obj).encode()) < padding.RATIOS[kind] * 1.2
 
 
-def test_a_list_of_seeded_pods_compresses_like_real_objects() -> None:
-    """What the API server gzips: many pods in a row, where each pod's structure repeats the
-    previous one's. Padding of one character made this 33x (see padding.LIST_BAND)."""
+def test_lists_of_seeded_objects_compress_like_real_ones() -> None:
+    """What the API server gzips: many objects in a row, each repeating its neighbour's
+    structure. As created (before the server adds managedFields and status), a LIST is
+    between one real object and the top of a real LIST's band; one repeated character made
+    these 32x (pods) and 28x (nodes)."""
     spec = InventorySpec(nodes=50, pods_per_node=10, namespaces=5)
     pods = sorted((pod_manifest(spec, p) for p in range(spec.pods)),
                   key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
-    low, high = padding.LIST_BAND
-    assert low <= _ratio({"kind": "PodList", "items": pods}) <= high
+    nodes = [node_manifest(spec, i) for i in range(spec.nodes)]
+    for kind, items in (("pod", pods), ("node", nodes)):
+        ratio = _ratio({"kind": "List", "items": items})
+        assert padding.RATIOS[kind] <= ratio <= padding.list_band(kind)[1], (kind, ratio)
