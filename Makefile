@@ -157,15 +157,20 @@ report: venv
 	$(LOADTEST) report $(DIR)
 
 # --- benchmarks (see benchmarks/README.md): figures printed and written to results/bench/ ---
-.PHONY: bench bench-seed bench-agents
+.PHONY: bench bench-seed bench-agents bench-padding
 BENCH_SEED_ARGS ?= --nodes 200 --pods-per-node 30 --variants baseline,tuned
 BENCH_AGENTS_ARGS ?=
+BENCH_PADDING_ARGS ?=
 
 bench-seed: tools
 	$(VENV)/bin/python benchmarks/bench_seed.py $(BENCH_SEED_ARGS)
 
 bench-agents: tools refagent
 	$(VENV)/bin/python benchmarks/bench_agents.py $(BENCH_AGENTS_ARGS)
+
+# The seeded objects' padding: gzip ratios, API server CPU and bytes per LIST, old vs new.
+bench-padding: tools
+	$(VENV)/bin/python benchmarks/bench_padding.py $(BENCH_PADDING_ARGS)
 
 # One after the other: two benchmarks at once on 2 cores measure each other.
 bench: tools refagent

@@ -9,6 +9,7 @@ and KWOK marks them Running.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from loadtest import padding
 from loadtest.clusters.base import Cluster, async_http_client, not_ready, unreachable
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError
@@ -47,12 +49,21 @@ def _stderr(msg: str) -> None:
 
 def _pad(obj: dict[str, Any], target: int) -> dict[str, Any]:
     """Grow an object to about `target` JSON bytes with an annotation, as real objects carry
-    last-applied configurations and tool annotations."""
+    last-applied configurations and tool annotations: text with a real object's entropy
+    (`loadtest.padding`), its own for each object, the same on every run."""
     size = len(json.dumps(obj, separators=(",", ":")))
     missing = target - size - len('"loadtest.io/padding":"",')
     if missing > 0:
-        obj["metadata"].setdefault("annotations", {})["loadtest.io/padding"] = "x" * missing
+        kind, md = obj["kind"].lower(), obj["metadata"]
+        key = f"{kind}/{md.get('namespace', '')}/{md['name']}"
+        md.setdefault("annotations", {})["loadtest.io/padding"] = padding.filler(
+            key, missing, padding.FRESH[kind])
     return obj
+
+
+def _digest(text: str) -> str:
+    """A sha256 digest as real ones look (no runs of zeros), fixed for `text`."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def namespace_name(spec: InventorySpec, j: int) -> str:
@@ -73,7 +84,7 @@ def node_manifest(spec: InventorySpec, i: int) -> dict[str, Any]:
     ident = uuid.uuid5(uuid.NAMESPACE_DNS, name)
     zone = f"zone-{'abc'[i % 3]}"
     # A production node carries many image entries in its status: most of its size.
-    images = [{"names": [f"registry.example/team-{k % 40}/service-{k}@sha256:{k:064x}",
+    images = [{"names": [f"registry.example/team-{k % 40}/service-{k}@{_digest(str(k))}",
                          f"registry.example/team-{k % 40}/service-{k}:v1.{k % 17}.{k % 7}"],
                "sizeBytes": 50_000_000 + k * 1_000_003} for k in range(40)]
     node = {
@@ -153,7 +164,7 @@ def pod_manifest(spec: InventorySpec, p: int) -> dict[str, Any]:
             "labels": {LABEL: spec.name, "app": app, "team": f"team-{p % 40}",
                        "version": "v1.4.2", "pod-template-hash": f"{p % 997:08x}"},
             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
-                            "checksum/config": f"sha256:{p:064x}"},
+                            "checksum/config": _digest(f"config-{p}")},
         },
         "spec": {
             "nodeName": node_name(spec, node_i),

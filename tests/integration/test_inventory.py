@@ -2,10 +2,12 @@
 
 import pytest
 
+from loadtest import padding
 from loadtest.cli import main
 from loadtest.clusters import Cluster
+from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
-from loadtest.inventory import Seeder
+from loadtest.inventory import LABEL, Seeder
 
 pytestmark = pytest.mark.integration
 
@@ -41,3 +43,25 @@ def test_bad_input_is_one_line_and_creates_nothing(loadtest_cluster: Cluster, tm
         assert len(err) == 1 and err[0].startswith("error:")
     assert seeder.counts() == {"namespaces": 0, "nodes": 0, "pods": 0, "services": 0,
                                "configmaps": 0}
+
+
+def test_seeded_lists_compress_like_real_objects(loadtest_cluster: Cluster):
+    """The real API server's gzip (level 1, over 128 KiB) of cluster-wide LISTs of seeded
+    pods and nodes, once KWOK has written their status: within the band of a real cluster's
+    LISTs (padding.list_band). With one repeated character as padding, a pod LIST
+    compressed ~16x (shared/DESIGN.md)."""
+    spec = InventorySpec(name="inv-gzip", nodes=30, pods_per_node=10, namespaces=3)
+    seeder = Seeder(loadtest_cluster, spec, progress=False, log=lambda _: None)
+    seeder.seed()
+    try:
+        seeder.wait_ready(timeout=180)
+        params = {"labelSelector": f"{LABEL}={spec.name}", "resourceVersion": "0"}
+        with http_client(loadtest_cluster, timeout=60) as c:
+            for resource, kind in (("pods", "pod"), ("nodes", "node")):
+                low, high = padding.list_band(kind)
+                for accept in ("application/json", "application/vnd.kubernetes.protobuf"):
+                    size = padding.get_sizes(c, f"/api/v1/{resource}", params, accept)
+                    assert size.gzipped, (resource, accept, size.decoded)
+                    assert low <= size.ratio <= high, (resource, accept, size)
+    finally:
+        seeder.delete()

@@ -137,10 +137,14 @@ def test_rounds_must_pair(tmp_path: Path) -> None:
         compare.run_dirs(tmp_path)
 
 
-def test_interleave_alternates_who_goes_first(tmp_path: Path) -> None:
+def test_interleave_alternates_who_goes_first(tmp_path: Path, monkeypatch) -> None:
     """ABBA: drift within a round favours each side as often (A,B,A,B would always favour
     the second)."""
     order: list[str] = []
+    # One load reading per run, in order: the worst of them is the one reported.
+    loads = iter([(0.5, 0.4, 0.3), (3.25, 1, 1), (1.0, 1, 1), (0.2, 1, 1), (2.0, 1, 1),
+                  (0.1, 1, 1)])
+    monkeypatch.setattr(compare.os, "getloadavg", lambda: next(loads))
 
     def fake_run(profile: str, out_root: Path) -> Path:
         order.append(profile)
@@ -150,7 +154,10 @@ def test_interleave_alternates_who_goes_first(tmp_path: Path) -> None:
     assert order == ["A", "B", "B", "A", "A", "B"]
     assert [p.name for p in a] == ["1-A", "4-A", "5-A"]  # paired by round, whatever the order
     assert [p.name for p in b] == ["2-B", "3-B", "6-B"]
-    assert len(machine["samples"]) == 6 and machine["loadavg_1m_max"] >= 0
+    assert [(x["round"], x["profile"], x["loadavg_1m"]) for x in machine["samples"]] == [
+        (1, "A", 0.5), (1, "B", 3.25), (2, "B", 1.0), (2, "A", 0.2), (3, "A", 2.0),
+        (3, "B", 0.1)]
+    assert machine["loadavg_1m_max"] == 3.25
     assert machine["schedule"].startswith("ABBA") and "(AB BA AB;" in machine["schedule"]
 
 

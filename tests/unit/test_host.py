@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 from loadtest.measurements import host
@@ -23,11 +24,20 @@ def test_component_of_maps_binaries() -> None:
     assert host.component_of([]) == "other"
 
 
+def _burn(cpu_seconds: float) -> None:
+    """Spend this much of the process's own CPU time (not wall time: load does not matter)."""
+    end = time.process_time() + cpu_seconds
+    while time.process_time() < end:
+        sum(i * i for i in range(10_000))
+
+
 def test_snapshot_and_delta_of_this_process(tmp_path: Path) -> None:
     s = host.sample(os.getpid())
-    assert s is not None and s.rss_bytes > 0 and s.cpu_seconds >= 0
+    own = host.self_cpu_seconds()
+    # /proc/PID/stat and os.times() count the same ticks (10 ms each)
+    assert s is not None and s.rss_bytes > 0 and abs(s.cpu_seconds - own) <= 0.05
     before = host.snapshot({os.getpid(): "harness"})
-    sum(i * i for i in range(200_000))
+    _burn(0.3)
     after = host.snapshot({os.getpid(): "harness"})
-    assert host.cpu_delta(before, after)["harness"] >= 0
+    assert 0.25 <= host.cpu_delta(before, after)["harness"] <= 0.5
     assert host.cluster_pids(tmp_path / "no-such-cluster") == {}

@@ -1,9 +1,10 @@
 import json
+import os
 from collections import Counter
 
 import pytest
 
-from loadtest import config
+from loadtest import config, padding
 from loadtest.config import InventorySpec
 from loadtest.errors import ConfigError
 from loadtest.inventory import (
@@ -86,3 +87,73 @@ def test_error_text_reads_protobuf_and_json_status() -> None:
     assert "error looking up service account" in _error_text(r)
     j = httpx.Response(422, json={"kind": "Status", "message": "bad pod"})
     assert _error_text(j) == "bad pod"
+
+
+# --- padding: a real object's entropy -------------------------------------------------------
+
+def _ratio(obj) -> float:
+    return padding.gzip_ratio(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _pad_text(obj) -> str:
+    return obj["metadata"]["annotations"]["loadtest.io/padding"]
+
+
+@pytest.mark.parametrize("size", [100, 2_345, 40_000])
+def test_filler_is_sized_json_safe_and_fixed_by_its_key(size: int) -> None:
+    text = padding.filler("pod/ns/a", size, 0.3)
+    assert len(text) == size and len(json.dumps(text)) == size + 2  # nothing to escape
+    assert text == padding.filler("pod/ns/a", size, 0.3)
+    assert text != padding.filler("pod/ns/b", size, 0.3)
+
+
+def test_padding_is_the_same_in_every_process() -> None:
+    """A str seed must not depend on PYTHONHASHSEED: a rerun builds the same objects."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json; from loadtest.config import InventorySpec; "
+            "from loadtest.inventory import pod_manifest; "
+            "print(hashlib.sha256(json.dumps(pod_manifest(InventorySpec(), 7)).encode())"
+            ".hexdigest())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2")}
+    assert len(outs) == 1
+
+
+def test_each_object_has_its_own_padding() -> None:
+    spec = InventorySpec(nodes=4, pods_per_node=2)
+    pads = [_pad_text(pod_manifest(spec, p)) for p in range(spec.pods)]
+    assert len(set(pads)) == len(pads)
+    other = InventorySpec(name="other", nodes=4, pods_per_node=2)
+    assert _pad_text(pod_manifest(other, 0)) != pads[0]
+    assert _pad_text(node_manifest(spec, 0)) != _pad_text(node_manifest(spec, 1))
+
+
+@pytest.mark.parametrize(("pod_bytes", "node_bytes"), [(5_000, 12_000), (10_000, 20_000)])
+def test_objects_compress_like_real_ones(pod_bytes: int, node_bytes: int) -> None:
+    """gzip level 1 (the API server's) of a whole seeded object, against real objects'
+    ratios (loadtest/padding.py): within 20%. One repeated character made a default pod
+    compress 6.3x and a node 7.4x."""
+    spec = InventorySpec(pod_bytes=pod_bytes, node_bytes=node_bytes)
+    for obj, kind in ((pod_manifest(spec, 11), "pod"), (node_manifest(spec, 5), "node")):
+        assert _size(obj) == pytest.approx({"pod": pod_bytes, "node": node_bytes}[kind],
+                                           abs=100)
+        assert _ratio(obj) == pytest.approx(padding.RATIOS[kind], rel=0.2), kind
+        # the padding alone is no easier to compress than a real object
+        assert padding.gzip_ratio(_pad_text(obj).encode()) < padding.RATIOS[kind] * 1.2
+
+
+def test_lists_of_seeded_objects_compress_like_real_ones() -> None:
+    """What the API server gzips: many objects in a row, each repeating its neighbour's
+    structure. As created (before the server adds managedFields and status), a LIST is
+    between one real object and the top of a real LIST's band; one repeated character made
+    these 32x (pods) and 28x (nodes)."""
+    spec = InventorySpec(nodes=50, pods_per_node=10, namespaces=5)
+    pods = sorted((pod_manifest(spec, p) for p in range(spec.pods)),
+                  key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+    nodes = [node_manifest(spec, i) for i in range(spec.nodes)]
+    for kind, items in (("pod", pods), ("node", nodes)):
+        ratio = _ratio({"kind": "List", "items": items})
+        assert padding.RATIOS[kind] <= ratio <= padding.list_band(kind)[1], (kind, ratio)
