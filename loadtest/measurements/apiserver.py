@@ -107,7 +107,7 @@ class _Server:
         self.id = sid
         self.client = client
         self.last: dict[tuple[str, metrics.Labels], float] = {}
-        self.busy = False  # a scrape in flight: the next round skips it rather than pile up
+        self.busy_since: float | None = None  # monotonic start of a scrape in flight
         self.cpu: dict[int, tuple[float, float]] = {}  # round -> (t, process CPU seconds)
 
 
@@ -216,8 +216,9 @@ class ApiserverMetrics:
     # --- scraping -----------------------------------------------------------------------
 
     def scrape_round(self, wait_all: bool = False) -> None:
-        """Scrape every server once, in parallel; a server whose last scrape is still in
-        flight is skipped (its hang is recorded when that scrape fails)."""
+        """Scrape every server once, in parallel. A server whose last scrape is still in
+        flight is not asked again (no pile-up on a stalled server): that round is a failed
+        scrape of that server, so a hang counts for every round it lasts."""
         k = self._round
         self._round += 1
         if k and k % self._rediscover_every == 0:
@@ -225,9 +226,13 @@ class ApiserverMetrics:
         futures: list[Future[None]] = []
         with self._lock:
             for s in self._servers.values():
-                if not s.busy:
-                    s.busy = True
+                if s.busy_since is None:
+                    s.busy_since = time.monotonic()
                     futures.append(self._pool.submit(self._scrape, s, k))
+                else:
+                    self.writer.write({"t": time.time(), "round": k, "server": s.id,
+                                       "scrape_ms": (time.monotonic() - s.busy_since) * 1000,
+                                       "error": "no answer yet to the previous scrape"})
         if wait_all:
             wait(futures, timeout=self._timeout + 5)
 
@@ -264,7 +269,7 @@ class ApiserverMetrics:
                     s.cpu[k] = (now, cpu)
             self.writer.write({"t": now, **base, "scrape_ms": scrape_ms, "changed": changed})
         finally:
-            s.busy = False
+            s.busy_since = None
 
     # --- the idle baseline --------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from loadtest import metrics, slo
 from loadtest.clusters.base import Cluster
 from loadtest.measurements import apiserver
 from loadtest.results import read_jsonl
+from loadtest.wait import until
 
 CLUSTER = Cluster(name="t", provider="kind", kubeconfig=Path("/dev/null"), context="",
                   server="https://127.0.0.1:6443")
@@ -254,3 +255,32 @@ def test_wait_idle_marks_a_window_after_the_busy_start(tmp_path: Path) -> None:
     assert mark["rounds"][0] >= busy - 1  # round k is the server's scrape k + 1
     assert s["idle"]["cpu_cores"] < 0.5 * min(r["cpu_cores"] for r in s["timeseries"][:busy - 1])
     assert set(s["idle"]["cpu_cores_by_server"]) == {A}
+
+
+def test_a_hung_server_fails_every_round_it_hangs(tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+    fakes = Fakes([A, B])
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.host == "172.18.0.3" and req.url.path == "/metrics" \
+                and fakes.scrapes.get(B) == 1:
+            release.wait(10)  # B's second scrape hangs (a SIGSTOPped server)
+        return fakes(req)
+
+    m = apiserver.ApiserverMetrics(CLUSTER, tmp_path / "a.jsonl", interval=1,
+                                   transport=httpx.MockTransport(handler))
+    m.discover_servers()
+    m.scrape_round(wait_all=True)
+    for i in range(3):
+        m.scrape_round()  # B's scrape of the first of these hangs through the next two
+        until(lambda i=i: fakes.scrapes[A] == i + 2 and m._servers[A].busy_since is None,
+              "A's scrape of this round", timeout=10, interval=0.01)
+    release.set()
+    m._pool.shutdown(wait=True)
+    m.writer.close()
+    s = apiserver.summarize(read_jsonl(tmp_path / "a.jsonl"))
+    by = s["harness_access"]["by_server"]
+    assert (by[A]["failed"], by[B]["failed"]) == (0, 2)
+    assert by[B]["errors"] == ["no answer yet to the previous scrape"]
