@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 from loadtest.measurements import host
 
 # A real /proc/PID/stat line, with a command name holding a space and a parenthesis.
@@ -25,9 +27,13 @@ def test_component_of_maps_binaries() -> None:
 
 def test_snapshot_and_delta_of_this_process(tmp_path: Path) -> None:
     s = host.sample(os.getpid())
-    assert s is not None and s.rss_bytes > 0 and s.cpu_seconds >= 0
+    assert s is not None and s.rss_bytes > 0
     before = host.snapshot({os.getpid(): "harness"})
-    sum(i * i for i in range(200_000))
+    own = host.self_cpu_seconds()
+    while host.self_cpu_seconds() - own < 0.2:  # burn 0.2 s of CPU (bounded: it is ours)
+        sum(i * i for i in range(10_000))
+    spent = host.self_cpu_seconds() - own
     after = host.snapshot({os.getpid(): "harness"})
-    assert host.cpu_delta(before, after)["harness"] >= 0
+    # /proc/PID/stat and os.times() count the same ticks (1/CLK_TCK s each)
+    assert host.cpu_delta(before, after)["harness"] == pytest.approx(spent, abs=0.05)
     assert host.cluster_pids(tmp_path / "no-such-cluster") == {}
