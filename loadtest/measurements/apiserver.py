@@ -108,6 +108,7 @@ class _Server:
         self.client = client
         self.last: dict[tuple[str, metrics.Labels], float] = {}
         self.busy_since: float | None = None  # monotonic start of a scrape in flight
+        self.missed = 0  # rounds that came while it was in flight
         self.cpu: dict[int, tuple[float, float]] = {}  # round -> (t, process CPU seconds)
 
 
@@ -217,8 +218,9 @@ class ApiserverMetrics:
 
     def scrape_round(self, wait_all: bool = False) -> None:
         """Scrape every server once, in parallel. A server whose last scrape is still in
-        flight is not asked again (no pile-up on a stalled server): that round is a failed
-        scrape of that server, so a hang counts for every round it lasts."""
+        flight is not asked again (no pile-up on a stalled server): the rounds it misses
+        share that scrape's outcome, so a hang that ends in a failure counts for every
+        round it lasted, and a slow answer makes them late, not failed."""
         k = self._round
         self._round += 1
         if k and k % self._rediscover_every == 0:
@@ -230,26 +232,26 @@ class ApiserverMetrics:
                     s.busy_since = time.monotonic()
                     futures.append(self._pool.submit(self._scrape, s, k))
                 else:
-                    self.writer.write({"t": time.time(), "round": k, "server": s.id,
-                                       "scrape_ms": (time.monotonic() - s.busy_since) * 1000,
-                                       "error": "no answer yet to the previous scrape"})
+                    s.missed += 1
         if wait_all:
             wait(futures, timeout=self._timeout + 5)
 
     def _scrape(self, s: _Server, k: int) -> None:
         t0 = time.monotonic()
-        base = {"round": k, "server": s.id}
+        base: dict[str, Any] = {"round": k, "server": s.id}
         try:
             try:
                 r = s.client.get("/metrics")
                 r.raise_for_status()
             except httpx.HTTPError as e:  # the server did not answer, or answered an error
+                base["missed"] = s.missed
                 self.writer.write({"t": time.time(), **base,
                                    "scrape_ms": (time.monotonic() - t0) * 1000,
                                    "error": f"{type(e).__name__}: {e}"[:300]})
                 return
             # the API server's answer time only: parsing below is the harness's own CPU
             scrape_ms = (time.monotonic() - t0) * 1000
+            base["missed"] = s.missed
             try:
                 samples = metrics.parse(r.text, FAMILIES)
             except Exception as e:  # noqa: BLE001 - the harness's failure, not the server's
@@ -269,7 +271,8 @@ class ApiserverMetrics:
                     s.cpu[k] = (now, cpu)
             self.writer.write({"t": now, **base, "scrape_ms": scrape_ms, "changed": changed})
         finally:
-            s.busy_since = None
+            with self._lock:
+                s.busy_since, s.missed = None, 0
 
     # --- the idle baseline --------------------------------------------------------------
 
@@ -489,24 +492,29 @@ def _access(scrapes: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for r in scrapes if "error" in r]
     by_server: dict[str, dict[str, Any]] = {}
     for r in sorted(scrapes, key=lambda r: r["t"]):
-        s = by_server.setdefault(r.get("server", LEGACY),
-                                 {"scrapes": 0, "failed": 0, "outages": [], "errors": []})
-        s["scrapes"] += 1
-        if "error" in r:
-            s["failed"] += 1
-            if s["errors"][-1:] != [r["error"]] and len(s["errors"]) < 3:
-                s["errors"].append(r["error"])
-            # consecutive failures of one server are one outage, [first failure, last]
-            if s.pop("_down", False):
-                s["outages"][-1][1] = r["t"]
-            else:
-                s["outages"].append([r["t"], r["t"]])
-            s["_down"] = True
-        else:
+        s = by_server.setdefault(r.get("server", LEGACY), {"scrapes": 0, "failed": 0,
+                                                            "late": 0, "outages": [],
+                                                            "errors": []})
+        # rounds missed while this scrape was in flight share its outcome
+        missed = r.get("missed", 0)
+        s["scrapes"] += 1 + missed
+        if "error" not in r:
+            s["late"] += missed
             s["_down"] = False
+            continue
+        s["failed"] += 1 + missed
+        if s["errors"][-1:] != [r["error"]] and len(s["errors"]) < 3:
+            s["errors"].append(r["error"])
+        # consecutive failures of one server are one outage: [sent, last failure]
+        if s.get("_down"):
+            s["outages"][-1][1] = r["t"]
+        else:
+            s["outages"].append([r["t"] - r["scrape_ms"] / 1000, r["t"]])
+        s["_down"] = True
     for s in by_server.values():
         s.pop("_down", None)
-    return {"scrapes": len(scrapes), "failed": len(failed),
+    return {"scrapes": sum(s["scrapes"] for s in by_server.values()),
+            "failed": sum(s["failed"] for s in by_server.values()),
             "scrape_ms_p50": lat[len(lat) // 2] if lat else None,
             "scrape_ms_max": lat[-1] if lat else None,
             # the break-glass path is what an operator would use to roll back

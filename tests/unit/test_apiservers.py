@@ -142,8 +142,8 @@ def test_a_parse_error_is_the_harness_s_not_an_outage(tmp_path: Path) -> None:
     assert s["harness_errors"]["count"] == 1
     assert "parsing /metrics" in s["harness_errors"]["errors"][0]
     assert s["harness_access"]["failed"] == 0
-    assert s["harness_access"]["by_server"][B] == {"scrapes": 3, "failed": 0, "outages": [],
-                                                   "errors": []}
+    assert s["harness_access"]["by_server"][B] == {"scrapes": 3, "failed": 0, "late": 0,
+                                                   "outages": [], "errors": []}
     avail = slo._api_availability(s["harness_access"])
     assert avail.status == "pass", avail.message
     assert s["requests"]["total"] == 80  # B's delta spans the unreadable scrape
@@ -257,16 +257,21 @@ def test_wait_idle_marks_a_window_after_the_busy_start(tmp_path: Path) -> None:
     assert set(s["idle"]["cpu_cores_by_server"]) == {A}
 
 
-def test_a_hung_server_fails_every_round_it_hangs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ends", [503, None])
+def test_a_hung_server_fails_every_round_it_hangs(tmp_path: Path, ends: int | None) -> None:
+    """B's second scrape hangs through two more rounds, then fails (a stopped server) or
+    answers (a slow one): the missed rounds share that outcome."""
     import threading
 
     release = threading.Event()
     fakes = Fakes([A, B])
+    if ends:
+        fakes.special[B] = {2: ends}
 
     def handler(req: httpx.Request) -> httpx.Response:
         if req.url.host == "172.18.0.3" and req.url.path == "/metrics" \
                 and fakes.scrapes.get(B) == 1:
-            release.wait(10)  # B's second scrape hangs (a SIGSTOPped server)
+            release.wait(10)
         return fakes(req)
 
     m = apiserver.ApiserverMetrics(CLUSTER, tmp_path / "a.jsonl", interval=1,
@@ -282,5 +287,10 @@ def test_a_hung_server_fails_every_round_it_hangs(tmp_path: Path) -> None:
     m.writer.close()
     s = apiserver.summarize(read_jsonl(tmp_path / "a.jsonl"))
     by = s["harness_access"]["by_server"]
-    assert (by[A]["failed"], by[B]["failed"]) == (0, 2)
-    assert by[B]["errors"] == ["no answer yet to the previous scrape"]
+    assert (by[A]["scrapes"], by[B]["scrapes"]) == (4, 4)
+    if ends:
+        assert (by[A]["failed"], by[B]["failed"], by[B]["late"]) == (0, 3, 0)
+        assert len(by[B]["outages"]) == 1
+        assert by[B]["errors"][0].startswith("HTTPStatusError: Server error '503")
+    else:
+        assert (by[A]["failed"], by[B]["failed"], by[B]["late"]) == (0, 0, 2)
