@@ -60,6 +60,7 @@ MUTATING_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 # Where the `kubernetes` Service's endpoints are (the label every EndpointSlice controller sets).
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 SLICE_SELECTOR = "kubernetes.io/service-name=kubernetes"
+ENDPOINTS = "/api/v1/namespaces/default/endpoints/kubernetes"
 PODS = "/api/v1/namespaces/kube-system/pods"
 LEGACY = "apiserver"  # the server id of streams recorded before servers were told apart
 
@@ -85,10 +86,28 @@ def endpoint_urls(slices: dict[str, Any]) -> list[str]:
     return sorted(set(urls))
 
 
-def discover(client: httpx.Client) -> list[str]:
+def endpoints_urls(ep: dict[str, Any]) -> list[str]:
+    """The same from a (core/v1) Endpoints object, as Prometheus's `endpoints` role reads."""
+    return endpoint_urls({"items": [
+        {"addressType": "IPv6" if ":" in a["ip"] else "IPv4", "ports": sub.get("ports"),
+         "endpoints": [{"addresses": [a["ip"]]}]}
+        for sub in ep.get("subsets") or []
+        for a in (sub.get("addresses") or []) + (sub.get("notReadyAddresses") or [])]})
+
+
+def discover(client: httpx.Client) -> tuple[list[str], str]:
+    """The servers' URLs, and where they were found: the EndpointSlices, else the Endpoints
+    object the API servers write themselves (slices of it may lag, e.g. just after start)."""
     r = client.get(SLICES, params={"labelSelector": SLICE_SELECTOR})
     r.raise_for_status()
-    return endpoint_urls(r.json())
+    urls = endpoint_urls(r.json())
+    if urls:
+        return urls, "endpointslices"
+    r = client.get(ENDPOINTS)
+    if r.status_code == 404:
+        return [], "endpoints"
+    r.raise_for_status()
+    return endpoints_urls(r.json()), "endpoints"
 
 
 def pod_row(pod: dict[str, Any]) -> dict[str, Any]:
@@ -172,15 +191,16 @@ class ApiserverMetrics:
         self._discover(first=True)
 
     def _discover(self, first: bool = False) -> None:
+        source = "endpointslices"
         try:
-            urls = discover(self._client)
+            urls, source = discover(self._client)
         except Exception as e:  # noqa: BLE001 - recorded; the known servers stay measured
             urls, why = [], f"{type(e).__name__}: {e}"[:300]
             if not first:
                 self.writer.write({"t": time.time(), "discovery_error": why})
                 return
         else:
-            why = "no endpoint in the kubernetes Service's EndpointSlices"
+            why = "no address in the kubernetes Service's EndpointSlices or Endpoints"
         if first:
             urls = [u for u in urls if self._reachable(u)]
             if not urls:
@@ -190,7 +210,7 @@ class ApiserverMetrics:
                        f"cluster's URL {self.cluster.server}; behind a load balancer it mixes "
                        "the servers")
             self.writer.write({"t": time.time(), "discovery": {
-                "source": "cluster-url" if self._fallback else "endpointslices",
+                "source": "cluster-url" if self._fallback else source,
                 "servers": urls, **({"note": why} if self._fallback else {})}})
         elif self._fallback:
             return  # the endpoints were unreachable at the start: no mixing of the two views
@@ -200,7 +220,7 @@ class ApiserverMetrics:
                 self._servers[u] = _Server(u, self._http(u))
         if new and not first:
             self.writer.write({"t": time.time(), "discovery": {
-                "source": "endpointslices", "servers": urls, "added": new}})
+                "source": source, "servers": urls, "added": new}})
 
     def _pods(self) -> None:
         """The kubelet's view of kubeadm's kube-apiserver static pods (kind): restarts and
@@ -306,9 +326,9 @@ class ApiserverMetrics:
                 f" (not steady after {max_s:.0f}s: the cost above it is uncertain)")))
         return rec
 
-    def _merged_rates(self) -> list[tuple[int, float]]:
-        """(round, cores summed over servers) for rounds every known server answered, as was
-        the round before."""
+    def _merged_rates(self) -> list[tuple[int, int, float]]:
+        """(from round, to round, cores summed over servers) between successive rounds every
+        server that answers answered (a slow scrape skips rounds: its interval is longer)."""
         with self._lock:
             # a server that never answered adds nothing (its outage is counted elsewhere)
             cpu = [dict(s.cpu) for s in self._servers.values() if s.cpu]
@@ -317,13 +337,11 @@ class ApiserverMetrics:
         rounds = sorted(set.intersection(*(set(c) for c in cpu)))
         out = []
         for a, b in zip(rounds, rounds[1:], strict=False):
-            if b != a + 1:
-                continue
             cores = 0.0
             for c in cpu:
                 (ta, ca), (tb, cb) = c[a], c[b]
                 cores += (cb - ca) / (tb - ta) if tb > ta and cb >= ca else 0.0
-            out.append((b, cores))
+            out.append((a, b, cores))
         return out
 
 
@@ -341,16 +359,14 @@ def steady(rates: list[float], abs_tol: float = 0.05, rel_tol: float = 0.25) -> 
     return max(rates) - min(rates) <= max(abs_tol, rel_tol * mean)
 
 
-def idle_window(rates: list[tuple[int, float]], n: int) -> IdleWindow | None:
-    """The last n consecutive intervals, and whether they are steady (pure)."""
-    tail: list[tuple[int, float]] = []
-    for k, r in rates:
-        tail = [*tail, (k, r)] if tail and k == tail[-1][0] + 1 else [(k, r)]
-    tail = tail[-n:]
+def idle_window(rates: list[tuple[int, int, float]], n: int) -> IdleWindow | None:
+    """The last n successive intervals (from round, to round, cores), and whether they are
+    steady (pure)."""
+    tail = rates[-n:]
     if not tail:
         return None
-    vals = [r for _, r in tail]
-    return IdleWindow(tail[0][0] - 1, tail[-1][0], vals, len(tail) == n and steady(vals))
+    vals = [r for _, _, r in tail]
+    return IdleWindow(tail[0][0], tail[-1][1], vals, len(tail) == n and steady(vals))
 
 
 # --- summary (pure) ---------------------------------------------------------------------

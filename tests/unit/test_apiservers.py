@@ -56,6 +56,7 @@ class Fakes:
 
     def __init__(self, endpoints: list[str]) -> None:
         self.endpoints = endpoints
+        self.sliced = True  # False: the EndpointSlices are empty (not mirrored yet)
         self.scrapes: dict[str, int] = {}
         # per server: scrape number -> a special answer (a status code, or a text)
         self.special: dict[str, dict[int, int | str]] = {}
@@ -65,7 +66,13 @@ class Fakes:
         base = f"https://{req.url.host}:{req.url.port}"
         if base == CLUSTER.server:
             if req.url.path == apiserver.SLICES:
-                return httpx.Response(200, json=slices(*self.endpoints))
+                return httpx.Response(200, json=slices(*self.endpoints) if self.sliced
+                                      else {"items": []})
+            if req.url.path == apiserver.ENDPOINTS:
+                return httpx.Response(200, json={"subsets": [{
+                    "addresses": [{"ip": u.split("//")[1].split(":")[0]}
+                                  for u in self.endpoints],
+                    "ports": [{"name": "https", "port": 6443}]}]})
             return httpx.Response(404, json={"items": []})
         if req.url.path == "/livez":
             return httpx.Response(200, text="ok")
@@ -99,6 +106,10 @@ def test_endpoint_urls_of_the_kubernetes_service() -> None:
                     {"addressType": "FQDN", "ports": [{"port": 443}],
                      "endpoints": [{"addresses": ["api.example"]}]}]}
     assert apiserver.endpoint_urls(v6) == ["https://[fd00::2]:443"]
+    legacy = {"subsets": [{"addresses": [{"ip": "172.18.0.2"}],
+                           "notReadyAddresses": [{"ip": "172.18.0.3"}],
+                           "ports": [{"name": "https", "port": 6443}]}]}
+    assert apiserver.endpoints_urls(legacy) == [A, B]
 
 
 def test_two_servers_are_scraped_apart_and_merged(tmp_path: Path) -> None:
@@ -133,6 +144,13 @@ def test_merge_histograms_sums_buckets_and_counts() -> None:
     assert merged[("GET",)] == [(math.inf, 2.0)]
     assert metrics.merge_counts([{("200",): 1.0}, {("200",): 2.0, ("429",): 3.0}]) == {
         ("200",): 3.0, ("429",): 3.0}
+
+
+def test_without_slices_the_endpoints_object_is_read(tmp_path: Path) -> None:
+    fakes = Fakes([A, B])
+    fakes.sliced = False
+    s = measure(tmp_path, fakes, rounds=2)
+    assert s["discovery"]["source"] == "endpoints" and s["servers_measured"] == 2
 
 
 def test_a_parse_error_is_the_harness_s_not_an_outage(tmp_path: Path) -> None:
@@ -216,14 +234,17 @@ def test_a_bug_in_a_summary_section_is_a_harness_error(tmp_path: Path,
 
 def test_idle_window_is_the_steady_tail() -> None:
     # after seeding the controllers still work: CPU decays, then holds
-    rates = list(enumerate([1.2, 0.9, 0.5, 0.3, 0.12, 0.1, 0.11, 0.1], start=1))
+    cores = [1.2, 0.9, 0.5, 0.3, 0.12, 0.1, 0.11, 0.1]
+    rates = [(k, k + 1, c) for k, c in enumerate(cores)]
     w = apiserver.idle_window(rates, 3)
     assert w is not None and w.settled and (w.first, w.last) == (5, 8)
     early = apiserver.idle_window(rates[:5], 3)
     assert early is not None and not early.settled  # still falling: not idle yet
-    # a gap (a server missed a round) restarts the run of consecutive intervals
-    gap = apiserver.idle_window([(1, 0.1), (2, 0.1), (4, 0.1)], 3)
-    assert gap is not None and not gap.settled and (gap.first, gap.last) == (3, 4)
+    # a slow scrape skipped rounds: the interval is longer, the window still ends on rounds
+    slow = apiserver.idle_window([(0, 1, 0.1), (1, 4, 0.1), (4, 5, 0.1)], 3)
+    assert slow is not None and slow.settled and (slow.first, slow.last) == (0, 5)
+    short = apiserver.idle_window(rates[-2:], 3)
+    assert short is not None and not short.settled  # fewer intervals than the window
     assert apiserver.idle_window([], 3) is None
 
 
