@@ -110,6 +110,16 @@ def discover(client: httpx.Client) -> tuple[list[str], str]:
     return endpoints_urls(r.json()), "endpoints"
 
 
+def _fallback_note(listed: list[str], why: str, server: str) -> str:
+    if not listed:
+        return f"{why}: scraping the cluster's URL {server} (one view, however many servers)"
+    head = (f"the endpoints list {len(listed)} API server(s) ({', '.join(listed)}), none "
+            f"reachable from here: scraping the cluster's URL {server}")
+    # one server listed (the local provider advertises an address it does not serve on):
+    # the URL reaches that server; with more, a load balancer mixes them
+    return head + ("" if len(listed) == 1 else "; behind a load balancer it mixes them")
+
+
 def pod_row(pod: dict[str, Any]) -> dict[str, Any]:
     st = [c for c in pod.get("status", {}).get("containerStatuses") or []
           if c.get("name") == "kube-apiserver"]
@@ -202,13 +212,11 @@ class ApiserverMetrics:
         else:
             why = "no address in the kubernetes Service's EndpointSlices or Endpoints"
         if first:
-            urls = [u for u in urls if self._reachable(u)]
+            listed, urls = urls, [u for u in urls if self._reachable(u)]
             if not urls:
                 self._fallback = True
                 urls = [self.cluster.server]
-                why = (f"no API server reachable from the endpoints ({why}): scraping the "
-                       f"cluster's URL {self.cluster.server}; behind a load balancer it mixes "
-                       "the servers")
+                why = _fallback_note(listed, why, self.cluster.server)
             self.writer.write({"t": time.time(), "discovery": {
                 "source": "cluster-url" if self._fallback else source,
                 "servers": urls, **({"note": why} if self._fallback else {})}})

@@ -210,7 +210,9 @@ def test_unreachable_endpoints_fall_back_to_the_cluster_url(tmp_path: Path) -> N
     m.writer.close()
     s = apiserver.summarize(read_jsonl(tmp_path / "a.jsonl"))
     assert s["discovery"]["source"] == "cluster-url"
-    assert "no API server reachable" in s["discovery"]["note"]
+    assert s["discovery"]["note"] == (f"the endpoints list 1 API server(s) ({A}), none "
+                                      f"reachable from here: scraping the cluster's URL "
+                                      f"{CLUSTER.server}")
     assert list(s["harness_access"]["by_server"]) == [CLUSTER.server]
 
 
