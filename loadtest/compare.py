@@ -76,6 +76,9 @@ def load_window(run_dir: Path) -> tuple[float, float] | None:
 
 def scrape_origin(run_dir: Path, summary: dict[str, Any]) -> float | None:
     """Epoch time of the first API server scrape: the zero of the summary's timeseries."""
+    t = summary.get("measurements", {}).get("apiserver", {}).get("origin_t")
+    if t:
+        return float(t)
     raw = run_dir / "raw" / "apiserver.jsonl"
     if raw.exists():
         with raw.open() as f:
@@ -113,9 +116,10 @@ def gauge_series(raw: Path, name: str) -> list[tuple[float, float]]:
     """(t, sum of gauge `name` over non-exempt priority levels) per successful scrape.
 
     Streams the raw file: a record is either a full scrape ("samples", older runs) or the
-    series changed since the last one ("changed"); only `name` is kept, so it stays cheap.
+    series changed since the same server's last one ("changed"); only `name` is kept, so it
+    stays cheap. With several API servers, each point sums every server's latest value.
     """
-    state: dict[tuple[tuple[str, str], ...], float] = {}
+    state: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     out = []
     with raw.open() as f:
         for line in f:
@@ -123,15 +127,16 @@ def gauge_series(raw: Path, name: str) -> list[tuple[float, float]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
+            server = rec.get("server", "")
             if "samples" in rec:
-                state = {}
+                state = {k: v for k, v in state.items() if k[0] != server}
             rows = rec.get("samples") or rec.get("changed")
             if rows is None:
                 continue
             for n, lb, v in rows:
                 if n == name:
-                    state[tuple((k, val) for k, val in lb)] = v
-            out.append((rec["t"], sum(v for lb, v in state.items()
+                    state[(server, tuple((k, val) for k, val in lb))] = v
+            out.append((rec["t"], sum(v for (_, lb), v in state.items()
                                       if dict(lb).get("priority_level") != "exempt")))
     return out
 
@@ -145,6 +150,23 @@ def seat_seconds(run_dir: Path, window: tuple[float, float]) -> float | None:
     series = gauge_series(raw, "apiserver_flowcontrol_current_executing_seats")
     return sum((a[1] + b[1]) / 2 * _overlap(a[0], b[0], *window)
                for a, b in zip(series, series[1:], strict=False))
+
+
+def above_idle(busy: float | None, idle: dict[str, Any] | None,
+               agents: int) -> tuple[float | None, str]:
+    """API server cores per agent above the run's idle window, or None and why not: a load
+    window cheaper than idle says the baseline was taken at a busier moment (or noise
+    swamps the agents' cost); such a number is not fitted or compared."""
+    if busy is None or not agents:
+        return None, ""
+    if not idle or idle.get("cpu_cores") is None:
+        why = (idle or {}).get("error", "the run has no idle window")
+        return None, f"API server CPU above idle not measurable: {why}"
+    cost = busy - idle["cpu_cores"]
+    if cost < 0:
+        return None, (f"API server CPU above idle not measurable: {busy:.3f} cores under "
+                      f"load < {idle['cpu_cores']:.3f} idle")
+    return cost / agents, ""
 
 
 def _worst(rows: list[dict[str, Any]], verbs: set[str]) -> float | None:
@@ -173,10 +195,10 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
         v["bytes_per_agent_s"] = sum(sent.values()) / agents / load_s if sent else None
     origin = scrape_origin(run_dir, s)
     if api.get("timeseries") and origin and window:
-        busy, idle = cpu_in_window(api["timeseries"], origin, window)
+        busy, _ = cpu_in_window(api["timeseries"], origin, window)
         v["apiserver_cpu"] = busy
-        if busy is not None and agents:
-            v["apiserver_cpu_per_agent"] = (busy - (idle or 0.0)) / agents
+        v["apiserver_cpu_per_agent"], why = above_idle(busy, api.get("idle"), agents)
+        notes += [why] if why else []
     elif "process" in api:
         v["apiserver_cpu"] = api["process"].get("cpu_cores_avg")
         notes.append("API server CPU averaged over the whole measurement, not the load")

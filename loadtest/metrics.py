@@ -74,6 +74,42 @@ def histogram_delta(before: Mapping[tuple[str, Labels], float],
     return {g: sorted(b.items()) for g, b in groups.items()}
 
 
+def merge_counts(parts: Iterable[Mapping[tuple[str, ...], float]]) -> dict[tuple[str, ...], float]:
+    """Counter deltas (or gauges) of several servers, summed group by group."""
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for part in parts:
+        for g, v in part.items():
+            out[g] += v
+    return dict(out)
+
+
+def merge_histograms(parts: Iterable[Mapping[tuple[str, ...], list[tuple[float, float]]]]
+                     ) -> dict[tuple[str, ...], list[tuple[float, float]]]:
+    """Histograms of several servers as one: cumulative counts summed bucket by bucket.
+
+    Servers of one version share bucket bounds; where a server lacks a bound, its count at
+    the next lower bound it has is used (cumulative buckets: a lower bound on the truth).
+    """
+    groups: dict[tuple[str, ...], list[list[tuple[float, float]]]] = defaultdict(list)
+    for part in parts:
+        for g, buckets in part.items():
+            groups[g].append(buckets)
+    out = {}
+    for g, hists in groups.items():
+        bounds = sorted({le for h in hists for le, _ in h})
+        out[g] = [(le, sum(_cumulative_at(h, le) for h in hists)) for le in bounds]
+    return out
+
+
+def _cumulative_at(buckets: list[tuple[float, float]], le: float) -> float:
+    at = 0.0
+    for bound, n in buckets:
+        if bound > le:
+            break
+        at = n
+    return at
+
+
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
     """histogram_quantile: linear interpolation inside the bucket holding rank q*count.
 

@@ -61,6 +61,10 @@ class RunConfig(Strict):
     processes: int = Field(default=1, ge=1)
     inventory: InventorySpec = InventorySpec(nodes=100, pods_per_node=10)
     scrape_interval_s: float = Field(default=5, gt=0)
+    # The idle baseline (probes running, no agent): the API servers' CPU once it is steady
+    # over this window after seeding, waiting at most idle_max_s; 0 takes none.
+    idle_window_s: float = Field(default=15, ge=0)
+    idle_max_s: float = Field(default=90, ge=0)
     dns_rate_hz: float = Field(default=10, gt=0)
     # DNS caches hide failures at first: keep probing at least this long after a change.
     dns_min_probe_s: float = Field(default=2 * dns_m.CACHE_TTL_S, ge=0)
@@ -249,6 +253,9 @@ class MainJob:
         if probe:
             probe.start()
         self.stage("measurements-started", dns=bool(probe))
+        if self.cfg.idle_window_s:
+            self.stage("idle", **api.wait_idle(self.cfg.idle_window_s, self.cfg.idle_max_s,
+                                              self.log))
         timer = None
         changed_at: list[float] = []
         if probe and self.cfg.propagation_check:
@@ -276,6 +283,7 @@ class MainJob:
             if probe:
                 self._probe_long_enough(changed_at)
             self.summary["measurements"]["apiserver"] = api.gather()
+            self._log_apiservers(self.summary["measurements"]["apiserver"])
             for o in others:
                 self.summary["measurements"][o.name] = o.gather()
             if probe:
@@ -288,7 +296,23 @@ class MainJob:
             self.summary["cluster"].update(self._apiserver_memory() or {})
             if timer:
                 self._remove_probe_services(cluster)
+            servers = self.summary["measurements"]["apiserver"].get("servers") or {}
+            if len(servers) == 1 and "apiserver_oom_kills" in self.summary["cluster"]:
+                # the provider's memory group holds the one API server (local)
+                next(iter(servers.values()))["oom_kills"] = self.summary["cluster"][
+                    "apiserver_oom_kills"]
             self.stage("load")
+
+    def _log_apiservers(self, api: dict[str, Any]) -> None:
+        """How many API servers were measured, and the harness's own failures apart."""
+        d = api.get("discovery", {})
+        self.log(f"API servers measured: {api.get('servers_measured', 0)} of "
+                 f"{api.get('servers_scraped', 0)} scraped (from {d.get('source', '?')})"
+                 + (f"; {d['note']}" if d.get("note") else ""))
+        errors = api.get("harness_errors") or {}
+        if errors.get("count"):
+            self.log(f"warning: {errors['count']} harness error(s), not the API server's: "
+                     f"{errors['errors'][0]}")
 
     def _apiserver_memory(self, reset: bool = False) -> dict[str, int | None] | None:
         """OOM kills and peak memory of the API server, where the provider budgets it."""

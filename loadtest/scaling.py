@@ -30,7 +30,7 @@ class Point:
     nodes: int
     agents: int
     cpu_cores: float | None  # API server, during load
-    cpu_per_agent: float | None  # above idle
+    cpu_per_agent: float | None  # above the run's idle window; None when not measurable
     bytes_per_agent_s: float | None
     list_p99_s: float | None
     verdict: str
@@ -38,6 +38,7 @@ class Point:
     run_dir: str = ""
     loadavg_1m: float | None = None  # the machine's, as the run started
     invalid: str = ""  # why the run measured no agent load ("" when it did)
+    cpu_not_measurable: str = ""  # why cpu_per_agent is None (e.g. below idle)
 
 
 def invalid_reason(s: dict[str, Any]) -> str:
@@ -63,14 +64,15 @@ def invalid_reason(s: dict[str, Any]) -> str:
 
 def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
     s = read_summary(run_dir)
-    v, _ = run_costs(run_dir)
+    v, notes = run_costs(run_dir)
     cfg = s.get("config", {})
     return Point(nodes=cfg.get("inventory", {}).get("nodes", 0), agents=cfg.get("agents", 0),
                  cpu_cores=v["apiserver_cpu"], cpu_per_agent=v["apiserver_cpu_per_agent"],
                  bytes_per_agent_s=v["bytes_per_agent_s"], list_p99_s=v["p99_list"],
                  verdict=s.get("verdict", "?"),
                  failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
-                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(s))
+                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(s),
+                 cpu_not_measurable=next((n for n in notes if "above idle" in n), ""))
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,8 @@ def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
                agents_per_node=min(ratios) if ratios else 1.0)
     sw.notes += [f"{p.nodes} nodes left out of the fit: {p.invalid}" for p in everything
                  if p.invalid]
+    sw.notes += [f"{p.nodes} nodes: {p.cpu_not_measurable}" for p in pts
+                 if p.cpu_not_measurable]
     if len(ratios) > 1:
         sw.notes.append(f"agents per node vary ({sorted(ratios)}): the total uses the lowest")
     sw.cpu_fit = _fit(pts, "cpu_per_agent")

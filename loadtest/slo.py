@@ -118,12 +118,19 @@ def agents_synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
 
 
 def _api_availability(a: dict[str, Any]) -> SLOResult:
-    """Did the API server answer at all? The harness scrapes as an exempt identity, so a
-    failed scrape is a server that is down or unreachable, not one that throttles."""
+    """Did every API server answer? The harness scrapes each one as an exempt identity, so
+    a failed scrape is a server that is down or unreachable, not one that throttles. Only
+    the servers' failures count: `failed` leaves out what the harness itself got wrong
+    (a /metrics text it could not parse), which the summary shows as harness_errors."""
+    servers = a.get("by_server") or {}
+    down = {s: v for s, v in servers.items() if v["failed"]}
     why = f"; {a['errors'][0]}" if a.get("errors") else ""
     return SLOResult("api-availability", "pass" if not a["failed"] else "fail",
-                     "the API server answers every metrics scrape (exempt identity)",
-                     f"{a['failed']} of {a['scrapes']} scrapes failed{why}")
+                     "every API server answers every metrics scrape (exempt identity)",
+                     f"{a['failed']} of {a['scrapes']} scrapes failed"
+                     + (f" ({len(servers)} servers)" if len(servers) > 1 else "") + why,
+                     [f"{s}: {v['failed']} of {v['scrapes']} scrapes failed in "
+                      f"{len(v['outages'])} outage(s)" for s, v in sorted(down.items())])
 
 
 def _break_glass(b: dict[str, Any], s: ApiSLO) -> SLOResult:

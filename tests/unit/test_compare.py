@@ -178,3 +178,27 @@ def test_relative_change_is_worse_when_positive_even_below_zero() -> None:
     assert mc.relative is not None and mc.relative > 0  # the candidate costs more
     lo, hi = mc.relative_bounds()
     assert lo is not None and hi is not None and lo <= mc.relative <= hi
+
+
+def test_cost_below_idle_is_not_measurable(tmp_path: Path) -> None:
+    assert compare.above_idle(0.5, {"cpu_cores": 0.1}, 10) == (pytest.approx(0.04), "")
+    value, why = compare.above_idle(0.2, {"cpu_cores": 0.3}, 10)
+    assert value is None and why == ("API server CPU above idle not measurable: 0.200 cores "
+                                     "under load < 0.300 idle")
+    assert compare.above_idle(0.2, None, 10)[1].endswith("the run has no idle window")
+    # a recorded run whose idle window was busier than its load: no number, and why
+    run = tmp_path / "run"
+    shutil.copytree(V2, run)
+    s = json.loads((run / "summary.json").read_text())
+    s["measurements"]["apiserver"]["idle"] = {"cpu_cores": 5.0, "settled": True}
+    (run / "summary.json").write_text(json.dumps(s))
+    v, notes = compare.run_costs(run)
+    assert v["apiserver_cpu"] and v["apiserver_cpu_per_agent"] is None
+    assert any("above idle not measurable" in n for n in notes)
+    # ... and a comparison leaves the metric out instead of comparing nonsense
+    base = tmp_path / "base"
+    shutil.copytree(V2, base)
+    s["measurements"]["apiserver"]["idle"] = {"cpu_cores": 0.0, "settled": True}
+    (base / "summary.json").write_text(json.dumps(s))
+    assert compare.run_costs(base)[0]["apiserver_cpu_per_agent"]
+    assert "apiserver_cpu_per_agent" not in compare.compare_runs([base], [run], []).metrics

@@ -104,3 +104,12 @@ def test_a_run_whose_agents_did_not_sync_unrefused_is_kept_out_of_the_fit():
     down["measurements"]["apiserver"]["harness_access"] = {"scrapes": 20, "failed": 15}
     assert invalid_reason(down).startswith("the API server stopped answering (15 of 20")
     assert "no request" in invalid_reason({"measurements": {"client": {"requests": 0}}})
+
+
+def test_a_point_below_idle_is_not_fitted_and_says_why() -> None:
+    pts = [_point(20), _point(50), _point(100)]
+    pts[0].cpu_per_agent = None
+    pts[0].cpu_not_measurable = "API server CPU above idle not measurable: 0.1 < 0.2 idle"
+    sw = scaling.analyse("x", pts, cores=2)
+    assert sw.cpu_fit and sw.cpu_fit.intercept == pytest.approx(A)  # from 50 and 100 alone
+    assert "20 nodes: API server CPU above idle not measurable: 0.1 < 0.2 idle" in sw.notes
