@@ -115,10 +115,13 @@ class Endpoint:
 
 
 def ssl_context(ca_file: str | None, cert: str | None = None,
-                key: str | None = None) -> ssl.SSLContext:
+                key: str | None = None, insecure: bool = False) -> ssl.SSLContext:
     # gevent's SSLContext (not create_default_context, which returns the stdlib class):
     # a stdlib SSL socket would block the whole process on every read.
     ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if insecure:  # the kubeconfig's insecure-skip-tls-verify
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
     else:
