@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from loadtest import toolchain
+from loadtest import processes, toolchain
 from loadtest.clusters import local
 from loadtest.clusters.base import Cluster
 
@@ -38,16 +38,10 @@ def environment() -> dict[str, Any]:
         return r.stdout.strip()
 
     return {"cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "mem_total_kib": _meminfo("MemTotal"), "commit": git("rev-parse", "HEAD"),
+            "mem_total_kib": processes.memory_total_bytes() // 1024,
+            "commit": git("rev-parse", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "python": sys.version.split()[0], "tools": toolchain.versions()}
-
-
-def _meminfo(key: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from loadtest import toolchain
+from loadtest import processes, toolchain
 from loadtest.errors import ConfigError
 
 RESULTS_VERSION = 1
@@ -29,15 +29,9 @@ def environment() -> dict[str, Any]:
                                 text=True, cwd=toolchain.REPO_ROOT, timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
     return {"host": platform.node(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
+            "cpus": os.cpu_count(),
+            "memory_gib": round(processes.memory_total_bytes() / 2**30, 1),
             "platform": platform.platform(), "commit": commit, "tools": toolchain.versions()}
 
 
