@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -19,29 +17,16 @@ from typing import Any
 
 import yaml
 
-from loadtest import processes, toolchain
+from loadtest import toolchain
 from loadtest.clusters import local
 from loadtest.clusters.base import Cluster
+from loadtest.results import environment
 
 RESULTS = toolchain.REPO_ROOT / "results" / "bench"
 
 
 def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def environment() -> dict[str, Any]:
-    """Machine, commit and tool versions, so a figure can be traced to what produced it."""
-    def git(*a: str) -> str:
-        r = subprocess.run(["git", "-C", str(toolchain.REPO_ROOT), *a], capture_output=True,
-                           text=True, check=False)
-        return r.stdout.strip()
-
-    return {"cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "mem_total_kib": processes.memory_total_bytes() // 1024,
-            "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "python": sys.version.split()[0], "tools": toolchain.versions()}
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loadtest.errors import ConfigError, LoadtestError
-from loadtest.results import read_summary
+from loadtest.results import COMPARABLE, read_summary
 
 Values = dict[str, float | None]
 
@@ -207,7 +207,7 @@ def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
     env = summary.get("environment", {})
     cfg = summary.get("config", {})
     cluster = summary.get("cluster", {})
-    flat = {k: env.get(k) for k in ("host", "cpus", "memory_gib", "platform", "python")}
+    flat = {k: env.get(k) for k in COMPARABLE}
     flat.update({f"tools.{k}": v for k, v in (env.get("tools") or {}).items()})
     flat.update({"cluster.provider": cluster.get("provider"),
                  "cluster.version": cluster.get("version"),

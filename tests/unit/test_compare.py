@@ -171,3 +171,15 @@ def test_relative_change_is_worse_when_positive_even_below_zero() -> None:
     assert mc.relative is not None and mc.relative > 0  # the candidate costs more
     lo, hi = mc.relative_bounds()
     assert lo is not None and hi is not None and lo <= mc.relative <= hi
+
+
+def test_runs_benchmarks_and_compare_share_one_environment() -> None:
+    from benchmarks import common
+    from loadtest import results
+
+    env = results.environment()
+    assert common.environment is results.environment
+    assert {*results.COMPARABLE, "commit", "dirty", "load_average", "tools"} <= env.keys()
+    assert len(env["load_average"]) == 3 and isinstance(env["dirty"], bool)
+    flat = compare.fingerprint({"environment": env})
+    assert {k: flat[k] for k in results.COMPARABLE} == {k: env[k] for k in results.COMPARABLE}
