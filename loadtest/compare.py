@@ -147,7 +147,7 @@ def seat_seconds(run_dir: Path, window: tuple[float, float]) -> float | None:
                for a, b in zip(series, series[1:], strict=False))
 
 
-def _worst(rows: list[dict[str, Any]], verbs: set[str]) -> float | None:
+def _worst(rows: list[dict[str, Any]], verbs: frozenset[str] | set[str]) -> float | None:
     vals = [r["p99"] for r in rows if r["verb"] in verbs and r["p99"] is not None
             and r["metric"] == "apiserver_request_duration_seconds"]
     return max(vals) if vals else None

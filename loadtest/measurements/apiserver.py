@@ -34,8 +34,6 @@ FAMILIES = (
     "process_resident_memory_bytes",
 )
 LATENCY_BY = ("verb", "resource", "scope")
-READ_VERBS = {"GET", "LIST"}
-MUTATING_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 
 
 class ApiserverMetrics:
