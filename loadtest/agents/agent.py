@@ -35,6 +35,7 @@ from geventhttpclient import HTTPClient
 
 from loadtest.agents import wire
 from loadtest.agents.profile import AgentProfile, Backoff, Poll, Target, Watch
+from loadtest.stats import percentile
 
 # Locust's request event: (request_type, name, response_time_ms, response_length, exception)
 Report = Callable[..., None]
@@ -92,12 +93,11 @@ class AgentStats:
                 "watch_first_event_ms": _summary(self.first_event_ms)}
 
 
-def _summary(xs: list[float]) -> dict[str, float]:
+def _summary(xs: list[float]) -> dict[str, float | None]:
     if not xs:
         return {"count": 0}
-    s = sorted(xs)
-    return {"count": len(s), "p50": s[len(s) // 2], "p99": s[min(len(s) - 1, int(len(s) * .99))],
-            "max": s[-1]}
+    return {"count": len(xs), "p50": percentile(xs, 0.5), "p99": percentile(xs, 0.99),
+            "max": max(xs)}
 
 
 @dataclass(frozen=True)

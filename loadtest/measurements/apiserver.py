@@ -15,6 +15,7 @@ from loadtest import metrics
 from loadtest.clusters.base import Cluster, http_client
 from loadtest.measurements.base import Ticker
 from loadtest.results import JsonlWriter, read_jsonl
+from loadtest.stats import percentile
 
 FAMILIES = (
     "apiserver_request_duration_seconds",
@@ -136,12 +137,13 @@ def summarize(records: list[dict[str, Any]], window_s: float = 300.0) -> dict[st
 
 
 def _access(records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
-    lat = sorted(r["scrape_ms"] for r in records)
+    lat = [r["scrape_ms"] for r in records]
+    worst = max(lat, default=None)
     return {"scrapes": len(records), "failed": len(failed),
-            "scrape_ms_p50": lat[len(lat) // 2] if lat else None,
-            "scrape_ms_max": lat[-1] if lat else None,
+            "scrape_ms_p50": percentile(lat, 0.5),
+            "scrape_ms_max": worst,
             # the break-glass path is what an operator would use to roll back
-            "degraded": bool(failed) or (bool(lat) and lat[-1] > 5000),
+            "degraded": bool(failed) or (worst is not None and worst > 5000),
             "errors": [r["error"] for r in failed[:5]]}
 
 
