@@ -233,7 +233,7 @@ class Agent:
                 gevent.sleep(e.retry_after)
             except gevent.GreenletExit:
                 raise
-            except Exception:  # noqa: BLE001 - any other failure: back off, then retry
+            except Exception:  # noqa: BLE001 - as an informer: count any failure, back off, retry
                 self.stats.errors += 1
                 gevent.sleep(backoff.next())
 
@@ -251,7 +251,7 @@ class Agent:
                 gevent.sleep(e.retry_after)
             except gevent.GreenletExit:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - as a poller: count any failure, back off, retry
                 self.stats.errors += 1
                 gevent.sleep(backoff.next())
 

@@ -67,7 +67,7 @@ class ApiserverMetrics:
             # the API server's answer time only: parsing below is the harness's own CPU
             scrape_ms = (time.monotonic() - t0) * 1000
             samples = metrics.parse(r.text, FAMILIES)
-        except Exception as e:  # noqa: BLE001 - a failed scrape is data: the harness lost access
+        except Exception as e:  # noqa: BLE001 - recorded, type and all; raising would end the sampler
             self.writer.write({"t": time.time(), "scrape_ms": (time.monotonic() - t0) * 1000,
                                "error": f"{type(e).__name__}: {e}"[:300]})
             return
