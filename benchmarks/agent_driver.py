@@ -19,6 +19,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -29,6 +30,7 @@ import gevent  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtest import processes  # noqa: E402
 from loadtest.agents.agent import Agent, AgentStats  # noqa: E402
 from loadtest.agents.identity import Identities, ensure_rbac  # noqa: E402
 from loadtest.agents.profile import load_profile  # noqa: E402
@@ -41,10 +43,8 @@ def cpu() -> float:
 
 
 def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    got = processes.cpu_rss(os.getpid())
+    return got[1] if got else 0
 
 
 def list_nodes(cluster: Cluster, selector: str) -> list[str]:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -22,32 +20,13 @@ import yaml
 from loadtest import toolchain
 from loadtest.clusters import local
 from loadtest.clusters.base import Cluster
+from loadtest.results import environment
 
 RESULTS = toolchain.REPO_ROOT / "results" / "bench"
 
 
 def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def environment() -> dict[str, Any]:
-    """Machine, commit and tool versions, so a figure can be traced to what produced it."""
-    def git(*a: str) -> str:
-        r = subprocess.run(["git", "-C", str(toolchain.REPO_ROOT), *a], capture_output=True,
-                           text=True, check=False)
-        return r.stdout.strip()
-
-    return {"cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "mem_total_kib": _meminfo("MemTotal"), "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "python": sys.version.split()[0], "tools": toolchain.versions()}
-
-
-def _meminfo(key: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loadtest.errors import ConfigError, LoadtestError
-from loadtest.results import read_summary
+from loadtest.results import COMPARABLE, read_summary
 
 Values = dict[str, float | None]
 
@@ -169,7 +169,7 @@ def above_idle(busy: float | None, idle: dict[str, Any] | None,
     return cost / agents, ""
 
 
-def _worst(rows: list[dict[str, Any]], verbs: set[str]) -> float | None:
+def _worst(rows: list[dict[str, Any]], verbs: frozenset[str] | set[str]) -> float | None:
     vals = [r["p99"] for r in rows if r["verb"] in verbs and r["p99"] is not None
             and r["metric"] == "apiserver_request_duration_seconds"]
     return max(vals) if vals else None
@@ -229,7 +229,7 @@ def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
     env = summary.get("environment", {})
     cfg = summary.get("config", {})
     cluster = summary.get("cluster", {})
-    flat = {k: env.get(k) for k in ("host", "cpus", "memory_gib", "platform", "python")}
+    flat = {k: env.get(k) for k in COMPARABLE}
     flat.update({f"tools.{k}": v for k, v in (env.get("tools") or {}).items()})
     flat.update({"cluster.provider": cluster.get("provider"),
                  "cluster.version": cluster.get("version"),

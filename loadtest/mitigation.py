@@ -19,6 +19,7 @@ import yaml
 from loadtest.agents.identity import GROUP, NAMESPACE
 from loadtest.clusters.base import Cluster, apply_object, http_client, response_message
 from loadtest.errors import ClusterError, ConfigError
+from loadtest.slo import MUTATING_VERBS
 
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 NAME = "loadtest-agents"
@@ -174,7 +175,7 @@ def others_view(summary: dict[str, Any]) -> dict[str, Any]:
         "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
                                      and n not in AGENTS_OWN_SLOS),
         "mutating_p99_s": max((r["p99_worst_window"] or 0 for r in api.get("latency", [])
-                               if r["verb"] in ("POST", "PUT", "PATCH", "DELETE")
+                               if r["verb"] in MUTATING_VERBS
                                and r["metric"].endswith("sli_duration_seconds")), default=None),
         "others_apf_rejected": others_rejected,
         "others_apf_wait_p99_s": max((w["p99"] or 0 for w in others_wait), default=None),

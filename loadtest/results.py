@@ -16,29 +16,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from loadtest import toolchain
+from loadtest import processes, toolchain
 from loadtest.errors import ConfigError
 
 RESULTS_VERSION = 1
 
 
+# The fields of `environment()` that must match for two runs (or figures) to be comparable;
+# the commit, its dirtiness and the load are reported beside them, not required to match.
+COMPARABLE = ("host", "cpus", "memory_gib", "platform", "python")
+
+
 def environment() -> dict[str, Any]:
-    """Where a run happened, so results from different machines are never compared blindly."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=toolchain.REPO_ROOT, timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        commit = ""
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
+    """Where a run or benchmark happened, so results from different machines are never
+    compared blindly and a figure can be traced to what produced it."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True,
+                                  cwd=toolchain.REPO_ROOT, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
     return {"host": platform.node(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
-            "platform": platform.platform(), "commit": commit, "tools": toolchain.versions()}
+            "cpus": os.cpu_count(),
+            "memory_gib": round(processes.memory_total_bytes() / 2**30, 1),
+            "platform": platform.platform(), "commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "tools": toolchain.versions()}
 
 
 class JsonlWriter:

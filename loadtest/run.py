@@ -136,7 +136,7 @@ def check_cluster(cluster: Cluster) -> dict[str, Any]:
             r = c.get("/readyz")
             elapsed = time.monotonic() - t0
             version = c.get("/version").json().get("gitVersion", "?")
-    except Exception as e:  # noqa: BLE001 - any transport failure means unreachable
+    except (httpx.HTTPError, OSError, ValueError) as e:  # transport, TLS, a non-JSON answer
         raise unreachable(cluster, e) from None
     if r.status_code != 200:
         raise not_ready(cluster, r)

@@ -20,8 +20,9 @@ from pydantic import Field
 from loadtest import config
 from loadtest.config import Strict
 
-READ_VERBS = {"GET", "LIST"}
-MUTATING_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
+# The API server's verb label (apiserver_request_* metrics) by SLI; the one set every module uses.
+READ_VERBS = frozenset({"GET", "LIST"})
+MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
 
 
 class ApiSLO(Strict):

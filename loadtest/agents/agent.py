@@ -35,6 +35,7 @@ from geventhttpclient import HTTPClient
 
 from loadtest.agents import wire
 from loadtest.agents.profile import AgentProfile, Backoff, Poll, Target, Watch
+from loadtest.stats import percentile
 
 # Locust's request event: (request_type, name, response_time_ms, response_length, exception)
 Report = Callable[..., None]
@@ -92,12 +93,11 @@ class AgentStats:
                 "watch_first_event_ms": _summary(self.first_event_ms)}
 
 
-def _summary(xs: list[float]) -> dict[str, float]:
+def _summary(xs: list[float]) -> dict[str, float | None]:
     if not xs:
         return {"count": 0}
-    s = sorted(xs)
-    return {"count": len(s), "p50": s[len(s) // 2], "p99": s[min(len(s) - 1, int(len(s) * .99))],
-            "max": s[-1]}
+    return {"count": len(xs), "p50": percentile(xs, 0.5), "p99": percentile(xs, 0.99),
+            "max": max(xs)}
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,13 @@ class Endpoint:
 
 
 def ssl_context(ca_file: str | None, cert: str | None = None,
-                key: str | None = None) -> ssl.SSLContext:
+                key: str | None = None, insecure: bool = False) -> ssl.SSLContext:
     # gevent's SSLContext (not create_default_context, which returns the stdlib class):
     # a stdlib SSL socket would block the whole process on every read.
     ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if insecure:  # the kubeconfig's insecure-skip-tls-verify
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
     else:
@@ -230,7 +233,7 @@ class Agent:
                 gevent.sleep(e.retry_after)
             except gevent.GreenletExit:
                 raise
-            except Exception:  # noqa: BLE001 - any other failure: back off, then retry
+            except Exception:  # noqa: BLE001 - as an informer: count any failure, back off, retry
                 self.stats.errors += 1
                 gevent.sleep(backoff.next())
 
@@ -248,7 +251,7 @@ class Agent:
                 gevent.sleep(e.retry_after)
             except gevent.GreenletExit:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - as a poller: count any failure, back off, retry
                 self.stats.errors += 1
                 gevent.sleep(backoff.next())
 

@@ -87,7 +87,7 @@ class Identities:
         self.mode = profile.identity
         with_cert = self.mode == "impersonate"
         self._ctx = ssl_context(cluster.ca_file, cluster.client_cert if with_cert else None,
-                                cluster.client_key if with_cert else None)
+                                cluster.client_key if with_cert else None, cluster.insecure)
         self._shared: str | None = None
 
     def endpoint(self, index: int) -> Endpoint:

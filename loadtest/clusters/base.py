@@ -31,6 +31,8 @@ class Cluster:
     client_cert: str | None = None
     client_key: str | None = None
     token: str | None = field(default=None, repr=False)
+    # the kubeconfig's insecure-skip-tls-verify: the API server's certificate is not checked
+    insecure: bool = False
     # (host, port) of the cluster DNS as the harness can reach it, if it can ...
     dns: tuple[str, int] | None = None
     # ... from inside this container's network namespace (kind), or from the host (None).
@@ -100,6 +102,9 @@ def client_options(cluster: Cluster, timeout: float = 10.0) -> dict[str, Any]:
     """httpx client options for talking to the cluster's API server with its credentials."""
     headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}
     verify = ssl.create_default_context(cafile=cluster.ca_file)
+    if cluster.insecure:
+        verify.check_hostname = False
+        verify.verify_mode = ssl.CERT_NONE
     if cluster.client_cert:
         verify.load_cert_chain(cluster.client_cert, cluster.client_key)
     return {"base_url": cluster.server, "headers": headers, "verify": verify,

@@ -6,52 +6,45 @@ opts in explicitly (see `loadtest.clusters.require_load_allowed`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import yaml
 
 from loadtest import kubeconfig, toolchain
 from loadtest.clusters.base import Cluster
 from loadtest.errors import ClusterError, ConfigError
 
 
-def default_kubeconfig() -> Path:
-    env = os.environ.get("KUBECONFIG", "")
-    return Path(env.split(os.pathsep)[0]) if env else Path.home() / ".kube" / "config"
-
-
 class ExistingProvider:
     name = "existing"
 
     def __init__(self, kubeconfig_path: Path | None = None) -> None:
-        self.kubeconfig = Path(kubeconfig_path or default_kubeconfig())
+        # a file or a KUBECONFIG-style list of files
+        self.kubeconfig = str(kubeconfig_path or kubeconfig.default_spec())
 
     def create(self, cluster_name: str) -> Cluster:
         raise ClusterError("the existing provider never creates clusters; "
                            "use --provider local or kind, or name a kubeconfig context")
 
     def get(self, cluster_name: str) -> Cluster | None:
-        """`cluster_name` is a context of the kubeconfig ('' for its current context)."""
+        """`cluster_name` is a context of the kubeconfig ('' for its current context); None
+        when there is no such context. A kubeconfig that cannot be read is a ConfigError."""
         try:
             creds = kubeconfig.read(self.kubeconfig, cluster_name or None,
                                     data_dir=toolchain.cache_dir() / "existing")
-        except ConfigError as e:
-            if "no entry named" in str(e):
-                return None
-            raise
-        return Cluster(name=creds.context, provider=self.name, kubeconfig=self.kubeconfig,
+        except kubeconfig.NoSuchContext:
+            return None
+        return Cluster(name=creds.context, provider=self.name,
+                       kubeconfig=creds.source or Path(self.kubeconfig),
                        context=creds.context, server=creds.server, ca_file=creds.ca_file,
                        client_cert=creds.client_cert, client_key=creds.client_key,
-                       token=creds.token, metrics={"apiserver": creds.server + "/metrics"},
+                       token=creds.token, insecure=creds.insecure,
+                       metrics={"apiserver": creds.server + "/metrics"},
                        created_by_harness=False)
 
     def list(self) -> list[str]:
         try:
-            doc = yaml.safe_load(self.kubeconfig.read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            return kubeconfig.contexts(self.kubeconfig)
+        except ConfigError:
             return []
-        return [c.get("name", "") for c in doc.get("contexts") or []]
 
     def delete(self, cluster_name: str) -> None:
         raise ClusterError("the existing provider never deletes clusters")

@@ -24,7 +24,7 @@ import dns.query
 import dns.rcode
 import yaml
 
-from loadtest import cgroups, kubeconfig, toolchain
+from loadtest import cgroups, kubeconfig, processes, toolchain
 from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, LoadtestError
 from loadtest.proc import run, stop_group, stop_pidfile
@@ -182,7 +182,7 @@ class LocalProvider:
         if not d.exists():
             return
         # Recorded first: a process in exit has an empty cmdline but may still hold its ports.
-        pids = _pids_mentioning(d)
+        pids = list(processes.mentioning(str(d)))
         stop_pidfile(d / "coredns.pid")
         kwokctl = toolchain.bin_dir() / "kwokctl"
         if (d / "kwok").exists() and kwokctl.exists():
@@ -191,11 +191,11 @@ class LocalProvider:
                     "kwokctl delete cluster", env={"KWOK_WORKDIR": str(d / "kwok")}, timeout=120)
             except CommandError as e:
                 self.log(f"warning: {e}")
-        for pid in _pids_mentioning(d):
+        for pid in processes.mentioning(str(d)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         # Return only when every process is gone, so its ports are free for the next cluster.
-        until(lambda: not any(map(_running, pids)), timeout=30, interval=0.1,
+        until(lambda: not any(map(processes.running, pids)), timeout=30, interval=0.1,
               what=f"processes of cluster {cluster_name} to exit")
         cgroups.remove(cluster_name)
         shutil.rmtree(d, ignore_errors=True)
@@ -328,34 +328,3 @@ def _http_ok(url: str) -> bool:
     import httpx
 
     return httpx.get(url, timeout=2).status_code == 200
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _pids_mentioning(d: Path) -> list[int]:
-    """Processes running from or on files in the cluster's directory."""
-    needle = str(d)
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and needle in _cmdline(int(p.name))]
-
-
-def _running(pid: int) -> bool:
-    """True until every thread has exited: a Go process's leader turns zombie while its other
-    threads may still hold the listening sockets, so each task's state is checked."""
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return False
-    for task in tasks:
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-            return True
-    return False

@@ -35,6 +35,7 @@ from loadtest import metrics
 from loadtest.clusters.base import Cluster, http_client
 from loadtest.measurements.base import Ticker
 from loadtest.results import JsonlWriter, read_jsonl
+from loadtest.stats import percentile
 
 FAMILIES = (
     "apiserver_request_duration_seconds",
@@ -55,8 +56,6 @@ FAMILIES = (
     "process_start_time_seconds",
 )
 LATENCY_BY = ("verb", "resource", "scope")
-READ_VERBS = {"GET", "LIST"}
-MUTATING_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 # Where the `kubernetes` Service's endpoints are (the label every EndpointSlice controller sets).
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 SLICE_SELECTOR = "kubernetes.io/service-name=kubernetes"
@@ -539,7 +538,7 @@ def _access(scrapes: list[dict[str, Any]]) -> dict[str, Any]:
         s.pop("_down", None)
     return {"scrapes": sum(s["scrapes"] for s in by_server.values()),
             "failed": sum(s["failed"] for s in by_server.values()),
-            "scrape_ms_p50": lat[len(lat) // 2] if lat else None,
+            "scrape_ms_p50": percentile(lat, 0.5),
             "scrape_ms_max": lat[-1] if lat else None,
             # the break-glass path is what an operator would use to roll back
             "degraded": bool(failed) or (bool(lat) and lat[-1] > 5000),

@@ -1,4 +1,4 @@
-"""CPU seconds and RSS per process, read from /proc, for the components of a local cluster.
+"""CPU seconds and RSS per process, for the components of a local cluster.
 
 Benchmarks take a snapshot before and after a phase and subtract: the deltas say where the
 time went (harness, kube-apiserver, etcd, KWOK, controller manager). A local cluster's
@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest import processes
+
 # Executable basename -> component name; anything else in the cluster dir is "other".
 COMPONENTS = {
     "etcd": "etcd",
@@ -21,8 +23,6 @@ COMPONENTS = {
     "kwok": "kwok-controller",
     "coredns": "coredns",
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass(frozen=True)
@@ -33,47 +33,22 @@ class ProcSample:
     rss_bytes: int
 
 
-def parse_stat(text: str) -> tuple[float, int]:
-    """(user+system CPU seconds, RSS bytes) from the text of /proc/PID/stat.
-
-    The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    """
-    rest = text[text.rindex(")") + 2:].split()
-    # rest[0] is field 3 (state); utime, stime are fields 14, 15; rss (pages) is field 24.
-    utime, stime, rss_pages = int(rest[11]), int(rest[12]), int(rest[21])
-    return (utime + stime) / CLK_TCK, rss_pages * PAGE
-
-
 def component_of(argv: list[str]) -> str:
     return COMPONENTS.get(Path(argv[0]).name, "other") if argv else "other"
 
 
 def sample(pid: int, component: str = "") -> ProcSample | None:
-    try:
-        cpu, rss = parse_stat(Path(f"/proc/{pid}/stat").read_text())
-        if not component:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            component = component_of([a.decode(errors="replace") for a in argv if a])
-    except (OSError, ValueError, IndexError):
-        return None  # gone between listing and reading
-    return ProcSample(pid, component, cpu, rss)
+    """None when the process is gone."""
+    got = processes.cpu_rss(pid)
+    if got is None:
+        return None
+    return ProcSample(pid, component or component_of(processes.argv(pid)), *got)
 
 
 def cluster_pids(state_dir: Path) -> dict[int, str]:
     """PIDs whose command line mentions the cluster's state dir, with their component."""
-    needle = str(state_dir).encode()
-    out: dict[int, str] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            raw = (d / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in raw:
-            argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-            out[int(d.name)] = component_of(argv)
-    return out
+    return {pid: component_of(argv)
+            for pid, argv in processes.mentioning(str(state_dir)).items()}
 
 
 def snapshot(pids: dict[int, str]) -> dict[str, ProcSample]:

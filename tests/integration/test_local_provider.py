@@ -4,12 +4,12 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import dns.rcode
 import pytest
 from kubernetes import client
 
+from loadtest import processes
 from loadtest.clusters import Cluster, get_provider, http_client
 from loadtest.clusters.local import dns_query, state_root
 from loadtest.errors import ClusterError
@@ -20,16 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _processes_mentioning(needle: str) -> list[str]:
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if needle in cmd:
-                found.append(cmd)
-    return found
+    return [" ".join(argv) for argv in processes.mentioning(needle).values()]
 
 
 def test_apiserver_is_ready_and_bound_to_loopback(loadtest_cluster: Cluster):
@@ -143,7 +134,7 @@ def test_restart_dns_replaces_coredns_without_losing_a_query(loadtest_cluster: C
     stop.set()
     t.join()
     after = int((d / "coredns.pid").read_text())
-    assert after != before and not Path(f"/proc/{before}/cmdline").exists()
+    assert after != before and not processes.argv(before)
     # the new instance served before the old one left (a rollout with surge)
     assert len(answers) > 20 and set(answers) == {"NOERROR"}, [
         (i, a) for i, a in enumerate(answers) if a != "NOERROR"]
@@ -187,7 +178,6 @@ def test_apiserver_memory_budget_is_a_cgroup_of_its_own():
     import os
 
     from loadtest import cgroups
-    from loadtest.clusters.local import _cmdline
 
     if os.geteuid() != 0:
         pytest.skip("a cgroup memory limit needs root")
@@ -197,7 +187,7 @@ def test_apiserver_memory_budget_is_a_cgroup_of_its_own():
     try:
         assert int((group / limit_file).read_text()) == 2**30
         pids = (group / "cgroup.procs").read_text().split()
-        assert pids and all("kube-apiserver" in _cmdline(int(p)) for p in pids)
+        assert pids and all("kube-apiserver" in " ".join(processes.argv(int(p))) for p in pids)
         usage = provider.apiserver_memory_usage("it-mem")
         assert usage["apiserver_oom_kills"] == 0
         # the group holds the running API server and its memory (v1 moves the charge along)

@@ -50,3 +50,19 @@ def test_local_provider_refuses_bad_names_before_doing_anything(tmp_path, monkey
     with pytest.raises(ClusterError, match="invalid cluster name"):
         get_provider("local").create("Bad_Name")
     assert not (tmp_path / "local").exists()
+
+
+def test_check_cluster_says_unreachable_in_one_line_and_lets_bugs_through(monkeypatch):
+    from loadtest import run
+
+    dead = _cluster(server="https://127.0.0.1:1")
+    with pytest.raises(ClusterError, match="cannot reach the API server") as e:
+        run.check_cluster(dead)
+    assert "\n" not in str(e.value)
+
+    def broken(*_a, **_k):
+        raise TypeError("a bug, not an unreachable server")
+
+    monkeypatch.setattr(run, "http_client", broken)
+    with pytest.raises(TypeError):
+        run.check_cluster(dead)

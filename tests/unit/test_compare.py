@@ -202,3 +202,15 @@ def test_cost_below_idle_is_not_measurable(tmp_path: Path) -> None:
     (base / "summary.json").write_text(json.dumps(s))
     assert compare.run_costs(base)[0]["apiserver_cpu_per_agent"]
     assert "apiserver_cpu_per_agent" not in compare.compare_runs([base], [run], []).metrics
+
+
+def test_runs_benchmarks_and_compare_share_one_environment() -> None:
+    from benchmarks import common
+    from loadtest import results
+
+    env = results.environment()
+    assert common.environment is results.environment
+    assert {*results.COMPARABLE, "commit", "dirty", "load_average", "tools"} <= env.keys()
+    assert len(env["load_average"]) == 3 and isinstance(env["dirty"], bool)
+    flat = compare.fingerprint({"environment": env})
+    assert {k: flat[k] for k in results.COMPARABLE} == {k: env[k] for k in results.COMPARABLE}

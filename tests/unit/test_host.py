@@ -5,17 +5,6 @@ import pytest
 
 from loadtest.measurements import host
 
-# A real /proc/PID/stat line, with a command name holding a space and a parenthesis.
-STAT = ("4242 (kube (apiserver) S 1 4242 4242 0 -1 4194560 100 0 0 0 "
-        "250 150 0 0 20 0 12 0 1000 123456789 3000 18446744073709551615 "
-        "1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0")
-
-
-def test_parse_stat_cpu_and_rss() -> None:
-    cpu, rss = host.parse_stat(STAT)
-    assert cpu == (250 + 150) / host.CLK_TCK
-    assert rss == 3000 * host.PAGE
-
 
 def test_component_of_maps_binaries() -> None:
     assert host.component_of(["/x/bin/kube-apiserver", "--a"]) == "kube-apiserver"

@@ -106,3 +106,13 @@ def test_every_round_is_judged():
 def test_break_glass_failures_alone_are_harm():
     v, reasons = mitigation.verdict({**FINE, "break_glass_failed": 12}, FINE)
     assert v == mitigation.HOLDS and "12 rollback PATCHes failed" in reasons[0]
+
+
+def test_others_mutating_latency_counts_every_mutating_verb():
+    def row(verb: str, p99: float) -> dict:
+        return {"verb": verb, "p99_worst_window": p99,
+                "metric": "apiserver_request_sli_duration_seconds"}
+
+    summary = {"measurements": {"apiserver": {"latency": [
+        row("PATCH", 0.2), row("APPLY", 0.7), row("DELETECOLLECTION", 1.5), row("LIST", 9.0)]}}}
+    assert mitigation.others_view(summary)["mutating_p99_s"] == 1.5
