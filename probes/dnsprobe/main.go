@@ -5,7 +5,8 @@
 // glibc's search-list and retry semantics (resolver.go), open-loop (probe.go). Every lookup
 // is one JSON line on stdout, so the harness reads results as they are made by following
 // the pod's log; a "start" line names the process and its resolver, a "tick" line every
-// 5 s says how far the schedule got and how many lookups are in flight.
+// 5 s says how far the schedule got and how many lookups are in flight. On SIGTERM it stops
+// scheduling, waits up to --drain for the lookups in flight, and writes a "stop" line.
 //
 //	dnsprobe --rate 10 --name kubernetes=kubernetes.default --missing external=x.example.invalid
 package main
@@ -47,6 +48,7 @@ func main() {
 	rate := flag.Float64("rate", 10, "lookups per second")
 	maxInflight := flag.Int("max-inflight", 256, "lookups pending at most; a slot over it is a failure")
 	duration := flag.Duration("duration", 6*time.Hour, "stop probing after this long (then idle until SIGTERM)")
+	drain := flag.Duration("drain", 25*time.Second, "on stop, wait this long for lookups in flight")
 	flag.Var(nameFlag{&names, true}, "name", "KIND=NAME that must resolve (repeatable)")
 	flag.Var(nameFlag{&names, false}, "missing", "KIND=NAME that must answer NXDOMAIN (repeatable)")
 	flag.Parse()
@@ -93,6 +95,7 @@ func main() {
 	if signalled.Err() != nil {
 		reason = "signal"
 	}
+	p.Drain(*drain)
 	out.write(map[string]any{"event": "stop", "i": p.Instance, "t": unix(time.Now()),
 		"reason": reason, "next_slot": next, "inflight": p.Inflight()})
 	<-signalled.Done() // a DaemonSet restarts containers that exit: idle until deleted

@@ -45,16 +45,15 @@ type Probe struct {
 	Resolver    *Resolver
 	Emit        func(Record)
 	inflight    atomic.Int64
+	pending     sync.WaitGroup
 }
 
 // Inflight is the number of lookups sent and not yet answered.
 func (p *Probe) Inflight() int64 { return p.inflight.Load() }
 
 // Run probes from start until ctx ends; it returns the next slot number (slots scheduled)
-// and does not wait for lookups still in flight.
+// and does not wait for lookups still in flight (Drain does).
 func (p *Probe) Run(ctx context.Context, start time.Time, tick func(next int)) int {
-	var wg sync.WaitGroup
-	defer func() { go wg.Wait() }()
 	interval := time.Duration(float64(time.Second) / p.Rate)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -79,9 +78,9 @@ func (p *Probe) Run(ctx context.Context, start time.Time, tick func(next int)) i
 			continue
 		}
 		p.inflight.Add(1)
-		wg.Add(1)
+		p.pending.Add(1)
 		go func() {
-			defer wg.Done()
+			defer p.pending.Done()
 			defer p.inflight.Add(-1)
 			res := p.Resolver.Lookup(n.Name)
 			rec.Ms = float64(time.Since(due).Microseconds()) / 1000
@@ -93,6 +92,19 @@ func (p *Probe) Run(ctx context.Context, start time.Time, tick func(next int)) i
 			rec.Error = rec.Cause != ""
 			p.Emit(rec)
 		}()
+	}
+}
+
+// Drain waits up to timeout for the lookups in flight, so those of the last seconds are
+// recorded too (when DNS is down they are the failures); false if some are still pending.
+func (p *Probe) Drain(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { p.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
 	}
 }
 
