@@ -18,7 +18,7 @@ with its trailing dot: one query, as the node-namespace probe asks).
 kubeadm's Corefile forwards names outside cluster.local to the node's resolvers; here that
 would send probe traffic off the machine (an external name's last candidate, any name's when
 CoreDNS answers SERVFAIL). On clusters the harness created, CoreDNS is made offline first, as
-the local provider's is: no `forward`, and `.invalid` answered NXDOMAIN by CoreDNS itself.
+the local provider's is (`offline_corefile`).
 
 On kind the pods' view is the run's `dns` measurement (the DNS SLOs judge it); the
 node-namespace probe runs beside it for comparison (`node_namespace`) and times the
@@ -34,7 +34,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,7 +60,7 @@ EXTERNAL = "lt-probe.example.invalid"
 IMAGE_REPO = "localhost/loadtest/dnsprobe"
 LABEL = ("loadtest.io/probe", "dns")
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
-OFFLINE_MARK = "# loadtest: offline, nothing is sent upstream; .invalid is answered here"
+OFFLINE_MARK = "# loadtest: offline, nothing is sent upstream (loadtest/measurements/dns_pods.py)"
 WHERE = {"pods": "pods on every real worker, through the kube-dns Service with the pod's "
                  "resolv.conf (search list, ndots) and glibc's retries",
          "node-namespace": "a worker node's network namespace: fully qualified names straight "
@@ -102,17 +102,26 @@ _KUBERNETES = re.compile(r"^([ \t]*)kubernetes[ \t]", re.M)
 
 
 def offline_corefile(corefile: str) -> str | None:
-    """kubeadm's Corefile without `forward`, and `.invalid` answered NXDOMAIN (RFC 6761 asks
-    resolvers to answer it themselves); None when it is offline already (pure)."""
+    """kubeadm's Corefile with nothing sent upstream (pure; None when done already).
+
+    No `forward`, as on the local provider: names outside cluster.local get SERVFAIL (no
+    plugin left to answer them), except the two kinds the probe's searches end in, which
+    CoreDNS answers NXDOMAIN itself, as an upstream would: single-label names (the as-is try
+    of a short name that is not a Service) and names under .invalid (RFC 6761 asks resolvers
+    to answer those themselves). The kubernetes plugin never serves either.
+    """
     if OFFLINE_MARK in corefile:
         return None
     m = _KUBERNETES.search(corefile)
     if m is None:
         raise ClusterError("CoreDNS's Corefile has no kubernetes plugin: not kubeadm's")
-    indent = m.group(1)
-    template = (f"{indent}{OFFLINE_MARK}\n{indent}template ANY ANY invalid {{\n"
-                f"{indent}   rcode NXDOMAIN\n{indent}}}\n")
+    i = m.group(1)
+    template = (f"{i}{OFFLINE_MARK}\n{i}template ANY ANY {{\n"
+                f'{i}   match "^[^.]+\\.$" "(^|\\.)invalid\\.$"\n'
+                f"{i}   rcode NXDOMAIN\n{i}   fallthrough\n{i}}}\n")
     text = _FORWARD.sub("", corefile)
+    m = _KUBERNETES.search(text)
+    assert m is not None
     return text[:m.start()] + template + text[m.start():]
 
 
@@ -137,7 +146,8 @@ def ensure_offline_dns(cluster: Cluster, log: Log = _quiet, timeout: float = 180
         r = c.put(cm_path, json=doc)
         if r.status_code != 200:
             raise ClusterError(f"writing CoreDNS's Corefile: HTTP {r.status_code} {r.text[:200]}")
-        log("CoreDNS made offline (no forward, .invalid answered NXDOMAIN); restarting it")
+        log("CoreDNS made offline (no forward; single-label and .invalid names answered "
+            "NXDOMAIN by CoreDNS); restarting it")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         r = c.patch(deploy, json={"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": now}}}}},
@@ -371,27 +381,73 @@ class PodDnsProbe:
             return
         if not isinstance(rec, dict):
             return
-        key = (rec.get("i"), rec.get("slot"), rec.get("event"), rec.get("t"))
+        key = (rec.get("i"), rec.get("k"), rec.get("event"), rec.get("t"))
         with self._lock:
             if key in self._seen:  # a resumed stream repeats up to a second of lines
                 return
             self._seen.add(key)
-            self._latest[pod] = max(self._latest.get(pod, 0.0), float(rec.get("t") or 0))
+            self._latest[pod] = max(self._latest.get(pod, 0.0),
+                                    float(rec.get("sched") or rec.get("t") or 0))
         assert self.writer is not None
         self.writer.write({**rec, "pod": pod, "node": self._nodes.get(pod)})
 
 
 # --- the summary (pure) ----------------------------------------------------------------------
 
+def slots(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every slot every probe process scheduled, in scheduled order: its record, or, when a
+    process died with it in flight (or it was still in flight after the drain at the end),
+    an `unrecorded` failure in its place. Each carries the fields the DNS summary reads."""
+    procs: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("i") is None:
+            continue
+        p = procs.setdefault(r["i"], {"start": {}, "by_k": {}, "scheduled": 0})
+        if r.get("event") == "start":
+            p["start"] = r
+        elif "scheduled" in r:  # tick, stop
+            p["scheduled"] = max(p["scheduled"], int(r["scheduled"]))
+        elif "k" in r:
+            p["by_k"].setdefault(r["k"], r)
+            p["scheduled"] = max(p["scheduled"], r["k"] + 1)
+    out = []
+    for i, p in procs.items():
+        st = p["start"]
+        timeout_ms = 1000 * float(st.get("timeout_s", 10.0))
+        for k in range(p["scheduled"]):
+            r = p["by_k"].get(k) or {
+                "i": i, "k": k, "sched": st.get("t0", 0.0) + k / st.get("rate_hz", 1.0),
+                "name": "?", "kind": "?", "expect": "?", "ms": None, "lag_ms": None,
+                "cause": "unrecorded", "pod": st.get("pod"), "node": st.get("node")}
+            # what every DNS summary reads: "t", "error", an rcode, and a latency (a slot never
+            # sent or never recorded counts at the lookup's timeout)
+            out.append({**r, "t": r["sched"], "error": r["cause"] is not None,
+                        "rcode": r.get("rcode") or r["cause"].upper(),
+                        "ms": r["ms"] if r.get("ms") is not None else timeout_ms})
+    out.sort(key=lambda r: r["sched"])
+    return out
+
+
 def summarize(records: list[dict[str, Any]],
               node: dict[str, Any] | None = None) -> dict[str, Any]:
     """The DNS summary of the pods' records (the fields every DNS summary has, from
-    dns.summarize), plus where they ran, the resolver, queries per lookup by name kind,
-    slots scheduled/sent/answered/failed by cause, and each pod's restarts and gaps."""
-    lookups = [r for r in records if "slot" in r and "rcode" in r]
+    dns.summarize over the slots of every pod as one stream), plus where they ran, the
+    resolver, queries per lookup by name kind, slots by outcome, each pod's restarts, lost
+    slots and gaps, and the node-namespace probe's summary beside it."""
+    every = slots(records)
     starts = [r for r in records if r.get("event") == "start"]
-    base: dict[str, Any] = (dns_m.summarize(lookups) if lookups else
-                            {"error": "no DNS lookup was recorded by the probe pods"})
+    if every:
+        # one stream: slots renumbered in scheduled order, one start and one stop for them
+        t0 = every[0]["sched"]
+        timeout_s = max(float(s.get("timeout_s", 10.0)) for s in starts) if starts else 10.0
+        stream = [{"event": "start", "t0": t0, "rate_hz": sum(
+            float(s.get("rate_hz", 0)) for s in starts) or 1.0, "timeout_s": timeout_s,
+            "workers": sum(int(s.get("workers", 0)) for s in starts)}]
+        stream += [{**r, "k": k} for k, r in enumerate(every)]
+        stream.append({"event": "stop", "scheduled": len(every)})
+        base: dict[str, Any] = dns_m.summarize(stream)
+    else:
+        base = {"error": "no DNS lookup was recorded by the probe pods"}
     out = {**base, "where": "pods", "where_detail": WHERE["pods"]}
     if starts:
         resolv = starts[0]["resolv"]
@@ -399,10 +455,10 @@ def summarize(records: list[dict[str, Any]],
                            "nameservers": resolv["nameservers"],
                            "timeout_s": resolv["timeout_s"], "attempts": resolv["attempts"],
                            "same_in_every_pod": all(s["resolv"] == resolv for s in starts)}
-        out["rate_hz_per_pod"] = starts[0].get("rate")
-    out["queries_per_lookup"] = _queries_per_lookup(lookups)
-    out["slots"] = _slots(lookups)
-    out["pods"] = _pods(records)
+        out["rate_hz_per_pod"] = starts[0].get("rate_hz")
+    out["queries_per_lookup"] = _queries_per_lookup(every)
+    out["slots"] = _outcomes(every)
+    out["pods"] = _pods(records, every)
     if node is not None:
         out["node_namespace"] = node
         # new Services are timed by the node-namespace probe (names given during the run)
@@ -411,71 +467,68 @@ def summarize(records: list[dict[str, Any]],
     return out
 
 
-def _queries_per_lookup(lookups: list[dict[str, Any]]) -> dict[str, Any]:
+def _queries_per_lookup(every: list[dict[str, Any]]) -> dict[str, Any]:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in lookups:
-        if r.get("sent", True):
-            by[r.get("kind", "?")].append(r)
+    for r in every:
+        if r.get("lag_ms") is not None:  # sent
+            by[r["kind"]].append(r)
     out = {}
     for kind, rs in sorted(by.items()):
         qs = [int(r.get("queries", 1)) for r in rs]
         ok = [int(r.get("queries", 1)) for r in rs if not r["error"]]
         out[kind] = {"name": rs[0]["name"], "lookups": len(rs), "mean": sum(qs) / len(qs),
                      "max": max(qs), "mean_when_ok": sum(ok) / len(ok) if ok else None,
-                     "errors": sum(1 for r in rs if r["error"])}
+                     "failed": sum(1 for r in rs if r["error"])}
     return out
 
 
-def _slots(lookups: list[dict[str, Any]]) -> dict[str, Any]:
-    sent = [r for r in lookups if r.get("sent", True)]
+def _outcomes(every: list[dict[str, Any]]) -> dict[str, Any]:
     failed: dict[str, int] = defaultdict(int)
-    for r in lookups:
+    for r in every:
         if r["error"]:
-            failed[r.get("cause") or r["rcode"].lower()] += 1
-    return {"recorded": len(lookups), "sent": len(sent), "unsent": len(lookups) - len(sent),
-            "answered": sum(1 for r in sent if r["rcode"] not in ("TIMEOUT", "REFUSED-CONN")
-                            and not r["rcode"].startswith("ERROR")),
-            "failed_by_cause": dict(sorted(failed.items()))}
+            failed[r["cause"]] += 1
+    not_answered = ("timeout", "transport", "unsent", "unrecorded")
+    return {"scheduled": len(every),
+            "sent": sum(1 for r in every if r["cause"] not in ("unsent", "unrecorded")),
+            "answered": sum(1 for r in every if r["cause"] not in not_answered),
+            "failed": sum(failed.values()), "failed_by_cause": dict(sorted(failed.items()))}
 
 
-def _pods(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _pods(records: list[dict[str, Any]], every: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per pod: its probe processes (a restarted container is a new one), slots scheduled,
-    lost (scheduled, never recorded: in flight when a process died or was stopped), and the
-    gaps between one process's last sign of life and the next one's start."""
-    procs: dict[str, dict[str, Any]] = {}
+    lost (scheduled, never recorded: in flight when a process died, or after the drain at
+    the end), and the gaps between one process's last sign of life and the next one's
+    start."""
+    info: dict[str, dict[str, Any]] = {}
     for r in records:
-        i = r.get("i")
-        if i is None:
+        if r.get("i") is None:
             continue
-        p = procs.setdefault(i, {"pod": r.get("pod"), "node": r.get("node"), "start": None,
-                                 "slots": set(), "next_slot": 0, "last_t": 0.0,
-                                 "stop": None})
-        ev = r.get("event")
-        if ev == "start":
-            p["start"] = r["t"]
-        elif ev in ("tick", "stop"):
-            p["next_slot"] = max(p["next_slot"], int(r["next_slot"]))
-            if ev == "stop":
-                p["stop"] = r
-        elif "slot" in r:
-            p["slots"].add(r["slot"])
-            p["next_slot"] = max(p["next_slot"], r["slot"] + 1)
-        p["last_t"] = max(p["last_t"], float(r.get("t") or 0))
+        p = info.setdefault(r["i"], {"pod": r.get("pod"), "node": r.get("node"),
+                                     "start": None, "last": 0.0, "stop": None})
+        if r.get("event") == "start":
+            p["start"] = r["t0"]
+        if r.get("event") == "stop":
+            p["stop"] = r
+        p["last"] = max(p["last"], float(r.get("sched") or r.get("t") or 0))
+    per: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in every:
+        per[r["i"]]["scheduled"] += 1
+        per[r["i"]]["lost"] += r["cause"] == "unrecorded"
     streams = {r["pod"]: r for r in records if r.get("event") == "stream"}
-    by_pod: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for p in procs.values():
-        by_pod[p["pod"]].append(p)
+    by_pod: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for i, p in info.items():
+        by_pod[str(p["pod"])].append((i, p))
     out = []
-    for pod, ps in sorted(by_pod.items(), key=lambda kv: str(kv[0])):
-        ps.sort(key=lambda p: p["start"] or p["last_t"])
-        gaps = [round(b["start"] - a["last_t"], 3) for a, b in zip(ps, ps[1:], strict=False)
+    for pod, ps in sorted(by_pod.items()):
+        ps.sort(key=lambda ip: ip[1]["start"] or ip[1]["last"])
+        gaps = [round(b["start"] - a["last"], 3) for (_, a), (_, b) in zip(ps, ps[1:],
+                                                                           strict=False)
                 if b["start"] is not None]
-        scheduled = sum(p["next_slot"] for p in ps)
-        recorded = sum(len(p["slots"]) for p in ps)
-        stopped = ps[-1]["stop"]
-        out.append({"pod": pod, "node": ps[0]["node"], "processes": len(ps),
-                    "restarts": len(ps) - 1, "scheduled": scheduled, "recorded": recorded,
-                    "lost": scheduled - recorded, "gaps_s": gaps,
+        stopped = ps[-1][1]["stop"]
+        out.append({"pod": pod, "node": ps[0][1]["node"], "processes": len(ps),
+                    "restarts": len(ps) - 1,
+                    "scheduled": sum(per[i]["scheduled"] for i, _ in ps),
+                    "lost": sum(per[i]["lost"] for i, _ in ps), "gaps_s": gaps,
                     "stopped": stopped is not None,
                     "in_flight_at_stop": stopped["inflight"] if stopped else None,
                     "stream_reconnects": streams.get(pod, {}).get("reconnects"),

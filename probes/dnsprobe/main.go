@@ -48,6 +48,7 @@ func main() {
 	rate := flag.Float64("rate", 10, "lookups per second")
 	maxInflight := flag.Int("max-inflight", 256, "lookups pending at most; a slot over it is a failure")
 	duration := flag.Duration("duration", 6*time.Hour, "stop probing after this long (then idle until SIGTERM)")
+	port := flag.String("port", "53", "the nameservers' port (53; another for tests)")
 	drain := flag.Duration("drain", 25*time.Second, "on stop, wait this long for lookups in flight")
 	flag.Var(nameFlag{&names, true}, "name", "KIND=NAME that must resolve (repeatable)")
 	flag.Var(nameFlag{&names, false}, "missing", "KIND=NAME that must answer NXDOMAIN (repeatable)")
@@ -67,6 +68,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "dnsprobe: %s: %v\n", *resolvConf, err)
 		os.Exit(1)
 	}
+	conf.Port = *port
 
 	out := &jsonLines{enc: json.NewEncoder(os.Stdout)}
 	id := make([]byte, 4)
@@ -75,9 +77,11 @@ func main() {
 		MaxInflight: *maxInflight, Resolver: &Resolver{Conf: conf, Exchange: UDPExchange},
 		Emit: func(r Record) { out.write(r) }}
 	start := time.Now()
-	out.write(map[string]any{"event": "start", "i": p.Instance, "t": unix(start),
+	// the start line of the harness's open-loop records, plus the resolver and the names
+	out.write(map[string]any{"event": "start", "i": p.Instance, "t0": unix(start),
+		"rate_hz": *rate, "timeout_s": conf.LookupTimeout().Seconds(), "workers": *maxInflight,
 		"pod": os.Getenv("POD_NAME"), "node": os.Getenv("NODE_NAME"), "resolv": conf,
-		"rate": *rate, "max_inflight": *maxInflight, "names": names})
+		"names": names})
 
 	signalled, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
@@ -88,7 +92,7 @@ func main() {
 		if time.Since(lastTick) >= 5*time.Second {
 			lastTick = time.Now()
 			out.write(map[string]any{"event": "tick", "i": p.Instance, "t": unix(lastTick),
-				"next_slot": slot, "inflight": p.Inflight()})
+				"scheduled": slot, "inflight": p.Inflight()})
 		}
 	})
 	reason := "duration"
@@ -97,7 +101,7 @@ func main() {
 	}
 	p.Drain(*drain)
 	out.write(map[string]any{"event": "stop", "i": p.Instance, "t": unix(time.Now()),
-		"reason": reason, "next_slot": next, "inflight": p.Inflight()})
+		"reason": reason, "scheduled": next, "inflight": p.Inflight()})
 	<-signalled.Done() // a DaemonSet restarts containers that exit: idle until deleted
 }
 

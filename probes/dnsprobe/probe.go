@@ -15,28 +15,35 @@ type Name struct {
 	Exists bool   `json:"exists"` // false: NXDOMAIN is the right answer
 }
 
-// Record is one scheduled slot's outcome, one JSON line on stdout. Field names follow the
-// harness's DNS records (loadtest/measurements/dns.py) so one summary reads both.
+// Record is one scheduled slot's outcome, one JSON line on stdout, in the shape of the
+// harness's open-loop probe records (loadtest/measurements/openloop.py): slot k, its
+// scheduled wall-clock time, latency from it, and a cause that is null on success.
 type Record struct {
-	Instance string   `json:"i"`    // this process (a restarted container is a new one)
-	Slot     int      `json:"slot"` // 0, 1, ... on the schedule from the process's start
-	T        float64  `json:"t"`    // scheduled time, Unix seconds
+	Instance string   `json:"i"`     // this process (a restarted container is a new one)
+	K        int      `json:"k"`     // 0, 1, ... on the schedule from the process's start
+	Sched    float64  `json:"sched"` // scheduled time, Unix seconds
 	Name     string   `json:"name"`
 	Kind     string   `json:"kind"`
 	Expect   string   `json:"expect"` // "A" or "NXDOMAIN"
-	Sent     bool     `json:"sent"`   // false: the in-flight bound was reached
-	Rcode    string   `json:"rcode"`
+	Rcode    string   `json:"rcode,omitempty"`
 	Answers  []string `json:"answers"`
-	Ms       float64  `json:"ms"` // from the scheduled time to the application's answer
+	LagMs    *float64 `json:"lag_ms"` // scheduled to sent; null: not sent
+	Ms       *float64 `json:"ms"`     // scheduled to the application's answer; null: not sent
 	Queries  int      `json:"queries"`
 	Attempts int      `json:"attempts"`
-	Error    bool     `json:"error"`
-	Cause    string   `json:"cause,omitempty"` // why a failure failed
+	Cause    *string  `json:"cause"` // null: the right answer
 }
+
+// Failure causes, as the harness's other probes name them.
+const (
+	causeTimeout   = "timeout"
+	causeTransport = "transport" // no DNS endpoint (ICMP unreachable), a socket error
+	causeUnsent    = "unsent"
+)
 
 // Probe runs the open-loop schedule: slot k is due at start + k/rate whatever happened to
 // the slots before it; a slot that finds MaxInflight lookups pending is not sent and is a
-// failure (cause "unsent", latency the lookup's whole timeout budget).
+// failure (cause "unsent").
 type Probe struct {
 	Instance    string
 	Names       []Name
@@ -69,11 +76,11 @@ func (p *Probe) Run(ctx context.Context, start time.Time, tick func(next int)) i
 			tick(slot)
 		}
 		n := p.Names[slot%len(p.Names)]
-		rec := Record{Instance: p.Instance, Slot: slot, T: unix(due), Name: n.Name,
+		rec := Record{Instance: p.Instance, K: slot, Sched: unix(due), Name: n.Name,
 			Kind: n.Kind, Expect: expect(n), Answers: []string{}}
 		if p.inflight.Load() >= int64(p.MaxInflight) {
-			rec.Rcode, rec.Error, rec.Cause = "UNSENT", true, "unsent"
-			rec.Ms = p.budget(n.Name).Seconds() * 1000
+			c := causeUnsent
+			rec.Cause = &c
 			p.Emit(rec)
 			continue
 		}
@@ -82,18 +89,23 @@ func (p *Probe) Run(ctx context.Context, start time.Time, tick func(next int)) i
 		go func() {
 			defer p.pending.Done()
 			defer p.inflight.Add(-1)
+			lag := msSince(due)
 			res := p.Resolver.Lookup(n.Name)
-			rec.Ms = float64(time.Since(due).Microseconds()) / 1000
-			rec.Sent, rec.Rcode, rec.Queries, rec.Attempts = true, res.Rcode, res.Queries, res.Attempts
+			ms := msSince(due)
+			rec.LagMs, rec.Ms = &lag, &ms
+			rec.Rcode, rec.Queries, rec.Attempts = res.Rcode, res.Queries, res.Attempts
 			if res.Answers != nil {
 				rec.Answers = res.Answers
 			}
-			rec.Cause = Judge(n, res)
-			rec.Error = rec.Cause != ""
+			if c := Judge(n, res); c != "" {
+				rec.Cause = &c
+			}
 			p.Emit(rec)
 		}()
 	}
 }
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
 // Drain waits up to timeout for the lookups in flight, so those of the last seconds are
 // recorded too (when DNS is down they are the failures); false if some are still pending.
@@ -108,40 +120,24 @@ func (p *Probe) Drain(timeout time.Duration) bool {
 	}
 }
 
-// Judge says why a lookup failed ("" when it did what the name calls for).
+// Judge says why a lookup failed: "" when it did what the name calls for, else "timeout",
+// "transport" or "rcode X" (the wrong answer).
 func Judge(n Name, r Result) string {
-	if n.Exists {
-		if r.OK() {
-			return ""
-		}
-		if r.Rcode == "NOERROR" {
-			return "nodata"
-		}
-	} else if r.Rcode == "NXDOMAIN" {
-		return ""
-	} else if r.OK() {
-		return "resolved" // a name that must not exist answered
-	}
-	return cause(r.Rcode)
-}
-
-func cause(rcode string) string {
 	switch {
-	case rcode == "REFUSED-CONN":
-		return "refused"
-	case strings.HasPrefix(rcode, "ERROR"):
-		return "error"
+	case r.Rcode == "TIMEOUT":
+		return causeTimeout
+	case r.Rcode == "REFUSED-CONN" || strings.HasPrefix(r.Rcode, "ERROR"):
+		return causeTransport
+	case n.Exists && r.OK(), !n.Exists && r.Rcode == "NXDOMAIN":
+		return ""
 	}
-	return strings.ToLower(rcode)
+	return "rcode " + r.Rcode
 }
 
-// budget is how long glibc waits for a name when the server does not answer: every attempt
-// at every server times out for the first candidate (which ends the search) and for the
-// as-is name tried after it.
-func (p *Probe) budget(name string) time.Duration {
-	c := p.Resolver.Conf
-	per := time.Duration(c.Timeout*c.Attempts*len(c.Nameservers)) * time.Second
-	return per * time.Duration(min(2, len(Candidates(name, c))))
+// LookupTimeout is how long glibc waits for one name the server never answers: every attempt at
+// every server (a search that times out tries the as-is name too: twice that).
+func (c Config) LookupTimeout() time.Duration {
+	return time.Duration(c.Timeout*c.Attempts*len(c.Nameservers)) * time.Second
 }
 
 func expect(n Name) string {

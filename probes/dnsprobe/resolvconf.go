@@ -15,6 +15,7 @@ type Config struct {
 	Ndots       int      `json:"ndots"`
 	Timeout     int      `json:"timeout_s"` // per query, seconds
 	Attempts    int      `json:"attempts"`  // sends per nameserver
+	Port        string   `json:"-"`         // 53 (resolv.conf cannot say otherwise; tests can)
 }
 
 // glibc's defaults and bounds (resolv.h: RES_TIMEOUT, RES_DFLRETRY, RES_MAXNDOTS, ...).
@@ -70,6 +71,7 @@ func ParseResolvConf(r io.Reader) (Config, error) {
 	if err := sc.Err(); err != nil {
 		return c, fmt.Errorf("reading resolv.conf: %w", err)
 	}
+	c.Port = "53"
 	if len(c.Nameservers) == 0 {
 		c.Nameservers = []string{"127.0.0.1"}
 	}

@@ -171,7 +171,7 @@ func (r *Resolver) send(fqdn string) try {
 				seconds = 1
 			}
 			sends++
-			rep, err := r.Exchange(fqdn, net.JoinHostPort(ns, "53"), time.Duration(seconds)*time.Second)
+			rep, err := r.Exchange(fqdn, net.JoinHostPort(ns, r.Conf.Port), time.Duration(seconds)*time.Second)
 			if err != nil {
 				lastErr = err
 				if errors.Is(err, syscall.ECONNREFUSED) {

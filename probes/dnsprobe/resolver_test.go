@@ -30,7 +30,7 @@ func mustParse(s string) Config {
 }
 
 func TestParseKubeletResolvConf(t *testing.T) {
-	want := Config{Nameservers: []string{"10.96.0.10"}, Ndots: 5, Timeout: 5, Attempts: 2,
+	want := Config{Nameservers: []string{"10.96.0.10"}, Ndots: 5, Timeout: 5, Attempts: 2, Port: "53",
 		Search: []string{"probe.svc.cluster.local", "svc.cluster.local", "cluster.local"}}
 	if !reflect.DeepEqual(podConf, want) {
 		t.Fatalf("got %+v, want %+v", podConf, want)
@@ -204,13 +204,14 @@ func TestJudge(t *testing.T) {
 		want string
 	}{
 		{must, Result{Rcode: "NOERROR", Answers: []string{"1.2.3.4"}}, ""},
-		{must, Result{Rcode: "NXDOMAIN"}, "nxdomain"},
-		{must, Result{Rcode: "NOERROR"}, "nodata"},
+		{must, Result{Rcode: "NXDOMAIN"}, "rcode NXDOMAIN"},
+		{must, Result{Rcode: "NOERROR"}, "rcode NOERROR"},
 		{must, Result{Rcode: "TIMEOUT"}, "timeout"},
-		{must, Result{Rcode: "REFUSED-CONN"}, "refused"},
+		{must, Result{Rcode: "REFUSED-CONN"}, "transport"},
 		{missing, Result{Rcode: "NXDOMAIN"}, ""},
-		{missing, Result{Rcode: "SERVFAIL"}, "servfail"},
-		{missing, Result{Rcode: "NOERROR", Answers: []string{"1.2.3.4"}}, "resolved"},
+		{missing, Result{Rcode: "SERVFAIL"}, "rcode SERVFAIL"},
+		{missing, Result{Rcode: "TIMEOUT"}, "timeout"},
+		{missing, Result{Rcode: "NOERROR", Answers: []string{"1.2.3.4"}}, "rcode NOERROR"},
 	} {
 		if got := Judge(tc.n, tc.r); got != tc.want {
 			t.Errorf("%+v %+v: got %q, want %q", tc.n, tc.r, got, tc.want)
@@ -253,13 +254,16 @@ func TestProbeOpenLoop(t *testing.T) {
 	}
 	unsent, slowest := 0, 0.0
 	for _, r := range recs {
-		if !r.Sent {
+		if r.Ms == nil {
 			unsent++
-			if !r.Error || r.Cause != "unsent" || r.Ms != 10000 {
+			if r.Cause == nil || *r.Cause != "unsent" || r.LagMs != nil {
 				t.Errorf("unsent slot: %+v", r)
 			}
 		} else {
-			slowest = max(slowest, r.Ms)
+			slowest = max(slowest, *r.Ms)
+			if r.Cause != nil || *r.LagMs > *r.Ms {
+				t.Errorf("answered slot: %+v", r)
+			}
 		}
 	}
 	if unsent != next-3 {

@@ -37,11 +37,12 @@ KUBEADM_COREFILE = """.:53 {
 """
 
 
-def test_offline_corefile_drops_forward_and_answers_invalid_itself():
+def test_offline_corefile_drops_forward_and_answers_what_searches_end_in():
     out = dns_pods.offline_corefile(KUBEADM_COREFILE)
     assert out is not None
     assert "forward" not in out and "max_concurrent" not in out
-    assert "    template ANY ANY invalid {\n       rcode NXDOMAIN\n    }\n" in out
+    assert ('    template ANY ANY {\n       match "^[^.]+\\.$" "(^|\\.)invalid\\.$"\n'
+            '       rcode NXDOMAIN\n       fallthrough\n    }\n    kubernetes cluster.local') in out
     # everything else kept, in order
     for line in ("kubernetes cluster.local in-addr.arpa ip6.arpa {", "cache 30 {", "loop",
                  "prometheus :9153", "ttl 30"):
@@ -87,58 +88,68 @@ RESOLV = {"nameservers": ["10.96.0.10"], "ndots": 5, "timeout_s": 5, "attempts":
                      "cluster.local"]}
 
 
-def _lookup(i, slot, t, kind="short", ok=True, queries=1, **kw):
-    rec = {"i": i, "slot": slot, "t": t, "name": kind, "kind": kind, "expect": "A",
-           "sent": True, "rcode": "NOERROR" if ok else "TIMEOUT",
-           "answers": ["10.96.1.1"] if ok else [], "ms": 2.0 if ok else 20000.0,
-           "queries": queries, "attempts": 1, "error": not ok,
-           "pod": "dnsprobe-a", "node": "w1"}
-    if not ok:
-        rec["cause"] = "timeout"
+def _lookup(i, k, sched, kind="short", ok=True, queries=1, **kw):
+    rec = {"i": i, "k": k, "sched": sched, "name": kind, "kind": kind, "expect": "A",
+           "rcode": "NOERROR" if ok else "TIMEOUT", "answers": ["10.96.1.1"] if ok else [],
+           "lag_ms": 0.1, "ms": 2.0 if ok else 20000.0, "queries": queries, "attempts": 1,
+           "cause": None if ok else "timeout", "pod": "dnsprobe-a", "node": "w1"}
     return {**rec, **kw}
+
+
+def _start(i, t0):
+    return {"event": "start", "i": i, "t0": t0, "rate_hz": 10, "timeout_s": 10,
+            "workers": 256, "resolv": RESOLV, "pod": "dnsprobe-a", "node": "w1"}
 
 
 def test_summary_counts_restarts_lost_slots_and_queries_per_lookup():
     a, b = "aaaa", "bbbb"
-    recs = [{"event": "start", "i": a, "t": 100.0, "resolv": RESOLV, "rate": 10,
-             "pod": "dnsprobe-a", "node": "w1"}]
-    recs += [_lookup(a, s, 100 + s / 10) for s in range(10)]
-    # slots 10..12 were in flight when the container died (the tick saw slot 13 scheduled)
-    recs.append({"event": "tick", "i": a, "t": 101.3, "next_slot": 13, "inflight": 3,
+    recs = [_start(a, 100.0)]
+    recs += [_lookup(a, k, 100 + k / 10) for k in range(10)]
+    # slots 10..12 were in flight when the container died (the tick saw 13 scheduled)
+    recs.append({"event": "tick", "i": a, "t": 101.3, "scheduled": 13, "inflight": 3,
                  "pod": "dnsprobe-a", "node": "w1"})
-    recs.append({"event": "start", "i": b, "t": 104.3, "resolv": RESOLV, "rate": 10,
-                 "pod": "dnsprobe-a", "node": "w1"})
-    recs += [_lookup(b, s, 104.3 + s / 10, kind="external", queries=4, ok=s != 3,
-                     expect="NXDOMAIN") for s in range(5)]
-    recs.append({"event": "stop", "i": b, "t": 105, "next_slot": 5, "inflight": 0,
+    recs.append(_start(b, 104.3))
+    recs += [_lookup(b, k, 104.3 + k / 10, kind="external", queries=4, ok=k != 3,
+                     expect="NXDOMAIN", rcode="NXDOMAIN" if k != 3 else "TIMEOUT")
+             for k in range(5)]
+    recs.append({"event": "stop", "i": b, "t": 105, "scheduled": 5, "inflight": 0,
                  "pod": "dnsprobe-a", "node": "w1"})
     recs.append({"event": "stream", "pod": "dnsprobe-a", "reconnects": 2, "errors": ["x"]})
-    node = {"count": 5, "error_rate": 0.0, "propagation": [{"name": "lt-p", "seconds": 3.0}],
+    node = {"error_rate": 0.0, "propagation": [{"name": "lt-p", "seconds": 3.0}],
             "where": "node-namespace"}
     s = dns_pods.summarize(recs, node)
-    assert s["where"] == "pods" and s["count"] == 15 and s["errors"] == 1
+    assert s["where"] == "pods"
+    # 18 slots scheduled: 1 timeout, 3 unrecorded (lost with the container): all failures
+    assert s["error_rate"] == pytest.approx(4 / 18)
+    assert s["slots"] == {"scheduled": 18, "sent": 15, "answered": 14, "failed": 4,
+                          "failed_by_cause": {"timeout": 1, "unrecorded": 3}}
+    assert s["p99_ms"] >= 10000  # failures count in the quantiles
     assert s["resolver"]["ndots"] == 5 and s["resolver"]["search"] == RESOLV["search"]
     assert s["resolver"]["same_in_every_pod"]
     q = s["queries_per_lookup"]
-    assert q["short"]["mean"] == 1 and q["external"]["mean"] == 4 and q["external"]["errors"] == 1
-    assert s["slots"] == {"recorded": 15, "sent": 15, "unsent": 0, "answered": 14,
-                          "failed_by_cause": {"timeout": 1}}
+    assert q["short"]["mean"] == 1 and q["external"]["mean"] == 4
+    assert q["external"]["failed"] == 1 and q["external"]["mean_when_ok"] == 4
     (pod,) = s["pods"]
     assert pod["processes"] == 2 and pod["restarts"] == 1
-    assert pod["scheduled"] == 18 and pod["recorded"] == 15 and pod["lost"] == 3
-    assert pod["gaps_s"] == [pytest.approx(3.0)]
+    assert pod["scheduled"] == 18 and pod["lost"] == 3
+    assert pod["gaps_s"] == [pytest.approx(3.0)]  # last sign of life: the tick at 101.3
     assert pod["stopped"] and pod["in_flight_at_stop"] == 0 and pod["stream_reconnects"] == 2
     assert s["node_namespace"] is node and s["propagation"] == node["propagation"]
 
 
 def test_summary_of_unsent_slots_and_no_records():
-    recs = [_lookup("a", 0, 1.0), _lookup("a", 1, 1.1, ok=False, sent=False, rcode="UNSENT",
-                                          cause="unsent", queries=0)]
+    recs = [_start("a", 1.0), _lookup("a", 0, 1.0),
+            _lookup("a", 1, 1.1, ok=False, rcode=None, cause="unsent", lag_ms=None, ms=None,
+                    queries=0)]
     s = dns_pods.summarize(recs)
-    assert s["slots"]["unsent"] == 1 and s["slots"]["failed_by_cause"] == {"unsent": 1}
-    assert s["error_rate"] == 0.5
-    assert "unsent" not in str(s["queries_per_lookup"])  # unsent slots sent no query
+    assert s["slots"]["failed_by_cause"] == {"unsent": 1} and s["slots"]["sent"] == 1
+    assert s["error_rate"] == 0.5 and s["p99_ms"] == 10000  # at the lookup's timeout
+    assert q_lookups(s) == 1  # unsent slots sent no query
     assert "error" in dns_pods.summarize([]) and dns_pods.summarize([])["where"] == "pods"
+
+
+def q_lookups(s):
+    return sum(v["lookups"] for v in s["queries_per_lookup"].values())
 
 
 def test_where_says_how_the_node_side_probe_differs():
@@ -207,7 +218,7 @@ def test_pod_probe_drops_repeated_lines(tmp_path):
     p._nodes["pod-1"] = "w1"
     line = json.dumps(_lookup("a", 0, 1.0))
     for text in (line, line, "not json", json.dumps({"event": "tick", "i": "a", "t": 2,
-                                                     "next_slot": 1})):
+                                                     "scheduled": 1})):
         p._line("pod-1", text)
     p.writer.close()
     recs = [json.loads(x) for x in p.raw.read_text().splitlines()]
