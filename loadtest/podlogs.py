@@ -39,7 +39,8 @@ def split_line(raw: str) -> tuple[str, str] | None:
 
 class PodLogFollower:
     """Follows one pod's log on a daemon thread until the pod is gone or `stop` is called.
-    `reconnects` counts resumed streams; `errors` keeps the last few reasons."""
+    `streams` counts the log requests made (a container that ends, a broken stream and the
+    pod's deletion each end one); `errors` keeps the last few reasons."""
 
     def __init__(self, cluster: Cluster, namespace: str, pod: str, on_line: OnLine,
                  retry_s: float = 1.0, read_timeout_s: float = 30.0) -> None:
@@ -50,7 +51,7 @@ class PodLogFollower:
         self.retry_s = retry_s
         self.read_timeout_s = read_timeout_s
         self.last_ts: str | None = None
-        self.reconnects = 0
+        self.streams = 0
         self.errors: list[str] = []
         self.gone = False
         self._restarts_seen: int | None = None
@@ -77,13 +78,10 @@ class PodLogFollower:
         timeout = httpx.Timeout(10.0, read=self.read_timeout_s)
         with http_client(self.cluster, timeout=10) as c:
             c.timeout = timeout
-            first = True
             while not self._stop.is_set():
-                if not first:
-                    self.reconnects += 1
-                    if self._stop.wait(self.retry_s):
-                        break
-                first = False
+                if self.streams and self._stop.wait(self.retry_s):
+                    break
+                self.streams += 1
                 try:
                     if not self._stream(c):
                         return

@@ -349,7 +349,7 @@ class PodDnsProbe:
         assert self.writer is not None
         for pod, f in self.followers.items():
             self.writer.write({"event": "stream", "pod": pod, "node": self._nodes.get(pod),
-                               "reconnects": f.reconnects, "errors": f.errors,
+                               "streams": f.streams, "errors": f.errors,
                                "ended": "pod deleted" if f.gone else "stopped"})
         self.writer.close()
         node = with_where(self.node_probe.gather(), self.cluster) if self.node_probe else None
@@ -436,18 +436,8 @@ def summarize(records: list[dict[str, Any]],
     slots and gaps, and the node-namespace probe's summary beside it."""
     every = slots(records)
     starts = [r for r in records if r.get("event") == "start"]
-    if every:
-        # one stream: slots renumbered in scheduled order, one start and one stop for them
-        t0 = every[0]["sched"]
-        timeout_s = max(float(s.get("timeout_s", 10.0)) for s in starts) if starts else 10.0
-        stream = [{"event": "start", "t0": t0, "rate_hz": sum(
-            float(s.get("rate_hz", 0)) for s in starts) or 1.0, "timeout_s": timeout_s,
-            "workers": sum(int(s.get("workers", 0)) for s in starts)}]
-        stream += [{**r, "k": k} for k, r in enumerate(every)]
-        stream.append({"event": "stop", "scheduled": len(every)})
-        base: dict[str, Any] = dns_m.summarize(stream)
-    else:
-        base = {"error": "no DNS lookup was recorded by the probe pods"}
+    base: dict[str, Any] = (dns_m.summarize(_stream(every, starts)) if every else
+                            {"error": "no DNS lookup was recorded by the probe pods"})
     out = {**base, "where": "pods", "where_detail": WHERE["pods"]}
     if starts:
         resolv = starts[0]["resolv"]
@@ -456,18 +446,31 @@ def summarize(records: list[dict[str, Any]],
                            "timeout_s": resolv["timeout_s"], "attempts": resolv["attempts"],
                            "same_in_every_pod": all(s["resolv"] == resolv for s in starts)}
         out["rate_hz_per_pod"] = starts[0].get("rate_hz")
-    out["queries_per_lookup"] = _queries_per_lookup(every)
+    out["queries_per_lookup"] = _queries_per_lookup(every, starts)
     out["slots"] = _outcomes(every)
     out["pods"] = _pods(records, every)
     if node is not None:
-        out["node_namespace"] = node
+        out["node_namespace"] = {"where": "node-namespace",
+                                 "where_detail": WHERE["node-namespace"], **node}
         # new Services are timed by the node-namespace probe (names given during the run)
         out["propagation"] = node.get("propagation", [])
         out["propagation_from"] = "node-namespace"
     return out
 
 
-def _queries_per_lookup(every: list[dict[str, Any]]) -> dict[str, Any]:
+def _stream(every: list[dict[str, Any]], starts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Slots of several processes as one probe stream for dns.summarize: renumbered in
+    scheduled order, between one start and one stop."""
+    timeout_s = max((float(s.get("timeout_s", 10.0)) for s in starts), default=10.0)
+    head = {"event": "start", "t0": every[0]["sched"], "timeout_s": timeout_s,
+            "rate_hz": sum(float(s.get("rate_hz", 0)) for s in starts) or 1.0,
+            "workers": sum(int(s.get("workers", 0)) for s in starts)}
+    return [head, *({**r, "k": k} for k, r in enumerate(every)),
+            {"event": "stop", "scheduled": len(every)}]
+
+
+def _queries_per_lookup(every: list[dict[str, Any]],
+                        starts: list[dict[str, Any]]) -> dict[str, Any]:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in every:
         if r.get("lag_ms") is not None:  # sent
@@ -476,9 +479,11 @@ def _queries_per_lookup(every: list[dict[str, Any]]) -> dict[str, Any]:
     for kind, rs in sorted(by.items()):
         qs = [int(r.get("queries", 1)) for r in rs]
         ok = [int(r.get("queries", 1)) for r in rs if not r["error"]]
+        lat = dns_m.summarize(_stream(rs, starts))  # the one DNS summary, for this kind
         out[kind] = {"name": rs[0]["name"], "lookups": len(rs), "mean": sum(qs) / len(qs),
                      "max": max(qs), "mean_when_ok": sum(ok) / len(ok) if ok else None,
-                     "failed": sum(1 for r in rs if r["error"])}
+                     "failed": sum(1 for r in rs if r["error"]),
+                     "p50_ms": lat.get("p50_ms"), "p99_ms": lat.get("p99_ms")}
     return out
 
 
@@ -531,7 +536,7 @@ def _pods(records: list[dict[str, Any]], every: list[dict[str, Any]]) -> list[di
                     "lost": sum(per[i]["lost"] for i, _ in ps), "gaps_s": gaps,
                     "stopped": stopped is not None,
                     "in_flight_at_stop": stopped["inflight"] if stopped else None,
-                    "stream_reconnects": streams.get(pod, {}).get("reconnects"),
+                    "log_streams": streams.get(pod, {}).get("streams"),
                     "stream_errors": streams.get(pod, {}).get("errors", [])})
     return out
 

@@ -114,7 +114,7 @@ def test_summary_counts_restarts_lost_slots_and_queries_per_lookup():
              for k in range(5)]
     recs.append({"event": "stop", "i": b, "t": 105, "scheduled": 5, "inflight": 0,
                  "pod": "dnsprobe-a", "node": "w1"})
-    recs.append({"event": "stream", "pod": "dnsprobe-a", "reconnects": 2, "errors": ["x"]})
+    recs.append({"event": "stream", "pod": "dnsprobe-a", "streams": 2, "errors": ["x"]})
     node = {"error_rate": 0.0, "propagation": [{"name": "lt-p", "seconds": 3.0}],
             "where": "node-namespace"}
     s = dns_pods.summarize(recs, node)
@@ -129,12 +129,14 @@ def test_summary_counts_restarts_lost_slots_and_queries_per_lookup():
     q = s["queries_per_lookup"]
     assert q["short"]["mean"] == 1 and q["external"]["mean"] == 4
     assert q["external"]["failed"] == 1 and q["external"]["mean_when_ok"] == 4
+    assert q["short"]["p99_ms"] == 2.0 and q["external"]["p50_ms"] == 2.0  # per kind
     (pod,) = s["pods"]
     assert pod["processes"] == 2 and pod["restarts"] == 1
     assert pod["scheduled"] == 18 and pod["lost"] == 3
     assert pod["gaps_s"] == [pytest.approx(3.0)]  # last sign of life: the tick at 101.3
-    assert pod["stopped"] and pod["in_flight_at_stop"] == 0 and pod["stream_reconnects"] == 2
-    assert s["node_namespace"] is node and s["propagation"] == node["propagation"]
+    assert pod["stopped"] and pod["in_flight_at_stop"] == 0 and pod["log_streams"] == 2
+    assert s["node_namespace"]["error_rate"] == 0 and s["propagation"] == node["propagation"]
+    assert s["node_namespace"]["where"] == "node-namespace"
 
 
 def test_summary_of_unsent_slots_and_no_records():
@@ -204,7 +206,7 @@ def test_follower_resumes_from_the_last_line_and_reads_a_restarted_containers_ta
     assert f.join(5)
     # "two" comes twice (sinceTime has one-second resolution): the caller drops repeats
     assert seen == ["one", "two", "two", "three", "four"]
-    assert f.gone and f.reconnects == 2
+    assert f.gone and f.streams == 3
     logs = [p for path, p in calls if path.endswith("/log")]
     assert logs[1] == {"previous": "true", "timestamps": "true",
                        "sinceTime": "2026-12-01T10:00:01Z"}
