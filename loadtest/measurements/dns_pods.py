@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import httpx
 
 from loadtest import toolchain
-from loadtest.clusters.base import Cluster, create_or_replace, http_client
+from loadtest.clusters.base import Cluster, apply_object, http_client
 from loadtest.errors import ClusterError
 from loadtest.measurements import dns as dns_m
 from loadtest.measurements.base import Ticker
@@ -267,10 +267,7 @@ def deploy(cluster: Cluster, names: list[tuple[str, str, bool]], rate_hz: float,
                 until(lambda: c.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")
                       .status_code == 200, "the probe namespace's default ServiceAccount",
                       timeout=60)
-            r = create_or_replace(c, collection, obj)
-            if r.status_code not in (200, 201):
-                raise ClusterError(f"creating {obj['kind']} {obj['metadata']['name']}: "
-                                   f"HTTP {r.status_code} {r.text[:200]}")
+            apply_object(c, collection, obj)
         workers = real_workers(c)
         if not workers:
             raise ClusterError("no real worker node for the DNS probe pods")
