@@ -38,11 +38,13 @@ from loadtest.fake_nodes import ensure_beside
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
-from loadtest.measurements import probe_service
+from loadtest.measurements import dns_pods, probe_service
 from loadtest.measurements.apiserver import ApiserverMetrics
 from loadtest.measurements.apiserver import summarize as summarize_apiserver
 from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
+from loadtest.measurements.coredns import CorednsMetrics
+from loadtest.measurements.coredns import summarize as summarize_coredns
 from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
 
 Log = Callable[[str], None]
@@ -242,16 +244,18 @@ class MainJob:
     def _load(self, cluster: Cluster) -> None:
         raw = self.dir / "raw"
         api = ApiserverMetrics(cluster, raw / "apiserver.jsonl", self.cfg.scrape_interval_s)
+        coredns = CorednsMetrics(cluster, raw / "coredns.jsonl", self.cfg.scrape_interval_s)
         probe = self._dns_probe(cluster, raw / "dns.jsonl")
         (self.dir / "cluster.json").write_text(cluster.to_json())  # no token in it
         others = [Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl",
                             role=r) for role, r in ROLES.items()]
+        if probe:  # first: on kind it deploys its pods (and waits for them)
+            probe.start()
         self._apiserver_memory(reset=True)  # this run's peak, not the seeding's
         api.start()
+        coredns.start()
         for o in others:
             o.start()
-        if probe:
-            probe.start()
         self.stage("measurements-started", dns=bool(probe))
         if self.cfg.idle_window_s:
             self.stage("idle", **api.wait_idle(self.cfg.idle_window_s, self.cfg.idle_max_s,
@@ -284,10 +288,11 @@ class MainJob:
                 self._probe_long_enough(changed_at)
             self.summary["measurements"]["apiserver"] = api.gather()
             self._log_apiservers(self.summary["measurements"]["apiserver"])
+            self.summary["measurements"]["coredns"] = coredns.gather()
             for o in others:
                 self.summary["measurements"][o.name] = o.gather()
             if probe:
-                self.summary["measurements"]["dns"] = probe.gather()
+                self.summary["measurements"]["dns"] = dns_pods.with_where(probe.gather(), cluster)
                 if timer and not self._probe_service_made:
                     self.summary["measurements"]["dns"]["propagation_error"] = (
                         self._propagation_error or "no probe Service was made: the load "
@@ -319,7 +324,7 @@ class MainJob:
         usage = getattr(self.provider, "apiserver_memory_usage", None)
         return usage(self.cluster_name, reset=reset) if usage else None
 
-    def _dns_probe(self, cluster: Cluster, raw: Path) -> dns_m.DnsProbe | None:
+    def _dns_probe(self, cluster: Cluster, raw: Path) -> dns_pods.DnsMeasurement | None:
         if cluster.dns is None:
             self.summary["measurements"]["dns"] = {
                 "error": f"no cluster DNS reachable from the harness for provider "
@@ -335,10 +340,17 @@ class MainJob:
 
             netns_pid = container_pid(cluster.dns_via_container)
             self.log(f"DNS probes run in the network namespace of {cluster.dns_via_container}")
-        return dns_m.DnsProbe(cluster.dns, dns_m.default_names(services), raw,
+        node = dns_m.DnsProbe(cluster.dns, dns_m.default_names(services), raw,
                               rate_hz=self.cfg.dns_rate_hz, netns_pid=netns_pid)
+        if cluster.provider != "kind":
+            return node  # no pods to probe from (local): the summary says where it ran
+        # kind: the pods' view is the run's DNS; the node-namespace probe runs beside it
+        bound_s = self.cfg.duration_s + self.cfg.dns_min_probe_s + 900
+        return dns_pods.PodDnsProbe(cluster, raw.with_name("dns_pods.jsonl"),
+                                    dns_pods.probe_names(services[0] if services else None),
+                                    self.cfg.dns_rate_hz, bound_s, node_probe=node, log=self.log)
 
-    def _new_service(self, cluster: Cluster, probe: dns_m.DnsProbe,
+    def _new_service(self, cluster: Cluster, probe: dns_pods.DnsMeasurement,
                      changed_at: list[float]) -> None:
         name = f"lt-propagation-{int(time.time())}"
         try:
@@ -420,8 +432,13 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
     if (run_dir / "raw" / "dns.jsonl").exists():
         propagation_error = (m.get("dns") or {}).get("propagation_error")  # not in raw
         m["dns"] = dns_m.summarize(read_jsonl(run_dir / "raw" / "dns.jsonl"))
+        if (run_dir / "raw" / "dns_pods.jsonl").exists():  # kind: the pods' view, node's beside
+            m["dns"] = dns_pods.summarize(read_jsonl(run_dir / "raw" / "dns_pods.jsonl"),
+                                          m["dns"])
         if propagation_error:
             m["dns"]["propagation_error"] = propagation_error
+    if (run_dir / "raw" / "coredns.jsonl").exists():
+        m["coredns"] = summarize_coredns(read_jsonl(run_dir / "raw" / "coredns.jsonl"))
     if (run_dir / "agents").exists():
         m["client"] = client_m.summarize(run_dir / "agents")
     summary["rebuilt_from_raw"] = True

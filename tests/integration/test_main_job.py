@@ -40,6 +40,12 @@ def test_light_profile_passes_its_slos(light_run):
     assert {"LIST pods [node]", "WATCH pods [node]", "LIST nodes [node]"} <= names
     m = s["measurements"]
     assert m["dns"]["propagation"][0]["seconds"] is not None
+    # no pods on the local provider: the DNS summary says where its probe ran instead
+    assert m["dns"]["where"] == "host"
+    # CoreDNS's own view beside it: it answered the probes' queries
+    cdns = m["coredns"]
+    assert cdns["failed_scrapes"] == 0 and cdns["scrapes"] >= 5
+    assert cdns["responses_by_rcode"].get("NOERROR", 0) > 0 and cdns["request_p50_ms"] is not None
     # every probe's scheduled slots are all accounted for, each recorded once
     for name in ("dns", "bystander", "break_glass"):
         p = m[name]

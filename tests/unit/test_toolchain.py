@@ -9,7 +9,7 @@ from loadtest.errors import ConfigError, ToolsMissing
 def test_pinned_toolchain_names_every_component():
     comps = {c.name: c for c in toolchain.load_components()}
     assert set(comps) == {"kubernetes", "etcd", "coredns", "kwok", "kind", "cni-plugins",
-                          "crictl", "refagent"}
+                          "crictl", "refagent", "dnsprobe"}
     k8s = comps["kubernetes"]
     assert k8s.version.startswith("v1.33.")
     assert "kube-apiserver" in k8s.binaries and "kubelet" in k8s.binaries
