@@ -26,9 +26,10 @@ from typing import Literal
 
 import yaml
 
-from loadtest import toolchain
+from loadtest import config, toolchain
 from loadtest.agents.identity import NAMESPACE, SHARED_SA, ensure_rbac_rules, request_token
 from loadtest.agents.learn import Learned, learn, read_audit_log
+from loadtest.agents.profile import AgentProfile
 from loadtest.clusters.base import Cluster, http_client
 from loadtest.clusters.local import LocalProvider, state_root
 from loadtest.config import InventorySpec
@@ -70,6 +71,9 @@ class Recording:
             raise ConfigError("record: --nodes between 1 and 200 (one process per node)")
         if not 0 < self.duration_s <= 3600:
             raise ConfigError("record: --duration between 0 and 3600 seconds")
+        # a bad profile name fails now, not after the recording
+        config.parse(AgentProfile, {"name": self.name, "polls": [
+            {"resource": "pods", "interval_seconds": 1}]}, "record --name")
 
 
 def workdir(cluster: str) -> Path:

@@ -41,8 +41,18 @@ def test_agent_kubeconfig_carries_server_ca_and_token():
     assert doc["users"][0]["user"] == {"token": "tok"}
 
 
-@pytest.mark.parametrize("bad", [dict(command=[]), dict(nodes=0), dict(duration_s=0)])
+@pytest.mark.parametrize("bad", [dict(command=[]), dict(nodes=0), dict(duration_s=0),
+                                 dict(name="Bad Name")])
 def test_recording_checks_its_bounds(bad):
     args = {"name": "x", "nodes": 2, "command": ["true"], **bad}
     with pytest.raises(ConfigError):
         Recording(**args).check()
+
+
+def test_cli_record_takes_the_command_after_double_dash():
+    from loadtest.cli import build_parser
+
+    a = build_parser().parse_args(["record", "--name", "x", "--nodes", "3", "--",
+                                   "refagent", "--profile", "p", "--name", "y"])
+    assert (a.name, a.nodes, a.command) == ("x", 3, ["--", "refagent", "--profile", "p",
+                                                      "--name", "y"])
