@@ -209,7 +209,8 @@ def _unmodelled_reason(r: Request) -> str | None:
         f"{'/' + r.subresource if r.subresource else ''}"
     if r.verb not in ("list", "watch"):
         return what
-    if r.name or r.subresource:
+    # A collection's LIST/WATCH with fieldSelector=metadata.name=X has objectRef.name X too.
+    if r.subresource or (r.name and not r.path.rstrip("/").endswith("/" + r.resource)):
         return f"{what} (one object)"
     if not re.fullmatch(r"[a-z][a-z0-9.]*", r.resource) or not r.version:
         return f"{what} (not a resource)"

@@ -162,6 +162,24 @@ def test_agents_sharing_one_credential_are_told_apart_by_node():
     assert any("shared one credential" in n for n in learned.notes)
 
 
+def test_node_scoped_nodes_list_is_a_collection_request_though_objectref_names_the_node():
+    evs = []
+    for i in range(2):
+        for k in range(3):
+            ev = event(T0 + 5 * k + i, "list", f"/api/v1/nodes?fieldSelector=metadata.name%3Dn{i}",
+                       "nodes", cred=f"c{i}")
+            for e in ev:  # kube-apiserver puts the selected name into objectRef
+                e["objectRef"]["name"] = f"n{i}"
+            evs += ev
+    one = event(T0, "list", "/api/v1/nodes/n0", "nodes", cred="c0")  # a one-object path
+    for e in one:
+        e["objectRef"]["name"] = "n0"
+    evs += one
+    learned = learn(parse_events(json.dumps(e) for e in evs), "telemetry", "x")
+    assert [(p.resource, p.scope) for p in learned.profile.polls] == [("nodes", "node")]
+    assert learned.left_out == {"LIST nodes (one object)": 1}
+
+
 def test_a_fixed_node_named_by_every_client_is_a_field_selector_not_node_scope():
     evs = [e for i in range(3) for e in event(
         T0 + i, "watch", "/api/v1/pods?fieldSelector=spec.nodeName%3Dmaster&watch=true",
