@@ -58,7 +58,7 @@ class Recording:
     content_type: Literal["json", "protobuf"] = "json"
     pods_per_node: int = 3
     churn_per_second: float = 2.0  # pod updates per second during the recording
-    keep_cluster: bool = False
+    keep_cluster: bool = False  # after a successful recording
 
     @property
     def cluster_name(self) -> str:
@@ -151,6 +151,7 @@ def record(rec: Recording, log: Log) -> tuple[Learned, Path]:
     (d / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
     secrets = d / "secrets"
     cluster = provider.create(rec.cluster_name)
+    ok = False
     try:
         spec = InventorySpec(name="rec", nodes=rec.nodes, pods_per_node=rec.pods_per_node,
                              namespaces=2, services_per_namespace=2, configmaps_per_namespace=1)
@@ -179,9 +180,10 @@ def record(rec: Recording, log: Log) -> tuple[Learned, Path]:
             out = (d / f"agent-{i}.log").read_text(errors="replace")
             raise CommandError(f"agent {i} ({node_name(spec, i)})", command, code, out)
         time.sleep(2)  # watches closed by the stop reach the log (ResponseComplete)
+        ok = True
     finally:
         shutil.rmtree(secrets, ignore_errors=True)
-        if not rec.keep_cluster:
+        if not (ok and rec.keep_cluster):  # a failed recording leaves nothing running
             provider.delete(rec.cluster_name)
     audit = d / "audit.log"
     learned = learn(read_audit_log(audit), rec.user_agent, rec.name, source=str(audit),
