@@ -3,7 +3,7 @@
 // identity, as N DaemonSet pods would, and writes what they did to a JSON file.
 //
 //	refagent --kubeconfig K [--context C] --profile FILE --agents N
-//	         [--nodes-file F | --node-selector type=kwok]
+//	         [--nodes-file F | --node-selector type=kwok | --node-name N (default $NODE_NAME)]
 //	         [--token-file F | --impersonate FMT | --token-dir D]
 //	         --duration 60s [--ramp-per-second R] --stats FILE.json
 package main
@@ -31,7 +31,7 @@ import (
 type Options struct {
 	Kubeconfig, Context, ProfilePath, ProfilesDir string
 	Agents, FirstIndex                            int
-	NodesFile, NodeSelector                       string
+	NodesFile, NodeSelector, NodeName             string
 	TokenFile, Impersonate, TokenDir              string
 	Duration, Progress                            time.Duration
 	RampPerSecond                                 float64
@@ -53,6 +53,7 @@ func parseFlags(args []string) (*Options, error) {
 	fs.IntVar(&o.FirstIndex, "first-index", 0, "index of the first agent (for --impersonate's %d and --token-dir)")
 	fs.StringVar(&o.NodesFile, "nodes-file", "", "node names, one per line")
 	fs.StringVar(&o.NodeSelector, "node-selector", "", "list the cluster's nodes with this label selector (e.g. type=kwok)")
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node of every agent, as a DaemonSet pod's NODE_NAME (used without --nodes-file and --node-selector)")
 	fs.StringVar(&o.TokenFile, "token-file", "", "bearer token file shared by all agents (a ServiceAccount token)")
 	fs.StringVar(&o.Impersonate, "impersonate", "", "impersonate this user per agent on top of the kubeconfig's credentials, e.g. system:serviceaccount:telemetry:agent-%d")
 	fs.StringVar(&o.TokenDir, "token-dir", "", "directory of per-agent token files (agent i uses the i-th, in natural order)")
@@ -185,6 +186,8 @@ func run(args []string) error {
 		if nodes, err = listNodes(ctx, base, o.NodeSelector, stats); err != nil {
 			return err
 		}
+	case o.NodeName != "":
+		nodes = []string{o.NodeName}
 	}
 	if len(nodes) == 0 && needsNodes(profile) {
 		return fmt.Errorf("profile %s has node-scoped targets: give --nodes-file or --node-selector (found no nodes)", profile.Name)

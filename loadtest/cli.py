@@ -451,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verdict)
     from loadtest import cli_gate  # the rollout gate's commands (compare, report, sweep, ...)
     cli_gate.register(sub)
+    from loadtest import cli_learn  # learn / record: profiles learned from a real agent
+    cli_learn.register(sub)
     return p
 
 

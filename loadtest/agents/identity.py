@@ -44,6 +44,11 @@ def _apply(c: httpx.Client, collection: str, obj: dict[str, Any]) -> None:
 
 def ensure_rbac(cluster: Cluster, profile: AgentProfile) -> None:
     """Namespace, shared ServiceAccount, reader ClusterRole bound to every SA of the namespace."""
+    ensure_rbac_rules(cluster, rbac_rules(profile))
+
+
+def ensure_rbac_rules(cluster: Cluster, rules: list[dict[str, Any]]) -> None:
+    """The same, with the reader role's rules given (record: a profile not yet known)."""
     with http_client(cluster) as c:
         _apply(c, "/api/v1/namespaces", {
             "apiVersion": "v1", "kind": "Namespace",
@@ -52,7 +57,7 @@ def ensure_rbac(cluster: Cluster, profile: AgentProfile) -> None:
         rbac = "/apis/rbac.authorization.k8s.io/v1"
         _apply(c, f"{rbac}/clusterroles", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": ROLE}, "rules": rbac_rules(profile)})
+            "metadata": {"name": ROLE}, "rules": rules})
         _apply(c, f"{rbac}/clusterrolebindings", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": ROLE},
