@@ -17,6 +17,7 @@ import pytest
 from loadtest import slo, toolchain
 from loadtest.clusters import Cluster
 from loadtest.clusters.base import http_client
+from loadtest.clusters.kind import KindProvider
 from loadtest.measurements import dns_pods
 from loadtest.measurements.dns import CACHE_TTL_S
 from loadtest.proc import run
@@ -44,7 +45,8 @@ def probe(loadtest_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
             "metadata": {"name": OTHER_SVC}, "spec": {"ports": [{"port": 80}]}})
     raw = tmp_path_factory.mktemp("dns-pods") / "dns_pods.jsonl"
     p = dns_pods.PodDnsProbe(c, raw, dns_pods.probe_names((OTHER_NS, OTHER_SVC)),
-                             rate_hz=10, max_s=1800, log=print)
+                             rate_hz=10, max_s=1800, log=print,
+                             load_image=lambda image: KindProvider().load_image(c.name, image))
     p.start()
     p.summary = None  # set by the last test
     yield p
