@@ -242,7 +242,7 @@ def judge(without: list[dict[str, Any]], with_: list[dict[str, Any]]
     failed in any, else 'inconclusive'. Returns the verdict, its reasons and the rounds."""
     if not without or len(without) != len(with_):
         raise ConfigError(f"rounds differ: {len(without)} without vs {len(with_)} with")
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     for i, (a, b) in enumerate(zip(without, with_, strict=True), 1):
         v, why = verdict(a, b)
         rounds.append({"round": i, "verdict": v, "reasons": why})

@@ -364,8 +364,11 @@ class PodDnsProbe:
             if name in self.followers:
                 continue
             self._nodes[name] = p["spec"]["nodeName"]
-            f = PodLogFollower(self.cluster, NAMESPACE, name,
-                               lambda ts, text, pod=name: self._line(pod, text))
+
+            def on_line(ts: str, text: str, pod: str = name) -> None:
+                self._line(pod, text)
+
+            f = PodLogFollower(self.cluster, NAMESPACE, name, on_line)
             self.followers[name] = f
             f.start()
 
