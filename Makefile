@@ -26,7 +26,7 @@ help:
 	@echo "make loadtest   run the main job (PROVIDER=$(PROVIDER) PROFILE=$(PROFILE) AGENTS=$(AGENTS))"
 	@echo "make test       run the tests (unit + integration)"
 	@echo "make tools      build the pinned Go toolchain into $(LOADTEST_CACHE)"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff check, ruff format --check, mypy"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +58,12 @@ test-unit: venv
 test-integration: tools
 	$(PYTEST) -m integration $(PYTEST_ARGS)
 
+# ruff (lint, then the format check) and mypy (pyproject.toml [tool.mypy]) over all the code.
+LINT_PATHS := loadtest tests benchmarks locustfiles
 lint: venv
-	$(VENV)/bin/ruff check loadtest tests locustfiles
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
 
 cluster: tools
 	$(LOADTEST) cluster up --provider $(PROVIDER) --name $(NAME) --reuse

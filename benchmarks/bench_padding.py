@@ -69,12 +69,12 @@ def old_padding() -> Iterator[None]:
     def zeros(text: str) -> str:
         return f"sha256:{int(''.join(c for c in text if c.isdigit()) or 0):064x}"
 
-    padding.filler = lambda key, size, fresh: "x" * size  # type: ignore[assignment]
-    inventory._digest = zeros  # type: ignore[assignment]
+    padding.filler = lambda key, size, fresh: "x" * size
+    inventory._digest = zeros
     try:
         yield
     finally:
-        padding.filler, inventory._digest = filler, digest  # type: ignore[assignment]
+        padding.filler, inventory._digest = filler, digest
 
 
 # --- 1. ratios of real and seeded objects (no cluster needed) -------------------------------

@@ -82,7 +82,7 @@ def kwokctl_extra_flags(flags: list[str],
     try:
         yield
     finally:
-        local.run = orig  # type: ignore[assignment]
+        local.run = orig
 
 
 def create_cluster(name: str, apiserver_args: dict[str, str] | None = None,

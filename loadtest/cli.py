@@ -9,19 +9,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import httpx
-
-from loadtest import cgroups, config, toolchain
-from loadtest.clusters import PROVIDERS, get_provider, require_load_allowed
-from loadtest.clusters.base import Cluster, ClusterProvider
+from loadtest import cli_gate, cli_learn, config, toolchain
+from loadtest.cli_common import (
+    check_target,
+    cluster_target_args,
+    log,
+    make_provider,
+    memory_arg,
+    target_cluster,
+)
+from loadtest.clusters import PROVIDERS
+from loadtest.clusters.base import Cluster
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError, CommandError, ConfigError, LoadtestError
 from loadtest.inventory import Seeder
 from loadtest.run import MainJob, RunConfig, rebuild_summary, run_verdict_pytest
-
-
-def log(msg: str) -> None:
-    print(f"loadtest: {msg}", file=sys.stderr, flush=True)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -29,29 +31,6 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
-
-
-def _memory(args: argparse.Namespace) -> int | None:
-    text = getattr(args, "apiserver_memory", None)
-    return cgroups.parse_bytes(text) if text else None
-
-
-def make_provider(args: argparse.Namespace) -> ClusterProvider:
-    memory = _memory(args)
-    if args.provider == "local":
-        return get_provider("local", log=log, apiserver_port=args.port,
-                            apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates, apiserver_memory=memory)
-    if memory:
-        raise LoadtestError("--apiserver-memory: only the local provider limits the API "
-                            "server's memory")
-    if args.provider == "kind":
-        return get_provider("kind", log=log, apiserver_port=args.port,
-                            apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates)
-    if args.provider == "existing":
-        return get_provider("existing", kubeconfig_path=args.kubeconfig)
-    return get_provider(args.provider)
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
@@ -95,36 +74,6 @@ def _print_cluster(cluster: Cluster) -> None:
     print(json.dumps(cluster.redacted(), indent=2))
 
 
-def _no_such_cluster(provider: ClusterProvider, name: str) -> ClusterError:
-    if provider.name == "existing":
-        return ClusterError(f"no context {name!r} in the kubeconfig (--kubeconfig, "
-                            "$KUBECONFIG or ~/.kube/config; --name picks the context)")
-    return ClusterError(f"no {provider.name} cluster named {name!r} (create one with: "
-                        f"loadtest cluster up --provider {provider.name} --name {name})")
-
-
-def _target_cluster(args: argparse.Namespace) -> Cluster:
-    """The cluster a command sends load to: it must exist, and be ours unless opted in."""
-    provider = make_provider(args)
-    cluster = provider.get(args.name)
-    if cluster is None:
-        raise _no_such_cluster(provider, args.name)
-    require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
-    return cluster
-
-
-def check_target(args: argparse.Namespace) -> None:
-    """Before a run starts or writes anything: the kubeconfig reads, and a cluster the
-    provider cannot create (existing) is there and may take load. Others may be absent:
-    the run creates them."""
-    provider = make_provider(args)
-    cluster = provider.get(args.name)
-    if cluster is None and provider.name == "existing":
-        raise _no_such_cluster(provider, args.name)
-    if cluster is not None:
-        require_load_allowed(cluster, allow_existing=args.allow_existing_cluster)
-
-
 SPEC_FLAGS = ("nodes", "pods_per_node", "namespaces", "services_per_namespace",
               "configmaps_per_namespace", "pod_bytes", "node_bytes")
 
@@ -147,7 +96,7 @@ def inventory_spec(args: argparse.Namespace) -> InventorySpec:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     spec = inventory_spec(args)
-    cluster = _target_cluster(args)
+    cluster = target_cluster(args)
     seeder = Seeder(cluster, spec, concurrency=args.concurrency, log=log)
     if args.delete:
         from loadtest.measurements import probe_service
@@ -173,7 +122,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
                    spawn_rate=args.spawn_rate, shape=args.shape, steps=args.steps,
                    processes=args.processes, node_selector=args.node_selector,
                    decode=args.decode)
-    cluster = _target_cluster(args)
+    cluster = target_cluster(args)
     stats = run_agents(cluster, run, args.out, log)
     print(json.dumps(stats, indent=2))
     return 0
@@ -234,16 +183,22 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
     log(f"API server dry-run: {', '.join(mitigation.apply(cluster, objs, dry_run=True))} valid")
     if args.apply:
         log(f"applied: {', '.join(mitigation.apply(cluster, objs))}")
-    if cfg is not None:
-        return _mitigation_rerun(args, cluster, fresh, objs, cfg)
-    return 0
+    if cfg is None:
+        return 0
+    from loadtest import report
+
+    verdict, comparison = mitigation.rerun(make_provider(args), args.name, cluster, objs, cfg,
+                                    args.results / "mitigation", args.rounds,
+                                    args.fresh_cluster, fresh, log)
+    report.draw(lambda: report.write_mitigation_report(comparison.parent), log)
+    return 0 if verdict == mitigation.HOLDS else 1
 
 
 def _mitigation_cluster(args: argparse.Namespace) -> tuple[Cluster, bool]:
     """The cluster to validate on and rerun in, and whether it is new. --fresh-cluster makes
     one when there is none (every rerun gets a new one anyway)."""
     if not args.fresh_cluster:
-        return _target_cluster(args), False
+        return target_cluster(args), False
     provider = make_provider(args)
     cluster = provider.get(args.name)
     if cluster is None:
@@ -253,53 +208,6 @@ def _mitigation_cluster(args: argparse.Namespace) -> tuple[Cluster, bool]:
         raise ClusterError(f"--fresh-cluster would delete {args.name!r}, which loadtest did "
                            "not create")
     return cluster, False
-
-
-def _mitigation_rerun(args: argparse.Namespace, cluster: Cluster, fresh: bool,
-                      objs: list[dict[str, object]], cfg: RunConfig) -> int:
-    """The failing run's scenario again, without and with the objects, every round judged."""
-    from loadtest import mitigation, report
-    from loadtest.results import read_summary
-
-    views: dict[str, list[dict[str, object]]] = {"without": [], "with": []}
-    run_dirs: dict[str, list[str]] = {"without": [], "with": []}
-    provider = make_provider(args)
-    try:
-        for _ in range(args.rounds):
-            for variant in ("without", "with"):
-                if args.fresh_cluster and not fresh:
-                    # each run from the same start: a run that brought the control plane
-                    # down (an OOM-killed API server) leaves nothing to the next
-                    provider.delete(args.name)
-                    cluster = provider.create(args.name)
-                fresh = False
-                if variant == "with":
-                    mitigation.apply(cluster, objs)
-                else:
-                    mitigation.remove(cluster)
-                job = MainJob(provider, args.name, cfg, args.results / "mitigation" / variant,
-                              log)
-                run_dir = job.execute()
-                run_dirs[variant].append(str(run_dir))
-                views[variant].append(mitigation.others_view(read_summary(run_dir)))
-    finally:
-        try:
-            mitigation.remove(cluster)
-        except (LoadtestError, httpx.HTTPError) as e:  # a control plane the run brought down
-            log(f"warning: could not remove the APF objects: {e}")
-    verdict, reasons, rounds = mitigation.judge(views["without"], views["with"])
-    data = {"verdict": verdict, "reasons": reasons, "rounds": rounds, "runs": views,
-            "run_dirs": run_dirs}
-    out = args.results / "mitigation" / "comparison.json"
-    out.write_text(json.dumps(data, indent=2, default=str))
-    for variant, vs in views.items():
-        for i, v in enumerate(vs, 1):
-            log(f"{variant:8} round {i}: {json.dumps(v, default=str)}")
-    for line in reasons:
-        log(line)
-    log(f"{verdict} ({out})")
-    report.draw(lambda: report.write_mitigation_report(out.parent), log)
-    return 0 if verdict == mitigation.HOLDS else 1
 
 
 def _results_folder(d: Path) -> Path:
@@ -324,22 +232,6 @@ def cmd_verdict(args: argparse.Namespace) -> int:
     # by default the SLOs the run was judged by, not today's defaults
     return run_verdict_pytest(args.results, args.slo or summary.get("config", {}).get(
         "slo_file", ""))
-
-
-def _cluster_target_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--provider", choices=PROVIDERS, default="local")
-    p.add_argument("--name", default="loadtest", help="cluster name (existing: context)")
-    p.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
-    p.add_argument("--allow-existing-cluster", action="store_true",
-                   help="allow load on a cluster loadtest did not create")
-    _memory_arg(p)
-    p.set_defaults(port=None, apiserver_arg=None, feature_gates="")
-
-
-def _memory_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--apiserver-memory", metavar="SIZE",
-                   help="local: the API server's memory budget, e.g. 2Gi (a control plane's "
-                        "size; beyond it the kernel's OOM killer acts, as in production)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -369,12 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--apiserver-arg", type=_key_value, action="append",
                    help="local: extra kube-apiserver flag KEY=VALUE (repeatable)")
     c.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
-    _memory_arg(c)
+    memory_arg(c)
     c.add_argument("--reuse", action="store_true", help="up: reuse a cluster of that name")
     c.set_defaults(func=cmd_cluster)
 
     s = sub.add_parser("seed", help="create (or --delete) a production-shaped inventory")
-    _cluster_target_args(s)
+    cluster_target_args(s)
     s.add_argument("--file", type=Path, help="inventory spec (YAML); flags override it")
     s.add_argument("--inventory", help="inventory name (label value; default 'default')")
     for f in SPEC_FLAGS:
@@ -386,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_seed)
 
     a = sub.add_parser("agents", help="run Locust telemetry agents against a cluster")
-    _cluster_target_args(a)
+    cluster_target_args(a)
     a.add_argument("--profile", default="kubelet-like", help="profile name or file")
     a.add_argument("--agents", type=int, default=100, help="agents (one per node)")
     a.add_argument("--duration", type=float, default=60, help="seconds")
@@ -400,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_agents)
 
     r = sub.add_parser("run", help="the main job: cluster, inventory, agents, SLO verdict")
-    _cluster_target_args(r)
+    cluster_target_args(r)
     r.set_defaults(name="loadtest")
     r.add_argument("--config", type=Path, help="run config YAML; flags override it")
     r.add_argument("--profile")
@@ -421,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     mg = sub.add_parser("mitigate", help="APF objects that confine the agents of a run")
-    _cluster_target_args(mg)
+    cluster_target_args(mg)
     src = mg.add_mutually_exclusive_group(required=True)
     src.add_argument("--from", dest="results", type=Path,
                      help="results folder of a (failing) run")
@@ -449,10 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("results", type=Path)
     v.add_argument("--slo")
     v.set_defaults(func=cmd_verdict)
-    from loadtest import cli_gate  # the rollout gate's commands (compare, report, sweep, ...)
-    cli_gate.register(sub)
-    from loadtest import cli_learn  # learn / record: profiles learned from a real agent
-    cli_learn.register(sub)
+    cli_gate.register(sub)  # the rollout gate's commands (compare, report, sweep, ...)
+    cli_learn.register(sub)  # learn / record: profiles learned from a real agent
     return p
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from loadtest import compare, report, scaling, slo
-from loadtest.cli import _cluster_target_args, check_target, log, make_provider
+from loadtest.cli_common import check_target, cluster_target_args, log, make_provider
 from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
 from loadtest.errors import ConfigError, LoadtestError
@@ -207,7 +207,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
 
 
 def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
-    _cluster_target_args(p)
+    cluster_target_args(p)
     p.set_defaults(name="gate")
     if agents:
         p.add_argument("--agents", type=int, default=20, help="agents per run")

@@ -397,12 +397,13 @@ def check_budget(b: Budget, c: MetricComparison | None) -> BudgetResult:
         shown = (f"candidate {_fmt(value, unit)}{_ci(c.candidate.low, c.candidate.high, _fmt)}"
                  f" vs ceiling {_fmt(limit, unit)}")
     elif b.kind == "relative":
-        value, limit = c.relative, b.limit
+        relative = c.relative
+        if relative is None:
+            return BudgetResult(b.text, "error", f"{b.metric}: baseline is 0, no relative change")
+        value, limit = relative, b.limit
         low = c.relative_bounds()[0]
         shown = (f"{_fmt(c.baseline.mean, unit)} -> {_fmt(c.candidate.mean, unit)}: "
                  f"{_pct(value)}{_ci(*c.relative_bounds(), _pct)} vs budget {_pct(limit)}")
-        if value is None:
-            return BudgetResult(b.text, "error", f"{b.metric}: baseline is 0, no relative change")
     else:
         value, limit, low = c.diff.mean, b.limit, c.diff.low
         shown = (f"{_fmt(c.baseline.mean, unit)} -> {_fmt(c.candidate.mean, unit)}: "
@@ -559,7 +560,7 @@ def interleave(baseline: str, candidate: str, rounds: int, out_root: Path, run: 
     if rounds < 1:
         raise ConfigError("--rounds must be at least 1")
     sides: tuple[tuple[str, list[Path]], ...] = ((baseline, []), (candidate, []))
-    loads = []
+    loads: list[dict[str, Any]] = []
     for i, order in enumerate(abba(rounds)):
         for side in order:
             profile, dirs = sides[side]

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -138,7 +139,8 @@ def pod_name(spec: InventorySpec, p: int) -> str:
 def pod_manifest(spec: InventorySpec, p: int) -> dict[str, Any]:
     node_i, ns_j = pod_placement(spec, p)
     app = pod_app(spec, p)
-    env = [{"name": f"SETTING_{k}", "value": f"value-{k}-{p % 13}"} for k in range(12)]
+    env: list[dict[str, Any]] = [{"name": f"SETTING_{k}", "value": f"value-{k}-{p % 13}"}
+                                 for k in range(12)]
     env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
 
     def container(name: str, port: int) -> dict[str, Any]:
@@ -187,7 +189,7 @@ def service_manifest(spec: InventorySpec, j: int, k: int) -> dict[str, Any]:
 
 
 def configmap_manifest(spec: InventorySpec, j: int, k: int) -> dict[str, Any]:
-    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+    cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": f"config-{k}", "namespace": namespace_name(spec, j),
                        "labels": {LABEL: spec.name}},
           "data": {"app.yaml": ""}}
@@ -220,32 +222,34 @@ PODS = Kind("pods", namespaced=True)
 SERVICEACCOUNTS = Kind("serviceaccounts", namespaced=True)
 
 
+def default_serviceaccount_manifest(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": namespace}}
+
+
 def plan(spec: InventorySpec) -> Iterator[tuple[Kind, Callable[[], dict[str, Any]], str, str]]:
     """(kind, manifest factory, namespace or '', name) in dependency order.
 
     Factories are lazy so a resumed run does not build objects that already exist.
     """
     for j in range(spec.namespaces):
-        yield NAMESPACES, (lambda j=j: namespace_manifest(spec, j)), "", namespace_name(spec, j)
+        yield NAMESPACES, partial(namespace_manifest, spec, j), "", namespace_name(spec, j)
     for j in range(spec.namespaces):
         ns = namespace_name(spec, j)
         # The ServiceAccount admission plugin refuses pods until `default` exists; the
         # controller manager makes it, but seeding must not race it (or need it at all).
-        yield SERVICEACCOUNTS, (lambda ns=ns: {"apiVersion": "v1", "kind": "ServiceAccount",
-                                               "metadata": {"name": "default",
-                                                            "namespace": ns}}), ns, "default"
+        yield SERVICEACCOUNTS, partial(default_serviceaccount_manifest, ns), ns, "default"
     for i in range(spec.nodes):
-        yield NODES, (lambda i=i: node_manifest(spec, i)), "", node_name(spec, i)
+        yield NODES, partial(node_manifest, spec, i), "", node_name(spec, i)
     for j in range(spec.namespaces):
         ns = namespace_name(spec, j)
         for k in range(spec.configmaps_per_namespace):
-            yield CONFIGMAPS, (lambda j=j, k=k: configmap_manifest(spec, j, k)), ns, f"config-{k}"
+            yield CONFIGMAPS, partial(configmap_manifest, spec, j, k), ns, f"config-{k}"
         for k in range(spec.services_per_namespace):
-            yield SERVICES, (lambda j=j, k=k: service_manifest(spec, j, k)), ns, f"app-{k}"
+            yield SERVICES, partial(service_manifest, spec, j, k), ns, f"app-{k}"
     for p in range(spec.pods):
         _, ns_j = pod_placement(spec, p)
-        yield PODS, (lambda p=p: pod_manifest(spec, p)), namespace_name(spec, ns_j), \
-            pod_name(spec, p)
+        yield PODS, partial(pod_manifest, spec, p), namespace_name(spec, ns_j), pod_name(spec, p)
 
 
 def expected_counts(spec: InventorySpec) -> dict[str, int]:

@@ -9,16 +9,27 @@ cannot starve the others. Objects are plain dicts, written as reviewable YAML.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from loadtest.agents.identity import GROUP, NAMESPACE
-from loadtest.clusters.base import Cluster, apply_object, http_client, response_message
-from loadtest.errors import ClusterError, ConfigError
+from loadtest.clusters.base import (
+    Cluster,
+    ClusterProvider,
+    apply_object,
+    http_client,
+    response_message,
+)
+from loadtest.errors import ClusterError, ConfigError, LoadtestError
+from loadtest.results import read_summary
+from loadtest.run import MainJob, RunConfig
 from loadtest.slo import MUTATING_VERBS
 
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
@@ -231,7 +242,7 @@ def judge(without: list[dict[str, Any]], with_: list[dict[str, Any]]
     failed in any, else 'inconclusive'. Returns the verdict, its reasons and the rounds."""
     if not without or len(without) != len(with_):
         raise ConfigError(f"rounds differ: {len(without)} without vs {len(with_)} with")
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     for i, (a, b) in enumerate(zip(without, with_, strict=True), 1):
         v, why = verdict(a, b)
         rounds.append({"round": i, "verdict": v, "reasons": why})
@@ -241,3 +252,46 @@ def judge(without: list[dict[str, Any]], with_: list[dict[str, Any]]
     reasons = [f"round {r['round']}/{n}: {r['verdict']}: {'; '.join(r['reasons'])}"
                for r in rounds]
     return overall, reasons, rounds
+
+
+def rerun(provider: ClusterProvider, cluster_name: str, cluster: Cluster,
+          objs: list[dict[str, Any]], cfg: RunConfig, out: Path, rounds: int,
+          fresh_cluster: bool, fresh: bool, log: Callable[[str], None]) -> tuple[str, Path]:
+    """The failing run's scenario again, without and with the objects, every round judged.
+    Runs go to out/without and out/with; returns the verdict and out/comparison.json.
+    `fresh_cluster`: each run on a new cluster (`fresh`: the first one is new already)."""
+    views: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+    run_dirs: dict[str, list[str]] = {"without": [], "with": []}
+    try:
+        for _ in range(rounds):
+            for variant in ("without", "with"):
+                if fresh_cluster and not fresh:
+                    # each run from the same start: a run that brought the control plane
+                    # down (an OOM-killed API server) leaves nothing to the next
+                    provider.delete(cluster_name)
+                    cluster = provider.create(cluster_name)
+                fresh = False
+                if variant == "with":
+                    apply(cluster, objs)
+                else:
+                    remove(cluster)
+                run_dir = MainJob(provider, cluster_name, cfg, out / variant, log).execute()
+                run_dirs[variant].append(str(run_dir))
+                views[variant].append(others_view(read_summary(run_dir)))
+    finally:
+        try:
+            remove(cluster)
+        except (LoadtestError, httpx.HTTPError) as e:  # a control plane the run brought down
+            log(f"warning: could not remove the APF objects: {e}")
+    result, reasons, judged = judge(views["without"], views["with"])
+    data = {"verdict": result, "reasons": reasons, "rounds": judged, "runs": views,
+            "run_dirs": run_dirs}
+    path = out / "comparison.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    for variant, vs in views.items():
+        for i, v in enumerate(vs, 1):
+            log(f"{variant:8} round {i}: {json.dumps(v, default=str)}")
+    for line in reasons:
+        log(line)
+    log(f"{result} ({path})")
+    return result, path

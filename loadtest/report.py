@@ -76,7 +76,7 @@ def _cell(c: object) -> str:
     if isinstance(c, float):
         return f"{c:.4g}"
     if c in ("pass", "fail", "error"):
-        return f'<span class="{c}">{c.upper()}</span>'  # type: ignore[union-attr]
+        return f'<span class="{c}">{str(c).upper()}</span>'
     return html.escape("" if c is None else str(c))
 
 

@@ -32,15 +32,22 @@ from loadtest.clusters.base import (
     response_message,
     unreachable,
 )
+from loadtest.clusters.capabilities import (
+    BudgetsApiserverMemory,
+    ProbesDNSInNamespace,
+    RestartsDNS,
+    RunsFakeNodesBeside,
+    RunsPods,
+)
 from loadtest.config import InventorySpec, Strict
 from loadtest.errors import ClusterError, LoadtestError
-from loadtest.fake_nodes import ensure_beside
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
 from loadtest.measurements import dns_pods, probe_service
 from loadtest.measurements.apiserver import ApiserverMetrics
 from loadtest.measurements.apiserver import summarize as summarize_apiserver
+from loadtest.measurements.base import Measurement
 from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
@@ -207,8 +214,7 @@ class MainJob:
             self.summary["cluster"] = {**cluster.redacted(), **reached,
                                        "harness_identity": ensure_break_glass(cluster,
                                                                               self.warn),
-                                       "apiserver_memory_bytes": getattr(
-                                           self.provider, "apiserver_memory", None)}
+                                       "apiserver_memory_bytes": self._memory_budget()}
             self.stage("cluster", created=created)
             self._seed(cluster)
             self._load(cluster)
@@ -228,11 +234,10 @@ class MainJob:
         return self.dir
 
     def _seed(self, cluster: Cluster) -> None:
-        if cluster.provider == "kind":
-            from loadtest.clusters.kind import state_root
-
-            pid = ensure_beside(cluster, state_root() / cluster.name)
-            self.log(f"KWOK controller for fake nodes runs beside the kind cluster (pid {pid})")
+        if isinstance(self.provider, RunsFakeNodesBeside):
+            pid = self.provider.ensure_fake_nodes(cluster)
+            self.log(f"KWOK controller for fake nodes runs beside the {self.provider.name} "
+                     f"cluster (pid {pid})")
         seeder = Seeder(cluster, self.cfg.inventory, log=self.log)
         result = seeder.seed()
         ready = seeder.wait_ready(timeout=600)
@@ -247,15 +252,15 @@ class MainJob:
         coredns = CorednsMetrics(cluster, raw / "coredns.jsonl", self.cfg.scrape_interval_s)
         probe = self._dns_probe(cluster, raw / "dns.jsonl")
         (self.dir / "cluster.json").write_text(cluster.to_json())  # no token in it
-        others = [Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl",
-                            role=r) for role, r in ROLES.items()]
-        if probe:  # first: on kind it deploys its pods (and waits for them)
+        # scrapes and bystanders; the DNS probe apart (it times propagation too)
+        scrapes: list[Measurement] = [api, coredns, *(
+            Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl", role=r)
+            for role, r in ROLES.items())]
+        if probe:  # first: from pods it deploys them (and waits for them)
             probe.start()
         self._apiserver_memory(reset=True)  # this run's peak, not the seeding's
-        api.start()
-        coredns.start()
-        for o in others:
-            o.start()
+        for m in scrapes:
+            m.start()
         self.stage("measurements-started", dns=bool(probe))
         if self.cfg.idle_window_s:
             self.stage("idle", **api.wait_idle(self.cfg.idle_window_s, self.cfg.idle_max_s,
@@ -286,11 +291,9 @@ class MainJob:
                 timer.join()  # a probe Service being made now is made before the cleanup
             if probe:
                 self._probe_long_enough(changed_at)
-            self.summary["measurements"]["apiserver"] = api.gather()
+            for m in scrapes:
+                self.summary["measurements"][m.name] = m.gather()
             self._log_apiservers(self.summary["measurements"]["apiserver"])
-            self.summary["measurements"]["coredns"] = coredns.gather()
-            for o in others:
-                self.summary["measurements"][o.name] = o.gather()
             if probe:
                 self.summary["measurements"]["dns"] = dns_pods.with_where(probe.gather(), cluster)
                 if timer and not self._probe_service_made:
@@ -319,10 +322,17 @@ class MainJob:
             self.log(f"warning: {errors['count']} harness error(s), not the API server's: "
                      f"{errors['errors'][0]}")
 
+    def _memory_budget(self) -> int | None:
+        """The API server's memory budget in bytes, where the provider gives it one."""
+        if isinstance(self.provider, BudgetsApiserverMemory):
+            return self.provider.apiserver_memory
+        return None
+
     def _apiserver_memory(self, reset: bool = False) -> dict[str, int | None] | None:
         """OOM kills and peak memory of the API server, where the provider budgets it."""
-        usage = getattr(self.provider, "apiserver_memory_usage", None)
-        return usage(self.cluster_name, reset=reset) if usage else None
+        if isinstance(self.provider, BudgetsApiserverMemory):
+            return self.provider.apiserver_memory_usage(self.cluster_name, reset=reset)
+        return None
 
     def _dns_probe(self, cluster: Cluster, raw: Path) -> dns_pods.DnsMeasurement | None:
         if cluster.dns is None:
@@ -335,20 +345,23 @@ class MainJob:
                     for j in range(min(inv.namespaces, 3))
                     for k in range(min(inv.services_per_namespace, 2))]
         netns_pid = None
-        if cluster.dns_via_container:
-            from loadtest.clusters.kind import container_pid
-
-            netns_pid = container_pid(cluster.dns_via_container)
-            self.log(f"DNS probes run in the network namespace of {cluster.dns_via_container}")
+        if isinstance(self.provider, ProbesDNSInNamespace):
+            netns_pid = self.provider.dns_netns_pid(cluster)
+            self.log("DNS probes run in the network namespace of "
+                     f"{cluster.dns_via_container or f'pid {netns_pid}'}")
         node = dns_m.DnsProbe(cluster.dns, dns_m.default_names(services), raw,
                               rate_hz=self.cfg.dns_rate_hz, netns_pid=netns_pid)
-        if cluster.provider != "kind":
+        if not isinstance(self.provider, RunsPods):
             return node  # no pods to probe from (local): the summary says where it ran
-        # kind: the pods' view is the run's DNS; the node-namespace probe runs beside it
+        # the pods' view is the run's DNS; the node-namespace probe runs beside it
         bound_s = self.cfg.duration_s + self.cfg.dns_min_probe_s + 900
+        provider = self.provider
         return dns_pods.PodDnsProbe(cluster, raw.with_name("dns_pods.jsonl"),
                                     dns_pods.probe_names(services[0] if services else None),
-                                    self.cfg.dns_rate_hz, bound_s, node_probe=node, log=self.log)
+                                    self.cfg.dns_rate_hz, bound_s,
+                                    load_image=lambda image: provider.load_image(cluster.name,
+                                                                                 image),
+                                    node_probe=node, log=self.log)
 
     def _new_service(self, cluster: Cluster, probe: dns_pods.DnsMeasurement,
                      changed_at: list[float]) -> None:
@@ -376,7 +389,7 @@ class MainJob:
             self.log(f"removed probe Service(s) {', '.join(gone)}")
 
     def _restart_dns(self, changed_at: list[float]) -> None:
-        if not hasattr(self.provider, "restart_dns"):
+        if not isinstance(self.provider, RestartsDNS):
             self.log(f"warning: provider {self.provider.name} cannot restart cluster DNS")
             return
         self.log("restarting CoreDNS during the load")

@@ -66,8 +66,8 @@ class Component:
         h = hashlib.sha256()
         for part in (self.version, *self.packages, *self.ldflags, _go_version()):
             h.update(part.encode() + b"\0")
-        for f in ("go.mod", "go.sum"):
-            h.update((self.module_dir / f).read_bytes())
+        for name in ("go.mod", "go.sum"):
+            h.update((self.module_dir / name).read_bytes())
         if self.version == "local":  # the project's own Go code: its sources decide too
             for f in sorted(self.module_dir.rglob("*.go")):
                 h.update(str(f.relative_to(self.module_dir)).encode() + b"\0" + f.read_bytes())

@@ -297,7 +297,7 @@ class Agent:
             inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gz else None
             size = 0
             head = b""
-            body = [] if self.decode else None
+            body: list[bytes] | None = [] if self.decode else None
             while True:
                 chunk = resp.read(65536)
                 if not chunk:

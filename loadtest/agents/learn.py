@@ -149,7 +149,7 @@ def read_audit_log(path: Path) -> list[Request]:
     """An audit log file (plain or .gz); errors are one line naming the file and line."""
     try:
         opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as f:
             return parse_events(f)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None

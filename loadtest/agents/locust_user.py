@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -177,13 +178,21 @@ class AgentUser(User):
             _Process.indexes.give(self.index)
 
 
+def _parsed_options(shape: LoadTestShape) -> Namespace:
+    """The command line's options; a shape ticks only once Locust has parsed them."""
+    opts = shape.runner.environment.parsed_options if shape.runner else None
+    if opts is None:
+        raise RuntimeError("the load shape ticked before Locust parsed its options")
+    return opts
+
+
 class RolloutShape(LoadTestShape):
     """A DaemonSet rollout: agents join at --ramp-rate per second up to --users, then hold."""
 
     abstract = True
 
     def tick(self) -> tuple[int, float] | None:
-        opts = self.runner.environment.parsed_options  # type: ignore[union-attr]
+        opts = _parsed_options(self)
         return rollout_tick(int(opts.num_users), float(opts.ramp_rate or opts.spawn_rate),
                             self.get_run_time(), float(opts.run_time or 0))
 
@@ -194,7 +203,7 @@ class StepShape(LoadTestShape):
     abstract = True
 
     def tick(self) -> tuple[int, float] | None:
-        opts = self.runner.environment.parsed_options  # type: ignore[union-attr]
+        opts = _parsed_options(self)
         t = self.get_run_time()
         for step in parse_steps(opts.steps):
             if t < step[1]:

@@ -92,12 +92,6 @@ class ClusterProvider(Protocol):
         ...
 
 
-class RestartsDNS(Protocol):
-    """Providers that can restart the cluster DNS (as a rollout or an OOM kill would)."""
-
-    def restart_dns(self, cluster_name: str) -> None: ...
-
-
 def client_options(cluster: Cluster, timeout: float = 10.0) -> dict[str, Any]:
     """httpx client options for talking to the cluster's API server with its credentials."""
     headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}

@@ -23,7 +23,7 @@ import yaml
 from loadtest import kubeconfig, toolchain
 from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, ConfigError
-from loadtest.fake_nodes import stop_beside
+from loadtest.fake_nodes import ensure_beside, stop_beside
 from loadtest.proc import run
 from loadtest.wait import until
 
@@ -147,6 +147,19 @@ class KindProvider:
                         headers={"Content-Type": "application/strategic-merge-patch+json"})
         if r.status_code != 200:
             raise ClusterError(f"restarting CoreDNS: HTTP {r.status_code}: {r.text[:200]}")
+
+    def ensure_fake_nodes(self, cluster: Cluster) -> int:
+        """kind has no KWOK controller: one runs on the host, beside the cluster."""
+        return ensure_beside(cluster, state_root() / cluster.name)
+
+    def dns_netns_pid(self, cluster: Cluster) -> int:
+        """kube-dns' Service address is reachable only inside the node containers."""
+        return container_pid(cluster.dns_via_container or _probe_node(cluster.name))
+
+    def load_image(self, cluster_name: str, image: str) -> None:
+        """`kind load docker-image`: into every node's containerd, no registry."""
+        run([toolchain.binary("kind"), "load", "docker-image", image, "--name", cluster_name],
+            f"kind load docker-image {image}", timeout=300)
 
     def list(self) -> list[str]:
         return sorted(set(_docker_lines(["ps", "-a", "--filter", f"label={CLUSTER_LABEL}",

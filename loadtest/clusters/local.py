@@ -270,9 +270,9 @@ class LocalProvider:
                                                        "certificate-authority": creds.ca_file}}],
                "users": [{"name": "coredns", "user": {"token": token}}],
                "contexts": [{"name": "coredns", "context": {"cluster": "c", "user": "coredns"}}]}
-        path = d / "coredns.kubeconfig"
-        path.write_text(yaml.safe_dump(doc))
-        path.chmod(0o600)
+        kcfg = d / "coredns.kubeconfig"
+        kcfg.write_text(yaml.safe_dump(doc))
+        kcfg.chmod(0o600)
 
     def _start_coredns(self, d: Path, coredns: Path) -> tuple[tuple[str, int], str]:
         port, metrics, health, ready = (free_port() for _ in range(4))
@@ -301,7 +301,8 @@ class LocalProvider:
         except LoadtestError as e:
             if proc.poll() is not None:
                 tail = (d / "coredns.log").read_text()[-2000:]
-                raise CommandError("CoreDNS", proc.args, proc.returncode or -1, tail) from e
+                raise CommandError("CoreDNS", _coredns_cmd(d, coredns), proc.returncode or -1,
+                                   tail) from e
             raise
         return (HOST, port), f"http://{HOST}:{metrics}/metrics"
 
@@ -315,9 +316,13 @@ class LocalProvider:
               "CoreDNS to answer kubernetes.default.svc.cluster.local", timeout=60)
 
 
+def _coredns_cmd(d: Path, coredns: Path) -> list[str]:
+    return [str(coredns), "-conf", str(d / "Corefile")]
+
+
 def _launch_coredns(d: Path, coredns: Path) -> subprocess.Popen[bytes]:
     with (d / "coredns.log").open("ab") as out:
-        proc = subprocess.Popen([str(coredns), "-conf", str(d / "Corefile")], cwd=d,
+        proc = subprocess.Popen(_coredns_cmd(d, coredns), cwd=d,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     (d / "coredns.pid").write_text(str(proc.pid))

@@ -322,15 +322,16 @@ class ApiserverMetrics:
             rec: dict[str, Any] = {"settled": False, "waited_s": round(waited, 1),
                                    "error": f"no two successive scrapes of every server in "
                                             f"{waited:.0f}s"}
+            said = rec["error"]
         else:
             rec = {"rounds": [found.first, found.last], "settled": found.settled,
                    "waited_s": round(waited, 1), "rates": [round(x, 4) for x in found.rates]}
+            said = (f"API server CPU {sum(found.rates) / len(found.rates):.3f} cores over "
+                    f"rounds {found.first}-{found.last}" + ("" if found.settled else
+                    f" (not steady after {max_s:.0f}s: the cost above it is uncertain)"))
         self.writer.write({"t": time.time(), "idle": rec})
         if log:
-            log("idle baseline: " + (rec.get("error") or
-                f"API server CPU {sum(found.rates) / len(found.rates):.3f} cores over rounds "
-                f"{found.first}-{found.last}" + ("" if found.settled else
-                f" (not steady after {max_s:.0f}s: the cost above it is uncertain)")))
+            log(f"idle baseline: {said}")
         return rec
 
     def _merged_rates(self) -> list[tuple[int, int, float]]:

@@ -186,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                              info={"role": role.name}, name=role.name)
     loop.start()
     done = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+    def until_stdin_closes() -> None:  # the parent closes it to stop the probe
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
     done.wait(a.max_s)
     loop.stop()
     writer.close()

@@ -45,7 +45,7 @@ from loadtest import toolchain
 from loadtest.clusters.base import Cluster, apply_object, http_client
 from loadtest.errors import ClusterError
 from loadtest.measurements import dns as dns_m
-from loadtest.measurements.base import Ticker
+from loadtest.measurements.base import Measurement, Ticker
 from loadtest.podlogs import PodLogFollower
 from loadtest.proc import run
 from loadtest.results import JsonlWriter, read_jsonl
@@ -73,16 +73,11 @@ def _quiet(_: str) -> None:
     pass
 
 
-class DnsMeasurement(Protocol):
-    """What the main job needs of a DNS probe: the node-side one or the pods'."""
-
-    name: str
-
-    def start(self) -> None: ...
+class DnsMeasurement(Measurement, Protocol):
+    """What the main job needs of a DNS probe, the node-side one or the pods': a measurement
+    that also times the propagation of a name made during the run."""
 
     def expect_propagation(self, name: str) -> None: ...
-
-    def gather(self) -> dict[str, Any]: ...
 
 
 def probe_names(seeded: tuple[str, str] | None) -> list[tuple[str, str, bool]]:
@@ -168,9 +163,10 @@ def ensure_offline_dns(cluster: Cluster, log: Log = _quiet, timeout: float = 180
 
 # --- the image and the DaemonSet -------------------------------------------------------------
 
-def probe_image(cluster: Cluster, log: Log = _quiet) -> str:
-    """The probe binary in a one-file image (`docker import`), loaded into the kind nodes;
-    tagged by the binary's hash so a rebuilt probe is a new image."""
+def probe_image(load_image: Callable[[str], None], log: Log = _quiet) -> str:
+    """The probe binary in a one-file image (`docker import`), loaded into the nodes by
+    `load_image` (the provider's, no registry); tagged by the binary's hash so a rebuilt
+    probe is a new image."""
     binary = toolchain.binary("dnsprobe")
     tag = f"{IMAGE_REPO}:{hashlib.sha256(binary.read_bytes()).hexdigest()[:12]}"
     try:
@@ -187,8 +183,7 @@ def probe_image(cluster: Cluster, log: Log = _quiet) -> str:
                  f"-c 'ENTRYPOINT [\"/dnsprobe\"]' -c 'USER 65534' - {tag}"],
                 "docker import of the DNS probe image", timeout=120)
         log(f"built DNS probe image {tag}")
-    run([toolchain.binary("kind"), "load", "docker-image", tag, "--name", cluster.name],
-        "kind load docker-image (DNS probe)", timeout=300)
+    load_image(tag)
     return tag
 
 
@@ -251,10 +246,11 @@ def _running(pod: dict[str, Any]) -> bool:
 
 
 def deploy(cluster: Cluster, names: list[tuple[str, str, bool]], rate_hz: float, max_s: float,
-           log: Log = _quiet, timeout: float = 180) -> list[dict[str, Any]]:
+           load_image: Callable[[str], None], log: Log = _quiet, timeout: float = 180
+           ) -> list[dict[str, Any]]:
     """Everything the probe pods need, then wait until one runs on every real worker."""
     ensure_offline_dns(cluster, log)
-    image = probe_image(cluster, log)
+    image = probe_image(load_image, log)
     ds = f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets/{APP}"
     with http_client(cluster) as c:
         # a DaemonSet left by an earlier run: its pods' logs are not this run's
@@ -300,9 +296,10 @@ class PodDnsProbe:
     name = "dns"
 
     def __init__(self, cluster: Cluster, raw: Path, names: list[tuple[str, str, bool]],
-                 rate_hz: float, max_s: float, node_probe: dns_m.DnsProbe | None = None,
-                 log: Log = _quiet) -> None:
+                 rate_hz: float, max_s: float, load_image: Callable[[str], None],
+                 node_probe: dns_m.DnsProbe | None = None, log: Log = _quiet) -> None:
         self.cluster = cluster
+        self.load_image = load_image
         self.raw = raw
         self.names = names
         self.rate_hz = rate_hz
@@ -318,7 +315,8 @@ class PodDnsProbe:
         self._watch = Ticker(5.0, self._discover, "dns-pods-discover")
 
     def start(self) -> None:
-        pods = deploy(self.cluster, self.names, self.rate_hz, self.max_s, self.log)
+        pods = deploy(self.cluster, self.names, self.rate_hz, self.max_s, self.load_image,
+                      self.log)
         self.writer = JsonlWriter(self.raw)
         self._follow(pods)
         self._watch.start()
@@ -366,8 +364,11 @@ class PodDnsProbe:
             if name in self.followers:
                 continue
             self._nodes[name] = p["spec"]["nodeName"]
-            f = PodLogFollower(self.cluster, NAMESPACE, name,
-                               lambda ts, text, pod=name: self._line(pod, text))
+
+            def on_line(ts: str, text: str, pod: str = name) -> None:
+                self._line(pod, text)
+
+            f = PodLogFollower(self.cluster, NAMESPACE, name, on_line)
             self.followers[name] = f
             f.start()
 

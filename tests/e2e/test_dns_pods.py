@@ -11,12 +11,14 @@ the DNS SLOs fail.
 
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from loadtest import slo, toolchain
 from loadtest.clusters import Cluster
 from loadtest.clusters.base import http_client
+from loadtest.clusters.kind import KindProvider
 from loadtest.measurements import dns_pods
 from loadtest.measurements.dns import CACHE_TTL_S
 from loadtest.proc import run
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 OTHER_NS, OTHER_SVC = "e2e-dns-other", "other-svc"
 COREDNS = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
+GATHERED: list[dict[str, Any]] = []  # the probe's summary, once a test gathered it
 
 
 def lookups(p: dns_pods.PodDnsProbe, since: float = 0.0, kind: str | None = None) -> list[dict]:
@@ -44,11 +47,11 @@ def probe(loadtest_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
             "metadata": {"name": OTHER_SVC}, "spec": {"ports": [{"port": 80}]}})
     raw = tmp_path_factory.mktemp("dns-pods") / "dns_pods.jsonl"
     p = dns_pods.PodDnsProbe(c, raw, dns_pods.probe_names((OTHER_NS, OTHER_SVC)),
-                             rate_hz=10, max_s=1800, log=print)
+                             rate_hz=10, max_s=1800, log=print,
+                             load_image=lambda image: KindProvider().load_image(c.name, image))
     p.start()
-    p.summary = None  # set by the last test
     yield p
-    if p.summary is None:
+    if not GATHERED:  # the last test gathers it
         p.gather()
     with http_client(c) as h:
         h.delete(f"/api/v1/namespaces/{OTHER_NS}")
@@ -145,7 +148,8 @@ def test_coredns_scaled_to_zero_fails_lookups_and_the_dns_slos(probe):
     until(lambda: any(not r["cause"] for r in lookups(probe, since=time.time() - 2)),
           "lookups to succeed once CoreDNS is back", timeout=180, interval=1)
 
-    s = probe.summary = probe.gather()
+    s = probe.gather()
+    GATHERED.append(s)
     print({k: s[k] for k in ("error_rate", "p50_ms", "p99_ms", "slots", "queries_per_lookup",
                              "pods")})
     results = {r.name: r for r in slo.evaluate({"measurements": {"dns": s}}, slo.load_slos(None))}

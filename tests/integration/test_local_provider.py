@@ -11,6 +11,7 @@ from kubernetes import client
 
 from loadtest import processes
 from loadtest.clusters import Cluster, get_provider, http_client
+from loadtest.clusters.capabilities import BudgetsApiserverMemory, RestartsDNS
 from loadtest.clusters.local import dns_query, state_root
 from loadtest.errors import ClusterError
 from loadtest.measurements import dns as dns_m
@@ -115,6 +116,8 @@ def test_up_then_down_leaves_no_process_and_no_files():
 def test_restart_dns_replaces_coredns_without_losing_a_query(loadtest_cluster: Cluster):
     d = state_root() / loadtest_cluster.name
     before = int((d / "coredns.pid").read_text())
+    server = loadtest_cluster.dns
+    assert server is not None
     answers: list[str] = []
     stop = threading.Event()
 
@@ -122,14 +125,16 @@ def test_restart_dns_replaces_coredns_without_losing_a_query(loadtest_cluster: C
         deadline = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < deadline:
             # a lookup as the DNS probe (and a pod's resolver) makes it
-            r = dns_m.query(loadtest_cluster.dns, "kubernetes.default.svc.cluster.local.", 2.0)
+            r = dns_m.query(server, "kubernetes.default.svc.cluster.local.", 2.0)
             answers.append(r["rcode"] if r["answers"] else f"{r['rcode']} (empty)")
             time.sleep(0.02)
 
     t = threading.Thread(target=probe)
     t.start()
     time.sleep(0.5)
-    get_provider("local").restart_dns(loadtest_cluster.name)
+    provider = get_provider("local")
+    assert isinstance(provider, RestartsDNS)
+    provider.restart_dns(loadtest_cluster.name)
     time.sleep(0.5)
     stop.set()
     t.join()
@@ -138,7 +143,7 @@ def test_restart_dns_replaces_coredns_without_losing_a_query(loadtest_cluster: C
     # the new instance served before the old one left (a rollout with surge)
     assert len(answers) > 20 and set(answers) == {"NOERROR"}, [
         (i, a) for i, a in enumerate(answers) if a != "NOERROR"]
-    assert until(lambda: dns_query(loadtest_cluster.dns,
+    assert until(lambda: dns_query(server,
                                    "kubernetes.default.svc.cluster.local.").answer,
                  "the restarted CoreDNS to answer", timeout=30)
 
@@ -188,10 +193,13 @@ def test_apiserver_memory_budget_is_a_cgroup_of_its_own():
         assert int((group / limit_file).read_text()) == 2**30
         pids = (group / "cgroup.procs").read_text().split()
         assert pids and all("kube-apiserver" in " ".join(processes.argv(int(p))) for p in pids)
+        assert isinstance(provider, BudgetsApiserverMemory)
         usage = provider.apiserver_memory_usage("it-mem")
+        assert usage is not None
         assert usage["apiserver_oom_kills"] == 0
         # the group holds the running API server and its memory (v1 moves the charge along)
-        assert 50 * 2**20 < usage["apiserver_memory_peak_bytes"] <= 2**30
+        peak = usage["apiserver_memory_peak_bytes"]
+        assert peak is not None and 50 * 2**20 < peak <= 2**30
     finally:
         provider.delete("it-mem")
     assert not group.exists()

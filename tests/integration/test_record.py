@@ -61,8 +61,9 @@ def recorded(request, tmp_path_factory):
 
 
 def _targets(p: AgentProfile, kind: str) -> dict:
-    keys = ("group", "resource", "scope", "namespace", "label_selector", "field_selector",
-            "list_resource_version", "page_size", "content_type")
+    keys: tuple[str, ...] = ("group", "resource", "scope", "namespace", "label_selector",
+                             "field_selector", "list_resource_version", "page_size",
+                             "content_type")
     keys += ("bookmarks", "watch_list") if kind == "watches" else ()
     return {(t.resource, t.scope): {k: getattr(t, k) for k in keys} for t in getattr(p, kind)}
 

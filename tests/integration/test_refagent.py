@@ -22,7 +22,7 @@ AGENTS = 4
 RESOURCES = ("pods", "nodes")
 
 
-def _lists(cluster: Cluster) -> dict[tuple[str, ...], float]:
+def _lists(cluster: Cluster) -> dict[tuple[str, metrics.Labels], float]:
     with http_client(cluster) as c:
         samples = metrics.index(metrics.parse(c.get("/metrics").text,
                                               ["apiserver_request_total"]))

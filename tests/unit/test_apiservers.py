@@ -137,8 +137,10 @@ def test_two_servers_are_scraped_apart_and_merged(tmp_path: Path) -> None:
 
 
 def test_merge_histograms_sums_buckets_and_counts() -> None:
-    a = {("LIST",): [(0.1, 5.0), (1.0, 9.0), (math.inf, 10.0)]}
-    b = {("LIST",): [(0.1, 1.0), (1.0, 1.0), (math.inf, 30.0)], ("GET",): [(math.inf, 2.0)]}
+    Buckets = dict[tuple[str, ...], list[tuple[float, float]]]
+    a: Buckets = {("LIST",): [(0.1, 5.0), (1.0, 9.0), (math.inf, 10.0)]}
+    b: Buckets = {("LIST",): [(0.1, 1.0), (1.0, 1.0), (math.inf, 30.0)],
+                  ("GET",): [(math.inf, 2.0)]}
     merged = metrics.merge_histograms([a, b])
     assert merged[("LIST",)] == [(0.1, 6.0), (1.0, 10.0), (math.inf, 40.0)]
     assert merged[("GET",)] == [(math.inf, 2.0)]
@@ -303,8 +305,11 @@ def test_a_hung_server_fails_every_round_it_hangs(tmp_path: Path, ends: int | No
     m.scrape_round(wait_all=True)
     for i in range(3):
         m.scrape_round()  # B's scrape of the first of these hangs through the next two
-        until(lambda i=i: fakes.scrapes[A] == i + 2 and m._servers[A].busy_since is None,
-              "A's scrape of this round", timeout=10, interval=0.01)
+
+        def a_scraped(i: int = i) -> bool:
+            return fakes.scrapes[A] == i + 2 and m._servers[A].busy_since is None
+
+        until(a_scraped, "A's scrape of this round", timeout=10, interval=0.01)
     release.set()
     m._pool.shutdown(wait=True)
     m.writer.close()

@@ -2,6 +2,7 @@
 records (restarts, lost slots, queries per lookup), and the resumable pod-log stream."""
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -155,7 +156,7 @@ def q_lookups(s):
 
 
 def test_where_says_how_the_node_side_probe_differs():
-    local = Cluster(name="x", provider="local", kubeconfig="k", context="c", server="s",
+    local = Cluster(name="x", provider="local", kubeconfig=Path("k"), context="c", server="s",
                     dns=("127.0.0.1", 5353))
     assert dns_pods.with_where({"count": 1}, local)["where"] == "host"
     assert "no pods" in dns_pods.with_where({}, local)["where_detail"]
@@ -199,7 +200,7 @@ def test_follower_resumes_from_the_last_line_and_reads_a_restarted_containers_ta
     monkeypatch.setattr(podlogs, "http_client", lambda cluster, timeout=10: httpx.Client(
         base_url="https://k8s", transport=transport))
     seen = []
-    cluster = Cluster(name="x", provider="kind", kubeconfig="k", context="c", server="s")
+    cluster = Cluster(name="x", provider="kind", kubeconfig=Path("k"), context="c", server="s")
     f = podlogs.PodLogFollower(cluster, "ns", "pod-1", lambda ts, text: seen.append(text),
                                retry_s=0.01)
     f.start()
@@ -214,8 +215,9 @@ def test_follower_resumes_from_the_last_line_and_reads_a_restarted_containers_ta
 
 
 def test_pod_probe_drops_repeated_lines(tmp_path):
-    cluster = Cluster(name="x", provider="kind", kubeconfig="k", context="c", server="s")
-    p = dns_pods.PodDnsProbe(cluster, tmp_path / "dns_pods.jsonl", [], 10, 60)
+    cluster = Cluster(name="x", provider="kind", kubeconfig=Path("k"), context="c", server="s")
+    p = dns_pods.PodDnsProbe(cluster, tmp_path / "dns_pods.jsonl", [], 10, 60,
+                             load_image=lambda image: None)
     p.writer = dns_pods.JsonlWriter(p.raw)
     p._nodes["pod-1"] = "w1"
     line = json.dumps(_lookup("a", 0, 1.0))

@@ -36,6 +36,7 @@ def test_ha_config_has_three_control_planes():
 def test_per_run_apiserver_flags_become_a_kubeadm_patch():
     p = get_provider("kind", apiserver_args={"max-requests-inflight": "50"},
                      feature_gates="ConsistentListFromCache=false", apiserver_port=7443)
+    assert isinstance(p, KindProvider)
     conf = p._kind_config()
     assert conf["networking"]["apiServerPort"] == 7443
     patch = yaml.safe_load(conf["kubeadmConfigPatches"][-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -104,7 +105,7 @@ def test_a_send_still_blocked_at_stop_is_a_timeout_and_writes_nothing_later():
     assert s["p50_ms"] >= 200  # unsent and timed out slots count at the timeout at least
 
 
-def _stream(outcomes: list[tuple[str | None, float | None]], timeout_s: float = 2.0,
+def _stream(outcomes: Sequence[tuple[str | None, float | None]], timeout_s: float = 2.0,
             scheduled: int | None = None, **extra: Any) -> list[dict[str, Any]]:
     recs: list[dict[str, Any]] = [{"event": "start", "t0": 1000.0, "rate_hz": 10,
                                    "timeout_s": timeout_s, "workers": 4}]

@@ -41,6 +41,8 @@ def test_mentioning_argv_and_cpu_rss():
         p.kill()
         p.wait()
     assert processes.argv(p.pid) == [] and processes.cpu_rss(p.pid) is None
-    cpu, rss = processes.cpu_rss(os.getpid())
+    got = processes.cpu_rss(os.getpid())
+    assert got is not None
+    cpu, rss = got
     assert cpu > 0 and rss > 0
     assert processes.memory_total_bytes() > 2**20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -64,8 +65,8 @@ def test_cli_compare_results_and_report(tmp_path: Path, capsys) -> None:
 
 
 def test_gate_commands_are_registered() -> None:
-    sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"compare", "compare-results", "report", "sweep", "incident"} <= set(sub)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"compare", "compare-results", "report", "sweep", "incident"} <= set(sub.choices)
 
 
 def _comparison(rounds: int, **series: tuple[list[float], list[float]]) -> compare.Comparison:

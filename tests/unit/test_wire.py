@@ -86,7 +86,8 @@ class _Response:
 
 class _HTTP:
     def __init__(self, resp: _Response) -> None:
-        self.resp, self.sent = resp, []
+        self.resp = resp
+        self.sent: list[tuple[str, dict[str, str]]] = []
 
     def get(self, url: str, headers: dict[str, str]) -> _Response:
         self.sent.append((url, headers))
