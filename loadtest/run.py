@@ -45,6 +45,7 @@ from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
+from loadtest.progress import Progress
 from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
 
 Log = Callable[[str], None]
@@ -276,9 +277,11 @@ class MainJob:
                        duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
                        shape=self.cfg.shape, steps=self.cfg.steps,
                        processes=self.cfg.processes)
+        progress = Progress(self.dir / "agents", raw / "apiserver.jsonl", self.log).start()
         try:
             run_agents(cluster, run, self.dir / "agents", self.log)
         finally:
+            progress.stop()
             for t in (timer, restart):
                 if t:
                     t.cancel()
