@@ -209,7 +209,8 @@ class MainJob:
                                        "harness_identity": ensure_break_glass(cluster,
                                                                               self.warn),
                                        "apiserver_memory_bytes": getattr(
-                                           self.provider, "apiserver_memory", None)}
+                                           self.provider, "apiserver_memory", None),
+                                       "apiserver_cpu_cores": self._cpu_quota()}
             self.stage("cluster", created=created)
             self._seed(cluster)
             self._load(cluster)
@@ -321,6 +322,10 @@ class MainJob:
         if errors.get("count"):
             self.log(f"warning: {errors['count']} harness error(s), not the API server's: "
                      f"{errors['errors'][0]}")
+
+    def _cpu_quota(self) -> float | None:
+        quota = getattr(self.provider, "apiserver_cpu_quota", None)
+        return quota(self.cluster_name) if quota else None
 
     def _apiserver_memory(self, reset: bool = False) -> dict[str, int | None] | None:
         """OOM kills and peak memory of the API server, where the provider budgets it."""
