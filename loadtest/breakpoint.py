@@ -36,7 +36,7 @@ class Step:
     run_dir: str = ""
     seconds: float = 0.0
     loadavg_1m: float | None = None
-    forecast_nodes: float | None = None  # the forecast with this step's data (refit)
+    cpu_cores: float | None = None  # the API server's, during the load
 
 
 @dataclass(frozen=True)
@@ -202,3 +202,39 @@ def surplus(spec: InventorySpec, seeded_nodes: int) -> list[tuple[str, str, str]
         out.append((f"/api/v1/namespaces/{ns}/pods", ns, inv.pod_name(big, p)))
     out += [("/api/v1/nodes", "", inv.node_name(big, i)) for i in range(spec.nodes, big.nodes)]
     return out
+
+
+def trim(cluster: Any, spec: InventorySpec, seeded_nodes: int) -> int:
+    """Delete what an inventory of `seeded_nodes` has beyond `spec`; returns how many went."""
+    from loadtest.clusters.base import http_client
+    from loadtest.errors import ClusterError
+
+    gone = 0
+    with http_client(cluster, timeout=60) as c:
+        for path, _, name in surplus(spec, seeded_nodes):
+            r = c.delete(f"{path}/{name}", params={"gracePeriodSeconds": "0"})
+            if r.status_code not in (200, 202, 404):
+                raise ClusterError(f"trimming the inventory: DELETE {path}/{name}: HTTP "
+                                   f"{r.status_code} {r.text[:200]}")
+            gone += r.status_code != 404
+    return gone
+
+
+def step_from_run(run_dir: Path, phase: str, loadavg_1m: float | None) -> Step:
+    """A measured run as a step: its verdict and the SLOs it failed, in evaluation order."""
+    from loadtest.compare import run_costs
+    from loadtest.results import read_summary
+
+    s = read_summary(run_dir)
+    try:
+        cpu = run_costs(run_dir)[0]["apiserver_cpu"]
+    except (OSError, ValueError, KeyError):  # a run that broke early measured nothing
+        cpu = None
+    cfg = s.get("config", {})
+    failed = [r["name"] for r in s.get("slo", []) if r["status"] != "pass"]
+    if "failed" in s and not failed:  # the run broke before a verdict: that is a failure
+        failed = [f"run-error: {str(s['failed'])[:120]}"]
+    return Step(cfg.get("inventory", {}).get("nodes", 0), cfg.get("agents", 0), phase,
+                "pass" if not failed and s.get("verdict") == "pass" else "fail", failed,
+                failed[0] if failed else None, str(run_dir), loadavg_1m=loadavg_1m,
+                cpu_cores=cpu)

@@ -45,19 +45,22 @@ def _out_dir(root: Path, label: str) -> Iterator[Path]:
         raise
 
 
+def _job(args: argparse.Namespace, nodes: int, agents: int, profile: str, out_root: Path,
+         log_to: Callable[[str], None] = log) -> MainJob:
+    """One bounded main-job run on the named cluster, the inventory at `nodes`."""
+    cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
+                    spawn_rate=args.spawn_rate,
+                    inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
+                    propagation_check=args.propagation, slo_file=args.slo or "",
+                    restart_dns_at_s=args.restart_dns_at_s)
+    return MainJob(make_provider(args), args.name, cfg, out_root, log_to,
+                   allow_existing=args.allow_existing_cluster)
+
+
 def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str, Path], Path]:
     """One bounded main-job run per call, on the named cluster, same inventory every time."""
-    provider = make_provider(args)
-
     def run(profile: str, out_root: Path) -> Path:
-        cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
-                        spawn_rate=args.spawn_rate,
-                        inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
-                        propagation_check=args.propagation, slo_file=args.slo or "",
-                        restart_dns_at_s=args.restart_dns_at_s)
-        job = MainJob(provider, args.name, cfg, out_root, log,
-                      allow_existing=args.allow_existing_cluster)
-        return job.execute()
+        return _job(args, nodes, agents, profile, out_root).execute()
 
     return run
 
@@ -274,3 +277,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--between", type=lambda t: [int(x) for x in t.split(",") if x],
                    help="sizes in between (e.g. 40): three sizes let the fit be checked")
     i.set_defaults(func=cmd_incident)
+
+    from loadtest import cli_breakpoint  # the break-point search (imports this module)
+    cli_breakpoint.register(sub)
