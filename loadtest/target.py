@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from loadtest import cgroups, config
 from loadtest.capacity import Capacity, Scaling
 from loadtest.config import Strict
+from loadtest.errors import LoadtestError
 
 # DESIGN.md, measured here: 200 consistent LISTs of 2,000 pods, watch cache 16.3 s, etcd 24.4 s
 # at the same concurrency (and etcd's own CPU 0.2 s -> 3.9 s).
@@ -40,7 +41,10 @@ class ApiserverSpec(Strict):
     @classmethod
     def _size(cls, v: str | None) -> str | None:
         if v is not None:
-            cgroups.parse_bytes(v)  # a bad size is a one-line error
+            try:
+                cgroups.parse_bytes(v)
+            except LoadtestError as e:  # gathered with the file's other errors
+                raise ValueError(str(e)) from None
         return v
 
 

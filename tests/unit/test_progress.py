@@ -29,7 +29,8 @@ def test_locust_history_gives_users_and_current_p99_by_name(tmp_path: Path) -> N
 
 def test_apiserver_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
     raw = tmp_path / "apiserver.jsonl"
-    lines = gzip.open(FIX / "apiserver-telemetry-v2.jsonl.gz", "rt").read().splitlines()
+    with gzip.open(FIX / "apiserver-telemetry-v2.jsonl.gz", "rt") as f:
+        lines = f.read().splitlines()
     tail = progress.ApiserverTail(raw)
     raw.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50])
     first = tail.update()
