@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import compare, report, scaling, slo
+from loadtest import cgroups, compare, report, scaling, slo
 from loadtest.cli import _cluster_target_args, check_target, log, make_provider
 from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
@@ -181,6 +181,8 @@ def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sw
             points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
     sweep = scaling.analyse(args.profile, points, cores=args.cores,
                             slo_list_p99_s=slo_list_p99)
+    sweep = scaling.with_forecast(sweep, args.slo or "", cores=args.cores, memory_bytes=(
+        cgroups.parse_bytes(args.apiserver_memory) if args.apiserver_memory else None))
     _write(out, "sweep.json", sweep.to_json())
     for line in sweep.lines():
         print(line, flush=True)
