@@ -42,8 +42,11 @@ def slo_limits(spec: slo.SLOSpec) -> tuple[dict[str, float], float]:
 def forecast_from_runs(run_dirs: Sequence[Path], *, agents_per_node: float = 1.0,
                        cores: float | None = None, memory_bytes: float | None = None,
                        target: TargetSpec | None = None, slo_file: str = "",
-                       max_nodes: float = 20000) -> dict[str, Any]:
-    """Fit on the runs given (small, passing ones), forecast; JSON for reports."""
+                       max_nodes: float = 20000, forecast_cores: float | None = None
+                       ) -> dict[str, Any]:
+    """Fit on the runs given (small, passing ones), forecast; JSON for reports.
+    forecast_cores: this machine's API server with other cores than the fit had (a CPU
+    quota carried over)."""
     summaries = [read_summary(d) for d in run_dirs]
     here, how = fit_cores(summaries, cores)
     samples = [capacity.sample_from_run(d) for d in run_dirs]
@@ -52,9 +55,11 @@ def forecast_from_runs(run_dirs: Sequence[Path], *, agents_per_node: float = 1.0
                   f"nodes ({model.unit.samples} scrape windows, r2 "
                   f"{model.unit.r2 if model.unit.r2 is None else round(model.unit.r2, 3)})"]
     if target is None:
-        cap = capacity.Capacity(cores=here, memory_bytes=memory_bytes)
+        cap = capacity.Capacity(cores=forecast_cores or here, memory_bytes=memory_bytes)
         sc = capacity.Scaling(agents_per_node=agents_per_node)
-        notes.append("the same machine, inventory shape and Kubernetes as the runs")
+        notes.append("the same machine, inventory shape and Kubernetes as the runs"
+                     + (f", the API server with {forecast_cores:g} cores instead"
+                        if forecast_cores else ""))
         max_n = max_nodes
     else:
         last = summaries[-1].get("config", {}).get("inventory", {})
