@@ -69,10 +69,10 @@ def fit_sizes(b: Bounds) -> list[int]:
 def next_size(steps: list[Step], forecast: float | None, b: Bounds) -> tuple[int, str] | None:
     """The next size to measure and why (phase), or None when the search is done."""
     done = {s.nodes for s in steps}
-    for n in fit_sizes(b):
-        if n not in done:
-            return n, "fit"
     lo, hi = bracket(steps)
+    for n in fit_sizes(b):
+        if n not in done and hi is None:
+            return n, "fit"
     if hi is not None and lo is None:
         # failed at the floor: nothing smaller is searched
         return None
@@ -144,8 +144,8 @@ def search(s: Search, run: Runner, forecaster: Forecaster, out: Path,
     """Run steps until the bracket is tight, a bound is hit, or nothing is left to try."""
     per_step: list[float] = []
     while True:
-        if s.predicted is None and all(n in {x.nodes for x in s.steps}
-                                       for n in fit_sizes(s.bounds)):
+        fitted = all(n in {x.nodes for x in s.steps} for n in fit_sizes(s.bounds))
+        if s.predicted is None and (fitted or bracket(s.steps)[1] is not None):
             s.predicted = forecaster([x for x in s.steps if x.verdict == "pass"]) \
                 or {"nodes": None, "why": "no passing fit run to forecast from"}
             log(f"breakpoint: predicted {s.predicted.get('line') or s.predicted}")

@@ -96,3 +96,8 @@ def test_surplus_is_what_a_bigger_inventory_has_beyond_a_smaller_one() -> None:
         {n for k, _, _, n in inv.plan(small) if k.name in ("pods", "nodes")}
     assert {name for _, _, name in extra} == want
     assert [p for p, _, _ in extra][-1] == "/api/v1/nodes"  # pods go before their nodes
+
+
+def test_a_failure_at_the_floor_ends_the_search_there(tmp_path: Path) -> None:
+    s, calls = _search(tmp_path, 1, 100.0, min_nodes=20, max_nodes=150)
+    assert calls == [20] and s.predicted is not None
