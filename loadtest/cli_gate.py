@@ -106,11 +106,15 @@ def cmd_compare_results(args: argparse.Namespace) -> int:
 
 
 def _write_report(d: Path) -> Path:
-    """The report of whatever folder this is: mitigation, comparison, sweep or run."""
+    """The report of whatever folder this is: mitigation, comparison, break point, sweep
+    or run."""
     if d.name == "mitigation" and (d / "comparison.json").exists():
         return report.write_mitigation_report(d)
     if (d / "comparison.json").exists():
         return report.write_comparison_report(report.load_comparison(d), d)
+    if (d / "breakpoint.json").exists():
+        from loadtest.report_breakpoint import write_breakpoint_report
+        return write_breakpoint_report(d)
     if (d / "sweep.json").exists():
         return report.write_sweep_report(scaling.load_sweep(d), d)
     return report.write_run_report(d)
