@@ -85,10 +85,12 @@ def _cpu(a: dict, b: dict, dt: float) -> float:
     return metrics.counter_delta(a, b, "process_cpu_seconds_total").get((), 0.0) / dt
 
 
-def scrape_intervals(raw: Path, group: int = 3) -> list[tuple[float, float, float, dict]]:
+def scrape_intervals(raw: Path, group: int | None = None
+                     ) -> list[tuple[float, float, float, dict]]:
     """(t0, t1, cores, features) over windows of `group` scrapes (a LIST that spans a scrape
-    is counted when it ends; wider windows blur that)."""
+    is counted when it ends; wider windows blur that; short runs get single intervals)."""
     ok = [r for r in expand(read_jsonl(raw)) if "samples" in r]
+    group = group or (3 if len(ok) >= 24 else 1)
     out = []
     for i in range(0, len(ok) - group, group):
         a, b = ok[i], ok[i + group]

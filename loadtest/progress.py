@@ -106,7 +106,7 @@ def line(users: int, rows: dict[str, dict[str, str]], agents: dict[str, int],
     agg = rows.get("Aggregated", {})
     p99 = [f"{n} {_ms(r.get('99%'))}" for n, r in sorted(rows.items())
            if n != "Aggregated" and not n.startswith("WATCH") and r.get("99%") not in
-           (None, "", "N/A")]
+           (None, "", "N/A", "0")]  # 0: none in Locust's current window
     parts = [f"load {elapsed:.0f}s: {users} agents running, {agents['agents_synced']} synced",
              f"{float(agg.get('Requests/s') or 0):.1f} req/s",
              f"{agg.get('Total Failure Count') or 0} failed",

@@ -101,3 +101,13 @@ def test_surplus_is_what_a_bigger_inventory_has_beyond_a_smaller_one() -> None:
 def test_a_failure_at_the_floor_ends_the_search_there(tmp_path: Path) -> None:
     s, calls = _search(tmp_path, 1, 100.0, min_nodes=20, max_nodes=150)
     assert calls == [20] and s.predicted is not None
+
+
+def test_report_shows_the_ladder_and_the_forecast_against_the_measurement(
+        tmp_path: Path) -> None:
+    from loadtest.report_breakpoint import write_breakpoint_report
+
+    _search(tmp_path, 520, 500.0, min_nodes=20, max_nodes=5000, max_steps=20)
+    html = write_breakpoint_report(tmp_path).read_text()
+    assert "api-latency-mutating" in html and "forecast off by" in html
+    assert "data:image/png;base64" in html
