@@ -36,7 +36,7 @@ def _search(name: str, tmp: Path, slo: str, *flags: str) -> tuple[int, dict]:
         provider.delete(name)
     try:
         rc = cli.main(["breakpoint", "--provider", "local", "--name", name, "--profile",
-                       "telemetry-v2", "--duration", "10", "--pods-per-node", "2",
+                       "telemetry-v2", "--duration", "20", "--pods-per-node", "2",
                        "--slo", str(tmp / "slo.yaml"), "--out", str(tmp / "out"), *flags])
     finally:
         provider.delete(name)
