@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ def _forecaster(args: argparse.Namespace, target: TargetSpec | None):  # noqa: A
               "max_nodes": args.max_nodes * 4}
         try:
             here = forecast.forecast_from_runs(dirs, **kw)  # type: ignore[arg-type]
+            loads = [s.loadavg_1m for s in steps if s.verdict == "pass" and s.loadavg_1m]
+            if loads:  # neighbours' CPU is in the latencies measured, not in the model
+                here["assumptions"].append(
+                    f"the fit runs started at machine load average {min(loads):.1f}-"
+                    f"{max(loads):.1f} on {os.cpu_count()} cores: other processes' CPU "
+                    "(neighbours) is not modelled; it slows every step alike only if it "
+                    "stays the same")
             if target is not None:
                 there = forecast.forecast_from_runs(dirs, **{**kw, "target": target})
                 here["for_target"] = there
