@@ -144,12 +144,16 @@ def search(s: Search, run: Runner, forecaster: Forecaster, out: Path,
     """Run steps until the bracket is tight, a bound is hit, or nothing is left to try."""
     per_step: list[float] = []
     while True:
-        fitted = all(n in {x.nodes for x in s.steps} for n in fit_sizes(s.bounds))
-        if s.predicted is None and (fitted or bracket(s.steps)[1] is not None):
-            s.predicted = forecaster([x for x in s.steps if x.verdict == "pass"]) \
-                or {"nodes": None, "why": "no passing fit run to forecast from"}
-            log(f"breakpoint: predicted {s.predicted.get('line') or s.predicted}")
+        # Two passing sizes are the least a growth law needs: when the second fit size
+        # already failed, bisection finds a second passing one first.
+        passes = [x for x in s.steps if x.verdict == "pass"]
         nxt = next_size(s.steps, (s.predicted or {}).get("nodes"), s.bounds)
+        if s.predicted is None and (len(passes) >= 2 or nxt is None):
+            s.predicted = {**(forecaster(passes) or {"nodes": None, "why": "no passing run "
+                                                                          "to forecast from"}),
+                           "made_after_steps": len(s.steps)}
+            log(f"breakpoint: predicted {s.predicted.get('line') or s.predicted}")
+            nxt = next_size(s.steps, s.predicted.get("nodes"), s.bounds)
         if nxt is None:
             lo, hi = bracket(s.steps)
             s.stopped = ("bracket found" if lo is not None and hi is not None

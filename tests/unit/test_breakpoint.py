@@ -111,3 +111,13 @@ def test_report_shows_the_ladder_and_the_forecast_against_the_measurement(
     html = write_breakpoint_report(tmp_path).read_text()
     assert "api-latency-mutating" in html and "forecast off by" in html
     assert "data:image/png;base64" in html
+
+
+def test_the_forecast_waits_for_two_passing_sizes(tmp_path: Path) -> None:
+    """Fit sizes 20 and 40, the break at 30: bisection finds a second passing size (28)
+    before the forecast is made from both."""
+    seen: list[list[int]] = []
+    s = bp.Search("p", 1.0, bp.Bounds(min_nodes=20, max_nodes=5000, max_steps=20))
+    bp.search(s, _fake(30, []), lambda st: seen.append([x.nodes for x in st]) or {"nodes": 31},
+              tmp_path, lambda _m: None)
+    assert seen == [[20, 28]] and s.predicted and s.predicted["made_after_steps"] == 3
