@@ -58,9 +58,9 @@ def search(name: str, profile: str, args: argparse.Namespace, out: Path,
             "predicted_slo": (data.get("predicted") or {}).get("slo"),
             "error": data.get("forecast_error"), "stopped": data["stopped"],
             "steps": [(s["nodes"], s["verdict"], s["first_failed"], s["loadavg_1m"])
-                      for s in data["steps"]], "fit_runs": [
-                s["run_dir"] for s in data["steps"] if s["phase"] == "fit"
-                and s["verdict"] == "pass"]}
+                      for s in data["steps"]], "fit_runs": [  # what the forecast used
+                s["run_dir"] for s in data["steps"][:(data.get("predicted") or {}).get(
+                    "made_after_steps", 2)] if s["verdict"] == "pass"]}
 
 
 def measured(r: dict[str, Any]) -> float | None:
