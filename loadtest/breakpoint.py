@@ -30,7 +30,7 @@ class Step:
     nodes: int
     agents: int
     phase: str  # fit, ladder, bisect
-    verdict: str
+    verdict: str  # pass, fail (an SLO), error (nothing measured: the search stops)
     failed_slos: list[str] = field(default_factory=list)
     first_failed: str | None = None
     run_dir: str = ""
@@ -54,7 +54,7 @@ class Bounds:
 
 def bracket(steps: list[Step]) -> tuple[int | None, int | None]:
     """(largest passing size below the smallest failing one, smallest failing size)."""
-    fails = [s.nodes for s in steps if s.verdict != "pass"]
+    fails = [s.nodes for s in steps if s.verdict == "fail"]
     hi = min(fails) if fails else None
     passes = [s.nodes for s in steps if s.verdict == "pass" and (hi is None or s.nodes < hi)]
     return (max(passes) if passes else None), hi
@@ -68,6 +68,8 @@ def fit_sizes(b: Bounds) -> list[int]:
 
 def next_size(steps: list[Step], forecast: float | None, b: Bounds) -> tuple[int, str] | None:
     """The next size to measure and why (phase), or None when the search is done."""
+    if steps and steps[-1].verdict == "error":
+        return None  # the harness could not measure: no size is known to pass or fail
     done = {s.nodes for s in steps}
     lo, hi = bracket(steps)
     for n in fit_sizes(b):
@@ -156,7 +158,11 @@ def search(s: Search, run: Runner, forecaster: Forecaster, out: Path,
             nxt = next_size(s.steps, s.predicted.get("nodes"), s.bounds)
         if nxt is None:
             lo, hi = bracket(s.steps)
+            last = s.steps[-1] if s.steps else None
             s.stopped = ("bracket found" if lo is not None and hi is not None
+                         else f"step {len(s.steps)} could not be measured: "
+                              f"{last.failed_slos[0] if last.failed_slos else '?'}"
+                         if last and last.verdict == "error"
                          else "nothing left within the bounds")
             break
         if len(s.steps) >= s.bounds.max_steps:
@@ -236,9 +242,14 @@ def step_from_run(run_dir: Path, phase: str, loadavg_1m: float | None) -> Step:
         cpu = None
     cfg = s.get("config", {})
     failed = [r["name"] for r in s.get("slo", []) if r["status"] != "pass"]
-    if "failed" in s and not failed:  # the run broke before a verdict: that is a failure
-        failed = [f"run-error: {str(s['failed'])[:120]}"]
+    verdict = "pass" if not failed and s.get("verdict") == "pass" else "fail"
+    if "failed" in s and not failed:
+        failed = [f"run-error: {str(s['failed'])[:160]}"]
+        # broken under load (an API server that died) is a failure; broken before any load
+        # (KWOK, seeding, a port taken) measured nothing: an error that ends the search
+        loaded = "measurements-started" in s.get("stages", {})
+        verdict = "fail" if loaded else "error"
     return Step(cfg.get("inventory", {}).get("nodes", 0), cfg.get("agents", 0), phase,
-                "pass" if not failed and s.get("verdict") == "pass" else "fail", failed,
+                verdict, failed,
                 failed[0] if failed else None, str(run_dir), loadavg_1m=loadavg_1m,
                 cpu_cores=cpu)

@@ -121,3 +121,29 @@ def test_the_forecast_waits_for_two_passing_sizes(tmp_path: Path) -> None:
     bp.search(s, _fake(30, []), lambda st: seen.append([x.nodes for x in st]) or {"nodes": 31},
               tmp_path, lambda _m: None)
     assert seen == [[20, 28]] and s.predicted and s.predicted["made_after_steps"] == 3
+
+
+def test_a_step_the_harness_could_not_measure_stops_the_search(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def run(n: int, agents: int, phase: str) -> bp.Step:
+        calls.append(n)
+        if n == 40:
+            return bp.Step(n, agents, phase, "error", ["run-error: timed out waiting for KWOK"])
+        return bp.Step(n, agents, phase, "pass")
+
+    s = bp.Search("p", 1.0, bp.Bounds(min_nodes=20, max_nodes=500))
+    bp.search(s, run, lambda _s: None, tmp_path, lambda _m: None)
+    assert calls == [20, 40] and bp.bracket(s.steps) == (20, None)
+    assert "could not be measured: run-error: timed out waiting for KWOK" in s.stopped
+
+
+def test_step_from_run_tells_an_error_before_load_from_a_failure_under_it(
+        tmp_path: Path) -> None:
+    from loadtest.results import write_summary
+
+    base = {"config": {"agents": 5, "inventory": {"nodes": 5}}, "failed": "boom"}
+    write_summary(tmp_path, {**base, "stages": {"cluster": {}}})
+    assert bp.step_from_run(tmp_path, "fit", None).verdict == "error"
+    write_summary(tmp_path, {**base, "stages": {"measurements-started": {}}})
+    assert bp.step_from_run(tmp_path, "fit", None).verdict == "fail"
