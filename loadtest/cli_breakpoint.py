@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import breakpoint as bp
-from loadtest.cli import log, make_provider
+from loadtest.cli import check_target, log, make_provider
 from loadtest.cli_gate import _job, _load_args, _out_dir, _refuse_grown_inventory
 from loadtest.compare import machine_load
 from loadtest.config import InventorySpec
-from loadtest.errors import LoadtestError
+from loadtest.errors import ConfigError, LoadtestError
+from loadtest.report import draw
 from loadtest.target import TargetSpec, load_target
 
 
@@ -54,16 +55,33 @@ def cmd_breakpoint(args: argparse.Namespace) -> int:
     target = load_target(args.target) if args.target else None  # a bad file fails first
     bounds = bp.Bounds(args.min_nodes, args.max_nodes, args.max_steps, args.max_minutes * 60)
     if not 1 <= bounds.min_nodes < bounds.max_nodes:
-        raise LoadtestError(f"--min-nodes {bounds.min_nodes} must be >= 1 and below "
-                            f"--max-nodes {bounds.max_nodes}")
+        raise ConfigError(f"--min-nodes {bounds.min_nodes} must be >= 1 and below "
+                          f"--max-nodes {bounds.max_nodes}")
+    check_target(args)
     _refuse_grown_inventory(args, bounds.min_nodes)
-    out = _out_dir(args.out, f"breakpoint-{args.profile}")
     search = bp.Search(args.profile, args.agents_per_node, bounds)
+    with _out_dir(args.out, f"breakpoint-{args.profile}") as out:
+        bp.search(search, _step_runner(args, search, out), _forecaster(args, target), out, log)
+    res = search.result()
+    lo, hi = res["bracket"]
+    err = res["forecast_error"]
+    log(f"breakpoint {args.profile}: passes at {lo}, fails at {hi} ({search.stopped}); "
+        f"predicted {(res['predicted'] or {}).get('nodes') or 'nothing'}"
+        + (f" (off by {err:+.0%} of the bracket's middle)" if err is not None else ""))
+    log(f"breakpoint: {out / 'breakpoint.json'}")
+    from loadtest.report_breakpoint import write_breakpoint_report
+
+    draw(lambda: write_breakpoint_report(out), log)
+    return 0 if lo is not None and hi is not None else 1
+
+
+def _step_runner(args: argparse.Namespace, search: bp.Search, out: Path) -> bp.Runner:
+    """Each step a full run under out/steps; a size below the inventory trims it first."""
     seeded = [0]
 
     def run(n: int, agents: int, phase: str) -> bp.Step:
         k = len(search.steps) + 1
-        prefix = f"[step {k}/{bounds.max_steps} {n} nodes; failed so far: " + (
+        prefix = f"[step {k}/{search.bounds.max_steps} {n} nodes; failed so far: " + (
             ", ".join(sorted({x for s in search.steps for x in s.failed_slos})) or "none") + "]"
 
         def step_log(msg: str) -> None:
@@ -84,17 +102,7 @@ def cmd_breakpoint(args: argparse.Namespace) -> int:
         seeded[0] = n
         return bp.step_from_run(job.dir, phase, load)
 
-    bp.search(search, run, _forecaster(args, target), out, log)
-    from loadtest.report_breakpoint import write_breakpoint_report
-
-    res = search.result()
-    lo, hi = res["bracket"]
-    err = res["forecast_error"]
-    log(f"breakpoint {args.profile}: passes at {lo}, fails at {hi} ({search.stopped}); "
-        f"predicted {(res['predicted'] or {}).get('nodes') or 'nothing'}"
-        + (f" (off by {err:+.0%} of the bracket's middle)" if err is not None else ""))
-    log(f"breakpoint: {out / 'breakpoint.json'}; report: {write_breakpoint_report(out)}")
-    return 0 if lo is not None and hi is not None else 1
+    return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
