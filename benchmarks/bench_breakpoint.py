@@ -41,6 +41,8 @@ def search(name: str, profile: str, args: argparse.Namespace, out: Path,
            "--pods-per-node", str(args.pods_per_node), "--out", str(out)]
     if cores:
         cmd += ["--apiserver-cpu", str(cores)]
+    if args.slo:
+        cmd += ["--slo", str(args.slo)]
     before = os.getloadavg()[0]
     log(" ".join(cmd))
     try:
@@ -80,6 +82,8 @@ def main() -> int:
     p.add_argument("--fit-cores", type=float, default=0.5)
     p.add_argument("--carry-cores", default="1,1.5")
     p.add_argument("--out", type=Path, default=Path("results/bench-breakpoint"))
+    p.add_argument("--slo", type=Path, help="SLO file for every search (e.g. DNS loosened on "
+                   "a machine shared with other work: DNS is not what the model forecasts)")
     args = p.parse_args()
     rows, results = [], {}
     for case in args.cases.split(","):
@@ -97,7 +101,8 @@ def main() -> int:
             for c in (float(x) for x in args.carry_cores.split(",")):
                 fc = forecast.forecast_from_runs(
                     [Path(d) for d in fit.get("fit_runs", [])], cores=args.fit_cores,
-                    forecast_cores=c) if fit.get("fit_runs") else {"nodes": None}
+                    forecast_cores=c, slo_file=str(args.slo or "")
+                ) if fit.get("fit_runs") else {"nodes": None}
                 m = search(f"bench-bp-q{c:g}".replace(".", "-"), "telemetry-v2", args,
                            args.out / f"quota-{c:g}", cores=c)
                 got = measured(m)
