@@ -147,3 +147,18 @@ def test_step_from_run_tells_an_error_before_load_from_a_failure_under_it(
     assert bp.step_from_run(tmp_path, "fit", None).verdict == "error"
     write_summary(tmp_path, {**base, "stages": {"measurements-started": {}}})
     assert bp.step_from_run(tmp_path, "fit", None).verdict == "fail"
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys) -> None:
+    from loadtest import cli
+
+    bad = tmp_path / "target.yaml"
+    bad.write_text("version: 1\napiserver: {cores: -1}\n")
+    out = tmp_path / "results"
+    assert cli.main(["breakpoint", "--target", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "apiserver.cores" in err
+    assert cli.main(["breakpoint", "--min-nodes", "50", "--max-nodes", "10",
+                     "--out", str(out)]) == 1
+    assert "--min-nodes 50 must be >= 1 and below --max-nodes 10" in capsys.readouterr().err
+    assert not out.exists()
