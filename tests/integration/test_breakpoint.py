@@ -69,18 +69,28 @@ def test_an_slo_no_run_meets_fails_at_the_floor(request, tmp_path: Path) -> None
 
 def test_a_loose_slo_climbs_one_growing_inventory_within_its_bounds(request,
                                                                      tmp_path: Path) -> None:
+    """Latency and ratios loosened; break-glass still wants no failed write (not
+    configurable), so on a loaded machine a step may fail on it: then the search must
+    bisect or stop as the rules say. Without a failure it climbs to its step bound."""
     name = request.config.getoption("--loadtest-cluster") + "-bp-loose"
     rc, data = _search(name, tmp_path, LOOSE, "--min-nodes", "4", "--max-nodes", "40",
                        "--max-steps", "4")
-    sizes = [s["nodes"] for s in data["steps"]]
-    assert sizes[:2] == [4, 8] and sizes == sorted(sizes) and len(sizes) == 4
-    assert all(s["verdict"] == "pass" for s in data["steps"])
-    assert data["bracket"] == [sizes[-1], None] and "step bound" in data["stopped"]
-    # the forecast was made after the fit runs, before the ladder, from them
-    assert data["predicted"] is not None and "assumptions" in data["predicted"]
-    assert [s["phase"] for s in data["steps"]][:3] == ["fit", "fit", "ladder"]
+    steps = data["steps"]
+    sizes = [s["nodes"] for s in steps]
+    assert sizes[0] == 4 and steps[0]["phase"] == "fit" and len(sizes) <= 4
+    first_fail = next((i for i, s in enumerate(steps) if s["verdict"] == "fail"), len(steps))
+    assert sizes[:first_fail + 1] == sorted(sizes[:first_fail + 1])  # the ladder only grows
     _check_steps(data)
-    assert rc == 1
+    if first_fail == len(steps):  # nothing failed: fit, fit, ladder... to the step bound
+        assert sizes[:2] == [4, 8] and len(sizes) == 4
+        assert data["bracket"] == [sizes[-1], None] and "step bound" in data["stopped"]
+        assert data["predicted"] is not None and "assumptions" in data["predicted"]
+        assert [s["phase"] for s in steps][:3] == ["fit", "fit", "ladder"]
+    else:
+        lo, hi = data["bracket"]
+        assert hi == min(s["nodes"] for s in steps if s["verdict"] == "fail")
+        assert lo is None or lo < hi
+    assert rc == (0 if all(x is not None for x in data["bracket"]) else 1)
 
 
 def test_trimming_leaves_exactly_the_smaller_inventory(loadtest_cluster: Cluster) -> None:
