@@ -180,3 +180,20 @@ bench-padding: tools
 bench: tools refagent
 	$(MAKE) bench-seed
 	$(MAKE) bench-agents
+
+# --- where it breaks: a measured break point and the capacity model's forecast ---------
+# A search on its own local cluster (removed afterwards): fit runs at MIN and 2xMIN nodes,
+# the forecast, then a ladder and bisection to +-10 %; results/<time>-breakpoint-<profile>/.
+.PHONY: breakpoint bench-breakpoint
+BP_NAME ?= breakpoint-local
+BP_PROFILE ?= telemetry-v2
+BP_ARGS ?= --min-nodes 50 --max-nodes 2000 --pods-per-node 3 --duration 90
+BENCH_BREAKPOINT_ARGS ?=
+
+breakpoint: tools
+	$(LOADTEST) breakpoint --provider local --name $(BP_NAME) --out $(RESULTS) \
+	  --profile $(BP_PROFILE) $(BP_ARGS); rc=$$?; \
+	  $(LOADTEST) cluster down --provider local --name $(BP_NAME); exit $$rc
+
+bench-breakpoint: tools
+	$(VENV)/bin/python benchmarks/bench_breakpoint.py $(BENCH_BREAKPOINT_ARGS)

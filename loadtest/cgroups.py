@@ -1,9 +1,11 @@
-"""A memory limit on processes, through the kernel's cgroup memory controller (v2 or v1).
+"""Memory and CPU limits on processes, through the kernel's cgroup controllers (v2 or v1).
 
 A real control plane runs in a fixed amount of memory; this machine has far more than the
 inventories seeded here would need. Capping the API server is how the harness gives it a
 control plane's budget, so that a LIST storm ends as it does in production: the kernel's
-OOM killer, not an endless swap-free machine. Needs root (or a delegated cgroup).
+OOM killer, not an endless swap-free machine. A CPU quota (v2 cpu.max, v1 CFS quota) gives
+it a control plane's cores, so a capacity measured here can be set against another one.
+Needs root (or a delegated cgroup).
 """
 
 from __future__ import annotations
@@ -62,13 +64,73 @@ def cap(name: str, limit: int) -> Path:
     return d
 
 
+PERIOD_US = 100_000
+
+
+def parse_cores(text: str) -> float:
+    """'0.5', '1.5' -> cores; a one-line error otherwise."""
+    try:
+        cores = float(text)
+    except ValueError:
+        raise ClusterError(f"CPU limit {text!r}: expected cores such as 0.5 or 1.5") from None
+    if not 0.05 <= cores <= 1024:
+        raise ClusterError(f"CPU limit {text!r}: between 0.05 and 1024 cores")
+    return cores
+
+
+def _cpu_dir(name: str) -> Path:
+    if (ROOT / "cgroup.controllers").exists():
+        return _group(name).dir  # v2: one group holds both controllers
+    return ROOT / "cpu" / f"loadtest-{name}"
+
+
+def cap_cpu(name: str, cores: float) -> Path:
+    """The group's processes together get at most `cores` of CPU time (CFS bandwidth)."""
+    d = _cpu_dir(name)
+    quota = max(1000, round(cores * PERIOD_US))
+    try:
+        if (ROOT / "cgroup.controllers").exists():
+            with contextlib.suppress(OSError):  # enabled already, or not ours to enable
+                (ROOT / "cgroup.subtree_control").write_text("+cpu")
+            d.mkdir(exist_ok=True)
+            (d / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+        else:
+            d.mkdir(exist_ok=True)
+            (d / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (d / "cpu.cfs_quota_us").write_text(str(quota))
+    except OSError as e:
+        raise ClusterError(f"cannot limit CPU through {d}: {e.strerror} (needs root and the "
+                           "cgroup cpu controller)") from e
+    return d
+
+
+def cpu_quota(name: str) -> float | None:
+    """The cores the group may use (None: no group, or no limit)."""
+    d = _cpu_dir(name)
+    try:
+        if (ROOT / "cgroup.controllers").exists():
+            quota, period = (d / "cpu.max").read_text().split()
+        else:
+            quota = (d / "cpu.cfs_quota_us").read_text().strip()
+            period = (d / "cpu.cfs_period_us").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return None if quota in ("max", "-1") else int(quota) / int(period)
+
+
+def _dirs(name: str) -> list[Path]:
+    """Every group of this name that exists (v1 has one per controller)."""
+    return list(dict.fromkeys(d for d in (_group(name).dir, _cpu_dir(name)) if d.is_dir()))
+
+
 def launcher(name: str, binary: Path, script: Path) -> Path:
-    """Write `script`: it enters the group, then execs `binary` with its arguments, so the
+    """Write `script`: it enters the groups, then execs `binary` with its arguments, so the
     process is charged from its first page. Moving it in later would leave what it already
     holds charged outside (v2, and v1 kernels that dropped move_charge_at_immigrate): the
     budget would be larger than stated."""
-    procs = _group(name).dir / "cgroup.procs"
-    script.write_text(f'#!/bin/sh\necho $$ > "{procs}" || exit 1\nexec "{binary}" "$@"\n')
+    enter = "".join(f'echo $$ > "{d / "cgroup.procs"}" || exit 1\n'
+                    for d in _dirs(name) or [_group(name).dir])
+    script.write_text(f'#!/bin/sh\n{enter}exec "{binary}" "$@"\n')
     script.chmod(0o755)
     return script
 
@@ -105,5 +167,6 @@ def peak(name: str) -> int | None:
 
 
 def remove(name: str) -> None:
-    with contextlib.suppress(OSError):
-        _group(name).dir.rmdir()  # only once empty; the caller has stopped the processes
+    for d in _dirs(name):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only once empty; the caller has stopped the processes

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from loadtest import cli_gate, cli_learn, config, toolchain
+from loadtest import cli_breakpoint, cli_gate, cli_learn, config, toolchain
 from loadtest.cli_common import (
     check_target,
     cluster_target_args,
@@ -343,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verdict)
     cli_gate.register(sub)  # the rollout gate's commands (compare, report, sweep, ...)
     cli_learn.register(sub)  # learn / record: profiles learned from a real agent
+    cli_breakpoint.register(sub)  # the measured break point and its forecast
     return p
 
 

@@ -25,13 +25,15 @@ def _memory(args: argparse.Namespace) -> int | None:
 
 def make_provider(args: argparse.Namespace) -> ClusterProvider:
     memory = _memory(args)
+    cpu = getattr(args, "apiserver_cpu", None)
     if args.provider == "local":
         return get_provider("local", log=log, apiserver_port=args.port,
                             apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates, apiserver_memory=memory)
-    if memory:
-        raise LoadtestError("--apiserver-memory: only the local provider limits the API "
-                            "server's memory")
+                            feature_gates=args.feature_gates, apiserver_memory=memory,
+                            apiserver_cpu=cgroups.parse_cores(cpu) if cpu else None)
+    if memory or cpu:
+        raise LoadtestError("--apiserver-memory/--apiserver-cpu: only the local provider "
+                            "limits the API server's memory and CPU")
     if args.provider == "kind":
         return get_provider("kind", log=log, apiserver_port=args.port,
                             apiserver_args=dict(args.apiserver_arg or []),
@@ -85,3 +87,5 @@ def memory_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--apiserver-memory", metavar="SIZE",
                    help="local: the API server's memory budget, e.g. 2Gi (a control plane's "
                         "size; beyond it the kernel's OOM killer acts, as in production)")
+    p.add_argument("--apiserver-cpu", metavar="CORES",
+                   help="local: the API server's CPU quota in cores, e.g. 0.5 (cgroup cpu.max)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import compare, report, scaling, slo
+from loadtest import cgroups, compare, report, scaling, slo
 from loadtest.cli_common import check_target, cluster_target_args, log, make_provider
 from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
@@ -45,19 +45,22 @@ def _out_dir(root: Path, label: str) -> Iterator[Path]:
         raise
 
 
+def _job(args: argparse.Namespace, nodes: int, agents: int, profile: str, out_root: Path,
+         log_to: Callable[[str], None] = log) -> MainJob:
+    """One bounded main-job run on the named cluster, the inventory at `nodes`."""
+    cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
+                    spawn_rate=args.spawn_rate,
+                    inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
+                    propagation_check=args.propagation, slo_file=args.slo or "",
+                    restart_dns_at_s=args.restart_dns_at_s)
+    return MainJob(make_provider(args), args.name, cfg, out_root, log_to,
+                   allow_existing=args.allow_existing_cluster)
+
+
 def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str, Path], Path]:
     """One bounded main-job run per call, on the named cluster, same inventory every time."""
-    provider = make_provider(args)
-
     def run(profile: str, out_root: Path) -> Path:
-        cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
-                        spawn_rate=args.spawn_rate,
-                        inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
-                        propagation_check=args.propagation, slo_file=args.slo or "",
-                        restart_dns_at_s=args.restart_dns_at_s)
-        job = MainJob(provider, args.name, cfg, out_root, log,
-                      allow_existing=args.allow_existing_cluster)
-        return job.execute()
+        return _job(args, nodes, agents, profile, out_root).execute()
 
     return run
 
@@ -103,11 +106,15 @@ def cmd_compare_results(args: argparse.Namespace) -> int:
 
 
 def _write_report(d: Path) -> Path:
-    """The report of whatever folder this is: mitigation, comparison, sweep or run."""
+    """The report of whatever folder this is: mitigation, comparison, break point, sweep
+    or run."""
     if d.name == "mitigation" and (d / "comparison.json").exists():
         return report.write_mitigation_report(d)
     if (d / "comparison.json").exists():
         return report.write_comparison_report(report.load_comparison(d), d)
+    if (d / "breakpoint.json").exists():
+        from loadtest.report_breakpoint import write_breakpoint_report
+        return write_breakpoint_report(d)
     if (d / "sweep.json").exists():
         return report.write_sweep_report(scaling.load_sweep(d), d)
     return report.write_run_report(d)
@@ -178,6 +185,8 @@ def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sw
             points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
     sweep = scaling.analyse(args.profile, points, cores=args.cores,
                             slo_list_p99_s=slo_list_p99)
+    sweep = scaling.with_forecast(sweep, args.slo or "", cores=args.cores, memory_bytes=(
+        cgroups.parse_bytes(args.apiserver_memory) if args.apiserver_memory else None))
     _write(out, "sweep.json", sweep.to_json())
     for line in sweep.lines():
         print(line, flush=True)
@@ -274,3 +283,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--between", type=lambda t: [int(x) for x in t.split(",") if x],
                    help="sizes in between (e.g. 40): three sizes let the fit be checked")
     i.set_defaults(func=cmd_incident)
+

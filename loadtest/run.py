@@ -34,6 +34,7 @@ from loadtest.clusters.base import (
 )
 from loadtest.clusters.capabilities import (
     BudgetsApiserverMemory,
+    LimitsApiserverCpu,
     ProbesDNSInNamespace,
     RestartsDNS,
     RunsFakeNodesBeside,
@@ -52,6 +53,7 @@ from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
+from loadtest.progress import Progress
 from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
 
 Log = Callable[[str], None]
@@ -214,7 +216,8 @@ class MainJob:
             self.summary["cluster"] = {**cluster.redacted(), **reached,
                                        "harness_identity": ensure_break_glass(cluster,
                                                                               self.warn),
-                                       "apiserver_memory_bytes": self._memory_budget()}
+                                       "apiserver_memory_bytes": self._memory_budget(),
+                                       "apiserver_cpu_cores": self._cpu_quota()}
             self.stage("cluster", created=created)
             self._seed(cluster)
             self._load(cluster)
@@ -281,9 +284,11 @@ class MainJob:
                        duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
                        shape=self.cfg.shape, steps=self.cfg.steps,
                        processes=self.cfg.processes)
+        progress = Progress(self.dir / "agents", raw / "apiserver.jsonl", self.log).start()
         try:
             run_agents(cluster, run, self.dir / "agents", self.log)
         finally:
+            progress.stop()
             for t in (timer, restart):
                 if t:
                     t.cancel()
@@ -326,6 +331,12 @@ class MainJob:
         """The API server's memory budget in bytes, where the provider gives it one."""
         if isinstance(self.provider, BudgetsApiserverMemory):
             return self.provider.apiserver_memory
+        return None
+
+    def _cpu_quota(self) -> float | None:
+        """The API server's CPU quota in cores, where the provider gives it one."""
+        if isinstance(self.provider, LimitsApiserverCpu):
+            return self.provider.apiserver_cpu_quota(self.cluster_name)
         return None
 
     def _apiserver_memory(self, reset: bool = False) -> dict[str, int | None] | None:

@@ -154,6 +154,8 @@ class Sweep:
     slo_break_nodes: float | None = None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the capacity model's forecast (loadtest.forecast), the one the break points come from
+    forecast: dict[str, Any] | None = None
 
     @property
     def fitted(self) -> list[Point]:
@@ -174,14 +176,22 @@ class Sweep:
         out = [f"sweep {self.profile}: " + ", ".join(
             f"{p.nodes} nodes {p.verdict}" + (" (not fitted)" if p.invalid else "")
             for p in self.points)]
+        fc = self.forecast
+        if fc:
+            out.append(f"  {fc['line']} (capacity model: unit costs x work, 1/(1-rho))")
+            out += [f"    {b['slo']} breaks at ~{b['nodes']:.0f} nodes: {b['why']}"
+                    for b in fc.get("breaks", [])]
+            out += [f"    assumption: {a}" for a in fc.get("assumptions", [])]
+        law = "" if fc else (f"; saturates {self.cores:g} cores at N ~ "
+                             f"{_n(self.saturation_nodes)}")
         if self.cpu_fit:
             out.append(f"  API server CPU per agent = {self.cpu_fit.intercept:.3g} + "
-                       f"{self.cpu_fit.slope:.3g}*N cores (+ {self.idle_cores:.2g} idle); "
-                       f"saturates {self.cores:g} cores at N ~ {_n(self.saturation_nodes)}")
+                       f"{self.cpu_fit.slope:.3g}*N cores (+ {self.idle_cores:.2g} idle)"
+                       + law)
         if self.bytes_fit:
             out.append(f"  bytes per agent per s = {self.bytes_fit.intercept:.4g} + "
                        f"{self.bytes_fit.slope:.4g}*N")
-        if self.p99_fit:
+        if self.p99_fit and not fc:
             out.append(f"  LIST p99 = {self.p99_fit.intercept:.3g} + {self.p99_fit.slope:.3g}*N^2"
                        f" s; reaches {self.slo_list_p99_s:g} s at N ~ {_n(self.slo_break_nodes)}")
         out += [f"  check at {c.nodes} nodes: {c.what} predicted {c.predicted:.4g}, measured "
@@ -259,4 +269,34 @@ def load_sweep(d: Path) -> Sweep:
     points = [point_from_run(Path(p["run_dir"]), p.get("loadavg_1m"))
               if p.get("run_dir") and (Path(p["run_dir"]) / "summary.json").exists()
               else Point(**p) for p in data["points"]]
-    return analyse(data["profile"], points, data["cores"], data["slo_list_p99_s"])
+    sw = analyse(data["profile"], points, data["cores"], data["slo_list_p99_s"])
+    if data.get("forecast"):  # as the sweep made it (refitting could differ in its cores)
+        sw.forecast = data["forecast"]
+        sw.saturation_nodes = sw.forecast.get("saturation_nodes")
+        sw.slo_break_nodes = sw.forecast.get("nodes")
+    return sw
+
+
+def with_forecast(sw: Sweep, slo_file: str = "", memory_bytes: float | None = None,
+                  cores: float | None = None) -> Sweep:
+    """Set the capacity model's forecast on a sweep (fitted on its passing runs); its break
+    points replace the law's. Without raw streams there is nothing to fit: the law stays,
+    with a note."""
+    from loadtest.forecast import forecast_from_runs
+
+    dirs = [Path(p.run_dir) for p in sw.fitted if p.verdict == "pass" and p.run_dir
+            and (Path(p.run_dir) / "raw" / "apiserver.jsonl").exists()]
+    if not dirs:
+        sw.notes.append("no passing run with its raw API server stream: break points from "
+                        "the cost law, not the capacity model")
+        return sw
+    try:
+        sw.forecast = forecast_from_runs(dirs, agents_per_node=sw.agents_per_node,
+                                         cores=cores, memory_bytes=memory_bytes,
+                                         slo_file=slo_file)
+    except ValueError as e:
+        sw.notes.append(f"capacity model not fitted: {e}")
+        return sw
+    sw.saturation_nodes = sw.forecast.get("saturation_nodes")
+    sw.slo_break_nodes = sw.forecast.get("nodes")
+    return sw

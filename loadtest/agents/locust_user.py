@@ -131,6 +131,8 @@ def _setup(environment: Environment, **_: Any) -> None:
         ensure_rbac(p.cluster, p.profile)
     p.identities = Identities(p.cluster, p.profile)
     p.nodes = list_nodes(p.cluster, opts.node_selector)
+    if p.stats_out is not None:  # live progress reads the counters as the run goes
+        gevent.spawn(_flush_stats, environment)
 
 
 @events.quitting.add_listener
@@ -142,6 +144,12 @@ def _write_stats(environment: Environment, **_: Any) -> None:
     if kind == "WorkerRunner":  # one file per process, merged by the harness
         out = out.with_name(f"{out.stem}.{os.getpid()}.json")
     out.write_text(json.dumps(_Process.stats.as_dict(), indent=2))
+
+
+def _flush_stats(environment: Environment, every_s: float = 5.0) -> None:
+    while True:
+        gevent.sleep(every_s)
+        _write_stats(environment)
 
 
 def list_nodes(cluster: Cluster, selector: str) -> list[str]:

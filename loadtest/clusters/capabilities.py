@@ -62,3 +62,12 @@ class BudgetsApiserverMemory(Protocol):
         """OOM kills and the peak charge since the last reset (then starts it over); None
         when the cluster's API server has no budget."""
         ...
+
+
+@runtime_checkable
+class LimitsApiserverCpu(Protocol):
+    """Providers that can give the API server a CPU quota (local: cgroup cpu.max)."""
+
+    def apiserver_cpu_quota(self, cluster_name: str) -> float | None:
+        """The quota in cores of that cluster's API server; None when it has none."""
+        ...

@@ -76,8 +76,11 @@ class LocalProvider:
     def __init__(self, log: Log = _quiet, apiserver_port: int | None = None,
                  apiserver_args: Mapping[str, str] | None = None,
                  feature_gates: str = "", timeout: float = 180,
-                 apiserver_memory: int | None = None) -> None:
+                 apiserver_memory: int | None = None,
+                 apiserver_cpu: float | None = None) -> None:
         self.log = log
+        # cores the API server may use (a control plane's size); None: what it can get
+        self.apiserver_cpu = apiserver_cpu
         # bytes the API server may use (a control plane's budget); None: unlimited
         self.apiserver_memory = apiserver_memory
         self.apiserver_port = apiserver_port
@@ -105,10 +108,14 @@ class LocalProvider:
             # 1. control plane through kwokctl, bound to loopback, from our own binaries
             if self.apiserver_memory:
                 group = cgroups.cap(cluster_name, self.apiserver_memory)
-                bins["kube-apiserver"] = cgroups.launcher(
-                    cluster_name, bins["kube-apiserver"], d / "kube-apiserver-in-budget")
                 self.log(f"kube-apiserver limited to {self.apiserver_memory / 2**30:.2g} GiB "
                          f"of memory ({group})")
+            if self.apiserver_cpu:
+                group = cgroups.cap_cpu(cluster_name, self.apiserver_cpu)
+                self.log(f"kube-apiserver limited to {self.apiserver_cpu:g} cores ({group})")
+            if self.apiserver_memory or self.apiserver_cpu:
+                bins["kube-apiserver"] = cgroups.launcher(
+                    cluster_name, bins["kube-apiserver"], d / "kube-apiserver-in-budget")
             self._kwokctl_create(cluster_name, d, bins)
             self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
             creds = kubeconfig.read(d / "kubeconfig")
@@ -155,6 +162,10 @@ class LocalProvider:
         except LoadtestError:
             self.log(f"new CoreDNS not ready after {DNS_REPLACE_S:g}s: stopping the old one")
         stop_group(old, grace=2)
+
+    def apiserver_cpu_quota(self, cluster_name: str) -> float | None:
+        """The cores the API server's group may use (None: no quota)."""
+        return cgroups.cpu_quota(cluster_name)
 
     def apiserver_memory_usage(self, cluster_name: str, reset: bool = False
                                ) -> dict[str, int | None] | None:

@@ -50,6 +50,7 @@ FAMILIES = (
     "apiserver_flowcontrol_dispatched_requests",
     "apiserver_flowcontrol_nominal_limit_seats",
     "apiserver_response_sizes",
+    "apiserver_watch_events_total",  # events sent to watchers: a unit of cost (capacity.py)
     "etcd_request_duration_seconds",
     "process_cpu_seconds",
     "process_resident_memory_bytes",

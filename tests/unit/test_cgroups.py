@@ -66,3 +66,32 @@ def test_launcher_enters_the_group_before_the_binary_runs(tmp_path: Path, monkey
     (group / "cgroup.procs").unlink()
     group.rmdir()  # no group: the launcher refuses to start the server outside its budget
     assert subprocess.run([script], stderr=subprocess.DEVNULL).returncode != 0
+
+
+def test_cores_parse_and_bad_ones_are_one_line_errors():
+    assert cgroups.parse_cores("0.5") == 0.5
+    for bad, msg in (("half", "expected cores"), ("0", "between"), ("-1", "between")):
+        with pytest.raises(ClusterError, match=msg):
+            cgroups.parse_cores(bad)
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_cpu_quota_written_in_the_hierarchys_files(tmp_path: Path, monkeypatch, v2: bool):
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    if v2:
+        (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    else:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "memory").mkdir()
+    assert cgroups.cpu_quota("c1") is None
+    d = cgroups.cap_cpu("c1", 0.5)
+    if v2:
+        assert (d / "cpu.max").read_text() == "50000 100000"
+    else:
+        assert (d / "cpu.cfs_quota_us").read_text() == "50000"
+        assert (d / "cpu.cfs_period_us").read_text() == "100000"
+    assert cgroups.cpu_quota("c1") == 0.5
+    cgroups.cap("c1", 2**30)  # and a memory budget beside it
+    text = cgroups.launcher("c1", tmp_path / "server", tmp_path / "launch").read_text()
+    # v1: the server enters both groups (one per controller) before it runs; v2: one
+    assert text.count("cgroup.procs") == (1 if v2 else 2)

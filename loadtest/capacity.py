@@ -1,0 +1,398 @@
+"""The capacity model: unit costs measured on small runs, the capacity the API server has,
+and the node count where the first SLO breaks (pure).
+
+Why not a polynomial in N: past the knee latency is queueing, not work. The model is
+  demand(N)  = idle + sum_k u_k * F_k(N)    CPU-seconds per second (cores)
+  rho(N)     = demand(N) / cores            utilisation of what the API server really gets
+  p99(N)     = s(N) / (1 - rho(N))          queueing: latency diverges as rho -> 1
+  429s       = 1 - 1/rho once rho > 1       APF sheds what the server cannot serve
+  seats(N)   = seats per agent, scaled by the same 1/(1 - rho)   against the level's seats
+  memory(N)  = resident(N) + 5 x bytes of every LIST in flight   (KEP-3157's factor)
+where F_k are work rates at the API server (LIST bytes returned, watch events sent, watches
+open, requests), each per agent a + b*N (an agent listing cluster-wide pays for every
+object); u_k are CPU-seconds per unit, fitted on the scrape intervals of the small runs
+(many samples per run, the idle ones anchor the intercept); s(N) is the p99 a class of
+request would have on an idle server, p99 * (1 - rho) measured at each small size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadtest import metrics
+from loadtest.compare import load_window, run_costs
+from loadtest.measurements.apiserver import expand
+from loadtest.results import read_jsonl, read_summary
+from loadtest.scaling import Line, fit_nonnegative
+
+# Work the API server does, per second, by what it costs (see module doc).
+FEATURES = ("list_bytes", "watch_events", "watches", "requests")
+UNITS = {"list_bytes": "CPU-s per byte listed", "watch_events": "CPU-s per watch event",
+         "watches": "cores per open watch", "requests": "CPU-s per request"}
+# KEP-3157: a LIST holds about 5x its response size in temporary API server memory.
+LIST_MEMORY_FACTOR = 5.0
+SATURATED = 0.85  # intervals above this share of the cores are censored: left out of the fit
+
+
+# --- one run, reduced ----------------------------------------------------------------------
+
+@dataclass
+class RunSample:
+    """What the model takes from one measured run (a fixture-friendly, JSON-able record)."""
+
+    nodes: int
+    agents: int
+    pods_per_node: int
+    pod_bytes: int
+    node_bytes: int
+    load_s: float
+    cpu_busy: float | None  # API server cores during the load window
+    # work rates during the load window, whole server (feature -> per second)
+    work: dict[str, float]
+    # the same outside the load window (harness, KWOK, controllers): the background
+    background: dict[str, float]
+    # per scrape interval: (cores, {feature: rate}) for the unit-cost regression
+    intervals: list[tuple[float, dict[str, float]]]
+    p99: dict[str, float]  # SLO class -> p99 seconds measured (None classes left out)
+    list_bytes_by_resource: dict[str, float]  # bytes per second in the window, by resource
+    rss_bytes: float | None
+    seats_per_agent: float | None
+    level_seats: float | None  # nominal seats of the level the agents land in
+    verdict: str = "?"
+    failed_slos: list[str] = field(default_factory=list)
+    run_dir: str = ""
+
+
+def _interval_features(a: dict, b: dict, dt: float) -> dict[str, float]:
+    sizes = metrics.counter_delta(a, b, "apiserver_response_sizes_sum", ("verb",))
+    events = metrics.counter_delta(a, b, "apiserver_watch_events_total")
+    reqs = metrics.counter_delta(a, b, "apiserver_request_total")
+    watches = [metrics.gauge(x, "apiserver_longrunning_requests", ("verb",)).get(("WATCH",), 0.0)
+               for x in (a, b)]
+    return {"list_bytes": sizes.get(("LIST",), 0.0) / dt,
+            "watch_events": sum(events.values()) / dt,
+            "watches": sum(watches) / 2,
+            "requests": sum(reqs.values()) / dt}
+
+
+def _cpu(a: dict, b: dict, dt: float) -> float:
+    return metrics.counter_delta(a, b, "process_cpu_seconds_total").get((), 0.0) / dt
+
+
+def scrape_intervals(raw: Path, group: int | None = None
+                     ) -> list[tuple[float, float, float, dict]]:
+    """(t0, t1, cores, features) over windows of `group` scrapes (a LIST that spans a scrape
+    is counted when it ends; wider windows blur that; short runs get single intervals)."""
+    ok = [r for r in expand(read_jsonl(raw)) if "samples" in r]
+    group = group or (3 if len(ok) >= 24 else 1)
+    out = []
+    for i in range(0, len(ok) - group, group):
+        a, b = ok[i], ok[i + group]
+        dt = b["t"] - a["t"]
+        if dt > 0:
+            out.append((a["t"], b["t"], _cpu(a["samples"], b["samples"], dt),
+                        _interval_features(a["samples"], b["samples"], dt)))
+    return out
+
+
+def _mean_features(rows: Sequence[tuple[float, float, float, dict]]) -> dict[str, float]:
+    total = sum(t1 - t0 for t0, t1, _, _ in rows)
+    if total <= 0:
+        return dict.fromkeys(FEATURES, 0.0)
+    return {k: sum(f[k] * (t1 - t0) for t0, t1, _, f in rows) / total for k in FEATURES}
+
+
+def _p99_classes(summary: dict[str, Any]) -> dict[str, float]:
+    """Worst p99 of each SLO class that CPU saturation moves (API server's SLI histogram,
+    as the SLOs read it; break-glass as the harness's client saw it)."""
+    from loadtest.slo import MUTATING_VERBS
+
+    out: dict[str, float] = {}
+    api = summary.get("measurements", {}).get("apiserver", {})
+    for r in api.get("latency", []):
+        if r.get("metric") != "apiserver_request_sli_duration_seconds" or r.get("p99") is None:
+            continue
+        if r["verb"] in MUTATING_VERBS:
+            cls = "mutating"
+        elif r["verb"] == "LIST" and r.get("scope") == "cluster":
+            cls = "read-cluster"
+        elif r["verb"] in ("GET", "LIST"):
+            cls = "read-resource" if r.get("scope") == "resource" else "read-namespace"
+        else:
+            continue
+        out[cls] = max(out.get(cls, 0.0), r["p99"])
+    bg = summary.get("measurements", {}).get("break_glass") or {}
+    if bg.get("p99_ms") is not None:
+        out["break-glass"] = bg["p99_ms"] / 1000
+    return out
+
+
+def sample_from_run(run_dir: Path) -> RunSample:
+    """Reduce a results folder (summary, raw/apiserver.jsonl, Locust history) to a sample."""
+    s = read_summary(run_dir)
+    cfg = s.get("config", {})
+    inv = cfg.get("inventory", {})
+    v, _ = run_costs(run_dir)
+    window = load_window(run_dir)
+    raw = run_dir / "raw" / "apiserver.jsonl"
+    rows = scrape_intervals(raw) if raw.exists() else []
+    inside = [r for r in rows if window and r[0] >= window[0] - 1 and r[1] <= window[1] + 6]
+    outside = [r for r in rows if not window or r[1] <= window[0] or r[0] >= window[1]]
+    api = s.get("measurements", {}).get("apiserver", {})
+    load_s = (window[1] - window[0]) if window else float(cfg.get("duration_s") or 0)
+    by_res: dict[str, float] = {}
+    for r in api.get("response_bytes", []):
+        if r["verb"] == "LIST" and load_s:
+            by_res[r["resource"]] = by_res.get(r["resource"], 0.0) + r["bytes"] / load_s
+    nominal = api.get("apf", {}).get("nominal_limit_seats", {})
+    peak = s.get("cluster", {}).get("apiserver_memory_peak_bytes")
+    rss = api.get("process", {}).get("rss_max_mib")
+    return RunSample(
+        nodes=int(inv.get("nodes", 0)), agents=int(cfg.get("agents", 0)),
+        pods_per_node=int(inv.get("pods_per_node", 0)), pod_bytes=int(inv.get("pod_bytes", 0)),
+        node_bytes=int(inv.get("node_bytes", 0)), load_s=load_s, cpu_busy=v["apiserver_cpu"],
+        work=_mean_features(inside), background=_mean_features(outside),
+        intervals=[(c, f) for _, _, c, f in rows], p99=_p99_classes(s),
+        list_bytes_by_resource=by_res,
+        rss_bytes=float(peak) if peak else (rss * 2**20 if rss else None),
+        seats_per_agent=v["apf_seats_per_agent"],
+        level_seats=nominal.get("workload-low"), verdict=s.get("verdict", "?"),
+        failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
+        run_dir=str(run_dir))
+
+
+# --- unit costs ----------------------------------------------------------------------------
+
+def nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient >= 0, by trying each subset of columns (a few
+    columns only): a negative unit cost is not a cost, it is noise."""
+    n = x.shape[1]
+    best, best_res = np.zeros(n), float(np.sum(y ** 2))
+    for mask in range(1, 2 ** n):
+        cols = [i for i in range(n) if mask >> i & 1]
+        coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+        if np.any(coef < 0):
+            continue
+        res = float(np.sum((x[:, cols] @ coef - y) ** 2))
+        if res < best_res - 1e-15:
+            best, best_res = np.zeros(n), res
+            best[cols] = coef
+    return best
+
+
+@dataclass
+class UnitCosts:
+    idle_cores: float
+    per_unit: dict[str, float | None]  # None: the runs did not vary it (not measurable)
+    samples: int
+    r2: float | None
+
+    def cpu(self, work: dict[str, float]) -> float:
+        return self.idle_cores + sum((self.per_unit.get(k) or 0.0) * w for k, w in work.items())
+
+
+def fit_unit_costs(samples: Sequence[RunSample], cores: float) -> UnitCosts:
+    """CPU of each scrape window against the work done in it, over every run given."""
+    rows = [(c, f) for s in samples for c, f in s.intervals if c < SATURATED * cores]
+    if len(rows) < 3:
+        raise ValueError(f"{len(rows)} unsaturated scrape windows: too few to fit unit costs")
+    varied = [k for k in FEATURES if len({round(f[k], 6) for _, f in rows}) > 1]
+    x = np.array([[1.0] + [f[k] for k in varied] for _, f in rows])
+    y = np.array([c for c, _ in rows])
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-12)  # conditioning: bytes are ~1e6
+    coef = nnls(x / scale, y) / scale
+    pred = x @ coef
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else None
+    per = {k: None for k in FEATURES}
+    per.update({k: float(c) for k, c in zip(varied, coef[1:], strict=True)})
+    return UnitCosts(float(coef[0]), per, len(rows), r2)
+
+
+# --- capacity and the workload at N --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one API server has. cores: what it really gets (here: beside etcd, KWOK and the
+    harness; or its CPU quota); seats: its APF level's; memory: its budget (None: none)."""
+
+    cores: float
+    replicas: int = 1
+    level_seats: float | None = None
+    memory_bytes: float | None = None
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How the target differs from the fit's runs: multipliers on the per-agent work."""
+
+    agents_per_node: float = 1.0
+    list_bytes: float = 1.0  # bytes per LIST, target / fit (object sizes, pods per node)
+    watch_events: float = 1.0  # events per watch, target / fit (objects watched)
+    list_cost: float = 1.0  # CPU per byte (e.g. consistent LISTs from etcd, not the cache)
+
+
+@dataclass
+class Law:
+    """A work rate per agent, a + b*N (fitted), split by resource where it matters."""
+
+    per_agent: Line
+    background: float
+
+
+@dataclass
+class Break:
+    slo: str
+    nodes: float | None  # None: not within the range searched
+    why: str
+
+
+@dataclass
+class Forecast:
+    nodes: float | None  # where the first SLO breaks (None: not below max_nodes)
+    slo: str | None
+    breaks: list[Break]
+    saturation_nodes: float | None  # rho = 1
+    unit_costs: UnitCosts
+    capacity: Capacity
+    assumptions: list[str]
+    curve: list[dict[str, float | None]]  # N, rho, predicted p99 by class, 429 ratio, memory
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        where = f"~{self.nodes:.0f} nodes ({self.slo})" if self.nodes else "not below the range"
+        sat = f"; CPU saturates at ~{self.saturation_nodes:.0f}" if self.saturation_nodes else ""
+        return (f"forecast: first SLO breaks at {where}{sat} "
+                f"({self.capacity.cores:g} cores x {self.capacity.replicas})")
+
+
+@dataclass
+class Model:
+    """Unit costs and laws fitted on small runs; `forecast` for any capacity and scaling."""
+
+    unit: UnitCosts
+    work: dict[str, Law]  # feature -> per-agent law
+    base_latency: dict[str, Line]  # SLO class -> p99 on an idle server, a + b*N
+    seats_per_agent: Line | None
+    level_seats: float | None
+    resident: Line | None  # API server memory without LISTs in flight, a + b*N (bytes)
+    list_bytes_per_agent: Line | None  # bytes of LIST responses per agent per second
+    fit_nodes: list[int]
+    pods_share_of_list_bytes: float  # how much of LIST bytes are pods (for object scaling)
+
+    def demand(self, n: float, sc: Scaling, cap: Capacity) -> tuple[float, dict[str, float]]:
+        """API server cores needed at n nodes, per replica, and the work behind it."""
+        agents = sc.agents_per_node * n
+        per = {"list_bytes": sc.list_bytes * sc.list_cost, "watch_events": sc.watch_events,
+               "watches": 1.0, "requests": 1.0}
+        work = {k: (law.background + agents * max(0.0, law.per_agent(n)) * per[k])
+                / cap.replicas for k, law in self.work.items()}
+        return self.unit.cpu(work), work
+
+    def forecast(self, cap: Capacity, sc: Scaling = Scaling(), slo_p99: dict[str, float]
+                 | None = None, throttled_max: float = 0.01, max_nodes: float = 20000,
+                 assumptions: Sequence[str] = ()) -> Forecast:
+        """Walk N upward (1 % steps) until each SLO breaks; the first is the forecast."""
+        slo_p99 = slo_p99 or DEFAULT_P99
+        breaks: dict[str, Break] = {}
+        sat = None
+        curve: list[dict[str, float | None]] = []
+        n = float(max(1, min(self.fit_nodes)))
+        while n <= max_nodes:
+            cpu, work = self.demand(n, sc, cap)
+            rho = cpu / cap.cores
+            if sat is None and rho >= 1:
+                sat = n
+            q = 1 / (1 - rho) if rho < 1 else math.inf
+            row: dict[str, float | None] = {"nodes": n, "rho": rho, "cores": cpu}
+            for cls, base in self.base_latency.items():
+                p = max(0.0, base(n)) * q
+                row[f"p99_{cls}"] = p if math.isfinite(p) else None
+                limit = slo_p99.get(cls)
+                if limit and p > limit and cls not in breaks:
+                    breaks[cls] = Break(cls, n, f"p99 {cls} {_s(p)} > {limit:g}s at rho "
+                                                f"{rho:.2f}")
+            throttled = max(0.0, 1 - 1 / rho) if rho > 0 else 0.0
+            row["throttled_ratio"] = throttled
+            if throttled > throttled_max and "throttled" not in breaks:
+                breaks["throttled"] = Break("throttled", n, f"demand {rho:.2f}x the cores: "
+                                            f"APF sheds {throttled:.1%} (> {throttled_max:.0%})")
+            seats_limit = cap.level_seats or self.level_seats
+            if self.seats_per_agent and seats_limit:
+                seats = sc.agents_per_node * n * max(0.0, self.seats_per_agent(n)) * q \
+                    / cap.replicas
+                row["seats"] = seats if math.isfinite(seats) else None
+                if seats > seats_limit and "seats" not in breaks:
+                    breaks["seats"] = Break("seats", n, f"{_s(seats, '')} seats wanted of "
+                                            f"{seats_limit:g}: APF queues fill, then rejects")
+            if self.resident and cap.memory_bytes and self.list_bytes_per_agent:
+                # bytes of LIST responses in flight: rate x latency (Little's law)
+                lat = max(0.0, self.base_latency.get("read-cluster", Line(1, 0, None))(n)) * q
+                inflight = (sc.agents_per_node * n * self.list_bytes_per_agent(n)
+                            * sc.list_bytes * lat / cap.replicas)
+                mem = self.resident(n) + LIST_MEMORY_FACTOR * inflight
+                row["memory_bytes"] = mem if math.isfinite(mem) else None
+                if mem > cap.memory_bytes and "memory" not in breaks:
+                    breaks["memory"] = Break("memory", n, f"{mem / 2**30:.2f} GiB wanted of "
+                                             f"{cap.memory_bytes / 2**30:.2f}: OOM kill")
+            curve.append(row)
+            if len(breaks) == len(slo_p99) + 3 or (rho > 2 and breaks):
+                break
+            n = max(n + 1, n * 1.01)
+        found = sorted((b for b in breaks.values() if b.nodes), key=lambda b: b.nodes or 0)
+        first = found[0] if found else None
+        return Forecast(first.nodes if first else None, first.slo if first else None, found,
+                        sat, self.unit, cap, list(assumptions), curve[:: max(1, len(curve) // 60)])
+
+
+DEFAULT_P99 = {"mutating": 1.0, "read-resource": 1.0, "read-namespace": 5.0,
+               "read-cluster": 30.0, "break-glass": 1.0}
+
+
+def _s(x: float, unit: str = "s") -> str:
+    return "inf" if not math.isfinite(x) else f"{x:.3g}{unit}"
+
+
+def _law(xs: Sequence[float], ys: Sequence[float]) -> Line:
+    if len(set(xs)) < 2:  # one size: no growth is measurable; hold it flat
+        return Line(sum(ys) / len(ys), 0.0, None)
+    return fit_nonnegative(xs, ys)
+
+
+def fit_model(samples: Sequence[RunSample], cores: float) -> Model:
+    """The model from small runs (all of them passing, ideally); `cores` is the capacity the
+    runs had, to compute the utilisation each latency was measured at."""
+    runs = [s for s in samples if s.agents and s.cpu_busy is not None]
+    if not runs:
+        raise ValueError("no run with agents and a measured API server CPU")
+    unit = fit_unit_costs(runs, cores)
+    ns = [float(s.nodes) for s in runs]
+    work = {k: Law(_law(ns, [max(0.0, s.work[k] - s.background[k]) / s.agents for s in runs]),
+                   sum(s.background[k] for s in runs) / len(runs)) for k in FEATURES}
+    base: dict[str, Line] = {}
+    for cls in sorted({c for s in runs for c in s.p99}):
+        pts = [(float(s.nodes), s.p99[cls] * max(0.05, 1 - s.cpu_busy / cores))
+               for s in runs if cls in s.p99 and s.cpu_busy is not None]
+        base[cls] = _law([x for x, _ in pts], [y for _, y in pts])
+    seats = [(float(s.nodes), s.seats_per_agent * max(0.05, 1 - (s.cpu_busy or 0) / cores))
+             for s in runs if s.seats_per_agent is not None]
+    mem = [(float(s.nodes), s.rss_bytes) for s in runs if s.rss_bytes]
+    lb = [(float(s.nodes), sum(s.list_bytes_by_resource.values()) / s.agents) for s in runs]
+    total_lb = sum(sum(s.list_bytes_by_resource.values()) for s in runs)
+    pods_lb = sum(s.list_bytes_by_resource.get("pods", 0.0) for s in runs)
+    levels = [s.level_seats for s in runs if s.level_seats]
+    return Model(
+        unit, work, base,
+        _law([x for x, _ in seats], [y for _, y in seats]) if seats else None,
+        levels[-1] if levels else None,
+        _law([x for x, _ in mem], [y for _, y in mem]) if mem else None,
+        _law([x for x, _ in lb], [y for _, y in lb]) if lb else None,
+        sorted(s.nodes for s in runs), pods_lb / total_lb if total_lb else 1.0)
