@@ -106,7 +106,8 @@ def main() -> int:
                 m = search(f"bench-bp-q{c:g}".replace(".", "-"), "telemetry-v2", args,
                            args.out / f"quota-{c:g}", cores=c)
                 got = measured(m)
-                err = (fc["nodes"] - got) / got if fc.get("nodes") and got else None
+                nodes = fc.get("nodes")
+                err = (nodes - got) / got if nodes and got else None
                 results[f"quota-{c:g}"] = {**m, "carried_forecast": fc.get("nodes"),
                                            "carried_slo": fc.get("slo"), "carried_error": err}
                 rows.append(("quota", f"{c:g} cores (carried from {args.fit_cores:g})",

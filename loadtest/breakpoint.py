@@ -89,14 +89,13 @@ def next_size(steps: list[Step], forecast: float | None, b: Bounds) -> tuple[int
     step = b.done_ratio()
     if forecast and lo < forecast / 1.5:
         # far below the forecast: jump to just under it (no more than x3 at once)
-        n = min(forecast / step, 3 * lo)
-        n = max(n, lo * step)
+        want = max(min(forecast / step, 3 * lo), lo * step)
     elif forecast and lo < forecast * 1.5:
-        n = lo * step  # near the forecast: steps that leave a +-10 % bracket
+        want = lo * step  # near the forecast: steps that leave a +-10 % bracket
     else:
-        n = lo * 2  # no forecast, or far past it: it was wrong, double
-    n = min(round(n), b.max_nodes)
-    return (n, "ladder") if n > lo else None
+        want = lo * 2.0  # no forecast, or far past it: it was wrong, double
+    size = min(round(want), b.max_nodes)
+    return (size, "ladder") if size > lo else None
 
 
 Runner = Callable[[int, int, str], Step]  # nodes, agents, phase -> a measured step

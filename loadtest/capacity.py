@@ -27,9 +27,9 @@ import numpy as np
 
 from loadtest import metrics
 from loadtest.compare import load_window, run_costs
+from loadtest.fit import Line, fit_nonnegative
 from loadtest.measurements.apiserver import expand
 from loadtest.results import read_jsonl, read_summary
-from loadtest.scaling import Line, fit_nonnegative
 
 # Work the API server does, per second, by what it costs (see module doc).
 FEATURES = ("list_bytes", "watch_events", "watches", "requests")
@@ -210,7 +210,7 @@ def fit_unit_costs(samples: Sequence[RunSample], cores: float) -> UnitCosts:
     pred = x @ coef
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else None
-    per = {k: None for k in FEATURES}
+    per: dict[str, float | None] = {k: None for k in FEATURES}
     per.update({k: float(c) for k, c in zip(varied, coef[1:], strict=True)})
     return UnitCosts(float(coef[0]), per, len(rows), r2)
 

@@ -30,7 +30,7 @@ def _forecaster(args: argparse.Namespace, target: TargetSpec | None):  # noqa: A
               "memory_bytes": memory, "slo_file": args.slo or "",
               "max_nodes": args.max_nodes * 4}
         try:
-            here = forecast.forecast_from_runs(dirs, **kw)  # type: ignore[arg-type]
+            here = forecast.forecast_from_runs(dirs, **kw)
             loads = [s.loadavg_1m for s in steps if s.verdict == "pass" and s.loadavg_1m]
             if loads:  # neighbours' CPU is in the latencies measured, not in the model
                 here["assumptions"].append(

@@ -111,10 +111,11 @@ def line(users: int, rows: dict[str, dict[str, str]], agents: dict[str, int],
              f"{float(agg.get('Requests/s') or 0):.1f} req/s",
              f"{agg.get('Total Failure Count') or 0} failed",
              f"429s {api['http_429']:.0f} (API server), {agents['throttled_429']} (agents)"]
-    if api.get("cores") is not None:
-        parts.append(f"API server {api['cores']:.2f} cores")
-    if api.get("rss"):
-        parts.append(f"{api['rss'] / 2**20:.0f} MiB")
+    cores, rss = api.get("cores"), api.get("rss")
+    if cores is not None:
+        parts.append(f"API server {cores:.2f} cores")
+    if rss:
+        parts.append(f"{rss / 2**20:.0f} MiB")
     if p99:
         parts.append("p99 now: " + ", ".join(p99))
     return "; ".join(parts)

@@ -20,6 +20,7 @@ from typing import Any
 
 from loadtest import slo
 from loadtest.compare import run_costs
+from loadtest.fit import Line, fit_nonnegative
 from loadtest.results import read_summary
 
 
@@ -73,41 +74,6 @@ def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
                  failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
                  run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(s),
                  cpu_not_measurable=next((n for n in notes if "above idle" in n), ""))
-
-
-@dataclass(frozen=True)
-class Line:
-    """y = intercept + slope * x, by least squares."""
-
-    intercept: float
-    slope: float
-    r2: float | None
-
-    def __call__(self, x: float) -> float:
-        return self.intercept + self.slope * x
-
-
-def fit_line(xs: Sequence[float], ys: Sequence[float]) -> Line:
-    if len(xs) < 2 or len(set(xs)) < 2:
-        raise ValueError("a fit needs at least two distinct x values")
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    line = Line(my - slope * mx, slope, None)
-    ss_tot = sum((y - my) ** 2 for y in ys)
-    ss_res = sum((y - line(x)) ** 2 for x, y in zip(xs, ys, strict=True))
-    return Line(line.intercept, slope, 1 - ss_res / ss_tot if ss_tot > 0 and n > 2 else None)
-
-
-def fit_nonnegative(xs: Sequence[float], ys: Sequence[float]) -> Line:
-    """Least squares with the intercept held at 0 or above: a cost at zero nodes cannot be
-    negative, and noise on small sizes otherwise bends the law into nonsense."""
-    line = fit_line(xs, ys)
-    if line.intercept >= 0:
-        return line
-    slope = sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
-    return Line(0.0, slope, None)
 
 
 def saturation_nodes(per_agent: Line, agents_per_node: float, cores: float) -> float | None:

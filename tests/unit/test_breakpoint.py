@@ -118,8 +118,11 @@ def test_the_forecast_waits_for_two_passing_sizes(tmp_path: Path) -> None:
     before the forecast is made from both."""
     seen: list[list[int]] = []
     s = bp.Search("p", 1.0, bp.Bounds(min_nodes=20, max_nodes=5000, max_steps=20))
-    bp.search(s, _fake(30, []), lambda st: seen.append([x.nodes for x in st]) or {"nodes": 31},
-              tmp_path, lambda _m: None)
+    def forecaster(st: list[bp.Step]) -> dict[str, int]:
+        seen.append([x.nodes for x in st])
+        return {"nodes": 31}
+
+    bp.search(s, _fake(30, []), forecaster, tmp_path, lambda _m: None)
     assert seen == [[20, 28]] and s.predicted and s.predicted["made_after_steps"] == 3
 
 

@@ -70,13 +70,14 @@ def test_forecast_from_small_runs_finds_the_knee_where_the_truth_is() -> None:
     fc = m.forecast(capacity.Capacity(cores=1.6))
     truth = next(n for n in range(100, 5000)
                  if IDLE + U_BYTE * n * (1000 + n * 250) + U_EVENT * 2 * n >= 1.6)
+    assert fc.saturation_nodes is not None
     assert fc.saturation_nodes == pytest.approx(truth, rel=0.05)
     assert fc.slo in ("mutating", "break-glass", "read-cluster", "throttled")
     assert fc.nodes is not None and fc.nodes <= fc.saturation_nodes * 1.02
     assert fc.nodes == pytest.approx(truth, rel=0.1)
     # latency is queueing near the knee: far above the polynomial a fit would give
-    near = [r for r in fc.curve if r["rho"] and 0.9 < r["rho"] < 0.99]
-    assert near and all(r["p99_mutating"] > 0.02 / 0.1 * 0.99 for r in near)
+    near = [r for r in fc.curve if 0.9 < (r["rho"] or 0) < 0.99]
+    assert near and all((r["p99_mutating"] or 0) > 0.02 / 0.1 * 0.99 for r in near)
 
 
 def test_more_cores_carry_the_knee_out_as_the_law_says() -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from loadtest import scaling
+from loadtest import fit, scaling
 
 A, B = 0.001, 2e-5  # per-agent cores = A + B*N
 P0, P2 = 0.5, 1e-4  # LIST p99 s = P0 + P2*N^2
@@ -21,11 +21,11 @@ def _point(n: int, agents_per_node: float = 1.0, noise: float = 0.0) -> scaling.
 
 
 def test_fit_line_recovers_slope_and_intercept() -> None:
-    line = scaling.fit_line([1, 2, 3, 4], [3, 5, 7, 9])
+    line = fit.fit_line([1, 2, 3, 4], [3, 5, 7, 9])
     assert (line.intercept, line.slope, line.r2) == (pytest.approx(1), pytest.approx(2),
                                                      pytest.approx(1))
     with pytest.raises(ValueError):
-        scaling.fit_line([5, 5], [1, 2])
+        fit.fit_line([5, 5], [1, 2])
 
 
 def test_sweep_predicts_known_break_points() -> None:
