@@ -14,10 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import Field
 
 from loadtest import slo
 from loadtest.agents.profile import load_profile
@@ -40,7 +39,6 @@ from loadtest.clusters.capabilities import (
     RunsFakeNodesBeside,
     RunsPods,
 )
-from loadtest.config import InventorySpec, Strict
 from loadtest.errors import ClusterError, LoadtestError
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
@@ -55,35 +53,9 @@ from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
 from loadtest.progress import Progress
 from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
+from loadtest.run_config import RunConfig
 
 Log = Callable[[str], None]
-
-
-class RunConfig(Strict):
-    """What a run does; every field has a sensible default, flags override."""
-
-    version: Literal[1] = 1
-    profile: str = "telemetry-v1"
-    agents: int = Field(default=100, ge=1)
-    duration_s: float = Field(default=90, gt=0)
-    spawn_rate: float = Field(default=50, gt=0)
-    shape: Literal["fixed", "rollout", "steps"] = "fixed"
-    steps: str = ""
-    processes: int = Field(default=1, ge=1)
-    inventory: InventorySpec = InventorySpec(nodes=100, pods_per_node=10)
-    scrape_interval_s: float = Field(default=5, gt=0)
-    # The idle baseline (probes running, no agent): the API servers' CPU once it is steady
-    # over this window after seeding, waiting at most idle_max_s; 0 takes none.
-    idle_window_s: float = Field(default=15, ge=0)
-    idle_max_s: float = Field(default=90, ge=0)
-    dns_rate_hz: float = Field(default=10, gt=0)
-    # DNS caches hide failures at first: keep probing at least this long after a change.
-    dns_min_probe_s: float = Field(default=2 * dns_m.CACHE_TTL_S, ge=0)
-    propagation_check: bool = True
-    # Restart CoreDNS this many seconds into the load: a CoreDNS that starts while its
-    # initial LISTs cannot complete serves SERVFAIL for what it does not know yet.
-    restart_dns_at_s: float | None = Field(default=None, ge=0)
-    slo_file: str = ""
 
 
 BREAK_GLASS_FS = "loadtest-break-glass"
