@@ -7,7 +7,6 @@ or Ctrl-C keeps what was measured; `loadtest summarize DIR` rebuilds the summary
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -52,7 +51,7 @@ from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
 from loadtest.progress import Progress
-from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
+from loadtest.results import environment, new_run_dir, read_jsonl, read_summary, write_summary
 from loadtest.run_config import RunConfig
 
 Log = Callable[[str], None]
@@ -138,7 +137,8 @@ class MainJob:
         self.log = log
         self.keep_cluster = keep_cluster
         self.allow_existing = allow_existing
-        load_profile(cfg.profile)  # a bad profile fails before anything starts
+        # a bad profile fails before anything starts; recorded as resolved now
+        self.profile = load_profile(cfg.profile)
         self.slos = slo.load_slos(Path(cfg.slo_file) if cfg.slo_file else None)
         self.out_root = out_root
         # Made once the cluster answers: a run that never reached one (a bad kubeconfig, no
@@ -147,6 +147,7 @@ class MainJob:
         # "slos": as resolved now, so reports and verdicts later judge by these
         self.summary: dict[str, Any] = {"environment": environment(),
                                         "config": cfg.model_dump(),
+                                        "profile": self.profile.model_dump(),
                                         "slos": self.slos.model_dump(), "stages": {},
                                         "measurements": {}}
         self._propagation_error: str | None = None
@@ -418,9 +419,7 @@ def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
 
 def rebuild_summary(run_dir: Path) -> dict[str, Any]:
     """Recompute the measurements of a summary from the raw streams (after a crash)."""
-    p = run_dir / "summary.json"
-    summary: dict[str, Any] = json.loads(p.read_text()) if p.exists() else {}
-    summary.pop("version", None)
+    summary = read_summary(run_dir) if (run_dir / "summary.json").exists() else {}
     m = summary.setdefault("measurements", {})
     m["apiserver"] = summarize_apiserver(read_jsonl(run_dir / "raw" / "apiserver.jsonl"))
     for role, r in ROLES.items():

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loadtest.agents.profile import AgentProfile
+from loadtest.agents.profile import AgentProfile, load_profile
 from loadtest.config import describe
-from loadtest.errors import ConfigError
+from loadtest.errors import ConfigError, LoadtestError
 from loadtest.run_config import RunConfig
 
 # 1: `version`, no recorded profile. 2: `schema_version`, the profile as run.
@@ -101,11 +101,28 @@ def parse(data: object, source: str = FILE) -> RunRecord:
         raise ConfigError(describe(e, f"{source}: not a run record")) from None
 
 
-def coerce(summary: RunRecord | dict[str, Any]) -> RunRecord:
+# What readers take: a record, or a summary's dict (validated into one on the way in).
+RecordLike = RunRecord | dict[str, Any]
+
+
+def coerce(summary: RecordLike) -> RunRecord:
     """A record, or a summary's dict (partial, unversioned: as tests and rebuilds hold it)."""
     if isinstance(summary, RunRecord):
         return summary
     return parse({"schema_version": SCHEMA_VERSION, **summary}, "summary")
+
+
+def run_profile(record: RunRecord) -> tuple[AgentProfile | None, str]:
+    """The profile the run ran, and a note when it is not the recorded one: a record
+    without it (schema 1) falls back to today's profile of that name, saying so."""
+    if record.profile is not None:
+        return record.profile, ""
+    name = record.config.profile if record.config else ""
+    try:
+        return load_profile(name), (f"profile {name}: not recorded by the run, "
+                                    "read from today's profiles/")
+    except LoadtestError:
+        return None, f"profile {name or '?'}: not recorded by the run, and not found here"
 
 
 def load_record(run_dir: Path) -> RunRecord:
