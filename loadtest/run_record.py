@@ -47,8 +47,8 @@ class SloRow(BaseModel):
 
     name: str
     status: Literal["pass", "fail", "error"]
-    expected: str
-    measured: str
+    expected: str = ""
+    measured: str = ""
     violations: list[str] = []
 
 
