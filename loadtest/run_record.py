@@ -21,7 +21,7 @@ from loadtest.errors import ConfigError, LoadtestError
 from loadtest.run_config import RunConfig
 
 # 1: `version`, no recorded profile. 2: `schema_version`, the profile as run.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Literal[2] = 2
 FILE = "summary.json"
 
 Summary = dict[str, Any]  # one measurement's summary, shaped by its module
