@@ -137,3 +137,9 @@ def test_the_run_records_its_profile_and_slos_as_resolved(tmp_path: Path) -> Non
     rec = load_record(tmp_path)
     assert rec.profile == _recorded_elsewhere()
     assert rec.slos == slo.SLOSpec().model_dump()
+
+
+def test_dns_min_probe_default_is_twice_the_cache_ttl() -> None:
+    from loadtest.measurements.dns import CACHE_TTL_S
+
+    assert RunConfig().dns_min_probe_s == 2 * CACHE_TTL_S  # run_config cannot import dns
