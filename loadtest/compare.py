@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from loadtest.errors import ConfigError, LoadtestError
-from loadtest.results import COMPARABLE, read_summary
+from loadtest.errors import ConfigError
+from loadtest.results import COMPARABLE
+from loadtest.run_record import RecordLike, RunRecord, as_dict, coerce, load_record, run_profile
 
 Values = dict[str, float | None]
 
@@ -74,9 +75,10 @@ def load_window(run_dir: Path) -> tuple[float, float] | None:
     return (float(ts[0]), float(ts[-1])) if len(ts) >= 2 else None
 
 
-def scrape_origin(run_dir: Path, summary: dict[str, Any]) -> float | None:
+def scrape_origin(run_dir: Path, summary: RecordLike) -> float | None:
     """Epoch time of the first API server scrape: the zero of the summary's timeseries."""
-    t = summary.get("measurements", {}).get("apiserver", {}).get("origin_t")
+    record = coerce(summary)
+    t = (record.measurements.apiserver or {}).get("origin_t")
     if t:
         return float(t)
     raw = run_dir / "raw" / "apiserver.jsonl"
@@ -86,7 +88,7 @@ def scrape_origin(run_dir: Path, summary: dict[str, Any]) -> float | None:
         if first:
             return float(json.loads(first)["t"])
     # The stage is stamped right after the first scrape (within a fraction of a second).
-    t = summary.get("stages", {}).get("measurements-started", {}).get("t")
+    t = record.stages.get("measurements-started", {}).get("t")
     return float(t) if t else None
 
 
@@ -179,13 +181,13 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
     """The comparison metrics of one results folder, and notes on what could not be had."""
     from loadtest.slo import MUTATING_VERBS
 
-    s = read_summary(run_dir)
-    m = s.get("measurements", {})
-    api, client, dns = m.get("apiserver", {}), m.get("client", {}), m.get("dns", {})
-    agents = s.get("config", {}).get("agents") or 0
+    r = load_record(run_dir)
+    m = r.measurements
+    api, client, dns = m.apiserver or {}, m.client or {}, m.dns or {}
+    agents = r.agents
     notes: list[str] = []
     window = load_window(run_dir)
-    load_s = (window[1] - window[0]) if window else s.get("config", {}).get("duration_s")
+    load_s = (window[1] - window[0]) if window else (r.config.duration_s if r.config else None)
     if window is None:
         notes.append("no Locust history: load window taken as the configured duration")
     v: Values = dict.fromkeys(METRICS)
@@ -193,7 +195,7 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
         v["requests_per_agent_s"] = client.get("requests", 0) / agents / load_s
         sent = client.get("agents", {}).get("bytes") or {}
         v["bytes_per_agent_s"] = sum(sent.values()) / agents / load_s if sent else None
-    origin = scrape_origin(run_dir, s)
+    origin = scrape_origin(run_dir, r)
     if api.get("timeseries") and origin and window:
         busy, _ = cpu_in_window(api["timeseries"], origin, window)
         v["apiserver_cpu"] = busy
@@ -480,12 +482,13 @@ def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
                           "candidate runs; pair them one to one")
     base = [run_costs(d) for d in base_dirs]
     cand = [run_costs(d) for d in cand_dirs]
-    sums_a = [read_summary(d) for d in base_dirs]
-    sums_b = [read_summary(d) for d in cand_dirs]
+    recs_a = [load_record(d) for d in base_dirs]
+    recs_b = [load_record(d) for d in cand_dirs]
+    sums_a, sums_b = [as_dict(r) for r in recs_a], [as_dict(r) for r in recs_b]
     metrics_ = compare_values([v for v, _ in base], [v for v, _ in cand])
-    notes = sorted({n for _, ns in (*base, *cand) for n in ns} | set(_short_runs(sums_a + sums_b)))
+    notes = sorted({n for _, ns in (*base, *cand) for n in ns} | set(_short_runs(recs_a + recs_b)))
     return Comparison(
-        baseline=_profile(sums_a), candidate=_profile(sums_b), rounds=len(base_dirs),
+        baseline=_profile(recs_a), candidate=_profile(recs_b), rounds=len(base_dirs),
         interval=INTERVAL if len(base_dirs) > 1 else "one round: point estimates only",
         metrics=metrics_, budgets=[check_budget(b, metrics_.get(b.metric)) for b in budgets],
         warnings=environment_warnings(sums_a, sums_b),
@@ -495,27 +498,24 @@ def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
         schedule=schedule or "as given: paired by position, order of the runs not known")
 
 
-def _short_runs(summaries: Sequence[dict[str, Any]]) -> list[str]:
+def _short_runs(records: Sequence[RunRecord]) -> list[str]:
     """Runs shorter than a profile's slowest poll see only some agents poll: noisy costs."""
-    from loadtest.agents.profile import load_profile
-
     out = []
-    for s in summaries:
-        cfg = s.get("config", {})
-        try:
-            polls = load_profile(cfg.get("profile", "")).polls
-        except LoadtestError:
+    for r in records:
+        profile, note = run_profile(r)
+        out += [note] if note else []
+        if profile is None or r.config is None:
             continue
-        slowest = max((p.interval_seconds for p in polls), default=0.0)
-        if cfg.get("duration_s", 0) < slowest:
-            out.append(f"{cfg['profile']}: {cfg['duration_s']:g}s of load is shorter than its "
-                       f"{slowest:g}s poll interval; only some agents poll in a run "
+        slowest = max((p.interval_seconds for p in profile.polls), default=0.0)
+        if r.config.duration_s < slowest:
+            out.append(f"{r.config.profile}: {r.config.duration_s:g}s of load is shorter than "
+                       f"its {slowest:g}s poll interval; only some agents poll in a run "
                        "(run at least one interval for steadier costs)")
     return out
 
 
-def _profile(summaries: Sequence[dict[str, Any]]) -> str:
-    names = sorted({s.get("config", {}).get("profile", "?") for s in summaries})
+def _profile(records: Sequence[RunRecord]) -> str:
+    names = sorted({r.config.profile if r.config else "?" for r in records})
     return "+".join(names)
 
 

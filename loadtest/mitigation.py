@@ -28,8 +28,8 @@ from loadtest.clusters.base import (
     response_message,
 )
 from loadtest.errors import ClusterError, ConfigError, LoadtestError
-from loadtest.results import read_summary
 from loadtest.run import MainJob, RunConfig
+from loadtest.run_record import RecordLike, coerce, load_record
 from loadtest.slo import MUTATING_VERBS
 
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
@@ -100,30 +100,31 @@ def objects(plan: Plan, others_sum: int = DEFAULT_SHARES_SUM) -> list[dict[str, 
 DEFAULT_SERVER_SEATS = 600
 
 
-def derive_plan(summary: dict[str, Any]) -> tuple[Plan, str]:
+def derive_plan(summary: RecordLike) -> tuple[Plan, str]:
     """The agents' share from a run: a seat executing a LIST burns up to one core (encoding
     is CPU-bound), so the agents get as many seats as half the API server's cores, of the
     server's total seats (read from its nominal limits when scraped)."""
-    api = summary.get("measurements", {}).get("apiserver", {})
+    record = coerce(summary)
+    api = record.measurements.apiserver or {}
     limits = api.get("apf", {}).get("nominal_limit_seats") or {}
     total = sum(limits.values()) or DEFAULT_SERVER_SEATS
-    cores = summary.get("environment", {}).get("cpus") or 2
+    cores = record.environment.get("cpus") or 2
     seats = max(1, int(cores // 2))
     plan = Plan(shares_of_server=min(0.5, seats / total))
     return plan, (f"{seats} seat(s) for the agents = half of {cores} cores, of {total:.0f} "
                   f"server seats{'' if limits else ' (kube-apiserver default)'}")
 
 
-def from_results(summary: dict[str, Any], plan: Plan | None = None) -> tuple[list[dict], str]:
+def from_results(summary: RecordLike, plan: Plan | None = None) -> tuple[list[dict], str]:
     """Objects for a failing run, and why: the agents' share is derived from the run unless
     a plan is given."""
+    record = coerce(summary)
     basis = "share given"
     if plan is None:
-        plan, basis = derive_plan(summary)
-    api = summary.get("measurements", {}).get("apiserver", {})
-    seats = api.get("apf", {}).get("executing_seats_max", {})
-    why = (f"profile {summary.get('config', {}).get('profile', '?')}: verdict "
-           f"{summary.get('verdict', '?')}; executing seats max by priority level {seats}; "
+        plan, basis = derive_plan(record)
+    seats = (record.measurements.apiserver or {}).get("apf", {}).get("executing_seats_max", {})
+    why = (f"profile {record.config.profile if record.config else '?'}: verdict "
+           f"{record.verdict or '?'}; executing seats max by priority level {seats}; "
            f"agents confined to {plan.shares_of_server:.2%} of the server's concurrency "
            f"({basis}), fair-queued by user")
     return objects(plan), why
@@ -167,18 +168,19 @@ AGENTS_OWN_SLOS = ("client-failures", "agents-synced", "api-throttling",
                    "api-latency-read-cluster")
 
 
-def others_view(summary: dict[str, Any]) -> dict[str, Any]:
+def others_view(summary: RecordLike) -> dict[str, Any]:
     """What the mitigation is for: how everyone but the agents fared in a run (pure)."""
-    m = summary.get("measurements", {})
-    api, dns = m.get("apiserver", {}), m.get("dns", {})
+    record = coerce(summary)
+    m = record.measurements
+    api, dns = m.apiserver or {}, m.dns or {}
     apf = api.get("apf", {})
     others_rejected = sum(r["count"] for r in apf.get("rejected", [])
                           if r["priority_level"] != NAME)
     others_wait = [w for w in apf.get("wait", []) if w["priority_level"] not in (NAME, "exempt")]
-    slo = {r["name"]: r["status"] for r in summary.get("slo", [])}
-    agents = m.get("client", {}).get("agents", {})
-    bystander = m.get("bystander", {})
-    glass = m.get("break_glass", {})
+    slo = {r.name: r.status for r in record.slo}
+    agents = (m.client or {}).get("agents", {})
+    bystander = m.bystander or {}
+    glass = m.break_glass or {}
     return {
         "others_p99_s": _p99_s(bystander),
         "others_429": bystander.get("throttled_429"),
@@ -277,7 +279,7 @@ def rerun(provider: ClusterProvider, cluster_name: str, cluster: Cluster,
                     remove(cluster)
                 run_dir = MainJob(provider, cluster_name, cfg, out / variant, log).execute()
                 run_dirs[variant].append(str(run_dir))
-                views[variant].append(others_view(read_summary(run_dir)))
+                views[variant].append(others_view(load_record(run_dir)))
     finally:
         try:
             remove(cluster)

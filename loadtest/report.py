@@ -28,6 +28,7 @@ from loadtest.measurements import client as client_m  # noqa: E402
 from loadtest.measurements.bystander import ROLES  # noqa: E402
 from loadtest.measurements.bystander import read_slots as role_slots  # noqa: E402
 from loadtest.results import read_jsonl, read_summary  # noqa: E402
+from loadtest.run_record import RecordLike, RunRecord, coerce, load_record, run_profile  # noqa: E402
 from loadtest.scaling import Sweep  # noqa: E402
 
 CSS = """body{font:14px system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -108,10 +109,11 @@ def _col(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 
 # --- one run ------------------------------------------------------------------------------
 
-def run_plots(run_dir: Path, s: dict[str, Any]) -> list[str]:
+def run_plots(run_dir: Path, s: RecordLike) -> list[str]:
     """Latency against agents, throttling, API server CPU, DNS: one figure each."""
-    m = s.get("measurements", {})
-    ts = m.get("apiserver", {}).get("timeseries", [])
+    s = coerce(s)
+    m = s.measurements
+    ts = (m.apiserver or {}).get("timeseries", [])
     origin = compare.scrape_origin(run_dir, s) or 0.0
     users = client_m.timeseries(run_dir / "agents")
     out = []
@@ -140,12 +142,12 @@ def run_plots(run_dir: Path, s: dict[str, Any]) -> list[str]:
                                    "interval"))
         fig, ax = _axes("API server CPU", "cores")
         ax.plot(_col(ts, "t"), _col(ts, "cpu_cores"), "o-", label="kube-apiserver")
-        cpus = s.get("environment", {}).get("cpus")
+        cpus = s.environment.get("cpus")
         if cpus:
             ax.axhline(cpus, color="r", ls=":", label=f"machine cores ({cpus})")
         ax.legend(fontsize=8)
         out.append(figure_tag(fig, "API server CPU (process_cpu_seconds_total rate)"))
-    dts = m.get("dns", {}).get("timeseries", [])
+    dts = (m.dns or {}).get("timeseries", [])
     if dts:
         fig, ax = _axes("Cluster DNS", "p99 (ms)", "seconds since the probe started")
         ax.plot(_col(dts, "t"), _col(dts, "p99_ms"), "o-", label="probe p99")
@@ -161,23 +163,25 @@ def run_plots(run_dir: Path, s: dict[str, Any]) -> list[str]:
     return out
 
 
-def _profile_identity(profile: str) -> str:
-    from loadtest.agents.profile import load_profile
+def _profile_identity(record: RunRecord) -> str:
+    """Who the agents were, by the profile the run recorded (today's only for a record
+    without one, and then it says so)."""
+    p, note = run_profile(record)
+    if p is None:
+        return f"{note} (identity unknown)"
+    return (f"profile {p.name}: user agent {p.user_agent!r}, identity {p.identity}"
+            + (f" ({note})" if note else ""))
 
-    try:
-        p = load_profile(profile)
-    except LoadtestError:
-        return f"profile {profile} (not found here: identity unknown)"
-    return f"profile {p.name}: user agent {p.user_agent!r}, identity {p.identity}"
 
-
-def cause_lines(s: dict[str, Any]) -> list[str]:
+def cause_lines(s: RecordLike) -> list[str]:
     """What failed and what drove it: SLOs, the requests that cost most, who sent them."""
-    m = s.get("measurements", {})
-    out = [f"SLO {r['name']}: measured {r['measured']} (expected {r['expected']})"
-           + (f"; {'; '.join(r['violations'][:3])}" if r.get("violations") else "")
-           for r in s.get("slo", []) if r["status"] != "pass"]
-    cluster = s.get("cluster", {})
+    record = coerce(s)
+    m = record.measurements
+    api = m.apiserver or {}
+    out = [f"SLO {r.name}: measured {r.measured} (expected {r.expected})"
+           + (f"; {'; '.join(r.violations[:3])}" if r.violations else "")
+           for r in record.slo if r.status != "pass"]
+    cluster = record.cluster
     budget = (cluster.get("apiserver_memory_bytes") or 0) / 2**30
     if cluster.get("apiserver_oom_kills"):
         out.append(f"the kernel's OOM killer took the API server "
@@ -186,16 +190,16 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
     elif peak := cluster.get("apiserver_memory_peak_bytes"):
         out.append(f"API server memory peaked at {peak / 2**30:.3g} GiB of its "
                    f"{budget:.3g} GiB budget")
-    slow = sorted((r for r in m.get("apiserver", {}).get("latency", [])
+    slow = sorted((r for r in api.get("latency", [])
                    if r["metric"] == "apiserver_request_duration_seconds"
                    and r["verb"] != "WATCH" and r["p99"] is not None), key=lambda r: -r["p99"])
     out += [f"slowest at the API server: {r['verb']} {r['resource'] or '-'} scope={r['scope']}"
             f" p99 {r['p99']:.3g}s over {r['count']:.0f} requests" for r in slow[:2]]
-    for r in m.get("apiserver", {}).get("response_bytes", [])[:2]:
+    for r in api.get("response_bytes", [])[:2]:
         out.append(f"the API server sent {r['bytes'] / 1e6:.1f} MB for {r['verb']} "
                    f"{r['resource'] or '-'} scope={r['scope']} ({r['responses']:.0f} responses"
                    + (f", {r['mean_bytes'] / 1e6:.2f} MB each)" if r["mean_bytes"] else ")"))
-    client = m.get("client", {})
+    client = m.client or {}
     sent = client.get("agents", {}).get("bytes") or {}
     counts = client.get("agents", {}).get("requests") or {}
     total = sum(sent.values())
@@ -205,11 +209,9 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
             out.append(f"requests {name}: {b / total:.0%} of the bytes agents received "
                        f"({b / 1e6:.1f} MB in {n} requests"
                        + (f", {b / n / 1e6:.2f} MB each)" if n else ")"))
-    profile = s.get("config", {}).get("profile")
-    if profile:
-        out.append(f"sent by {s.get('config', {}).get('agents')} agents with "
-                   + _profile_identity(profile))
-    apf = m.get("apiserver", {}).get("apf", {})
+    if record.config:
+        out.append(f"sent by {record.config.agents} agents with " + _profile_identity(record))
+    apf = api.get("apf", {})
     for r in apf.get("dispatched", [])[:3]:
         out.append(f"APF dispatched {r['count']:.0f} requests of flow schema "
                    f"{r['flow_schema']} (priority level {r['priority_level']})")
@@ -224,24 +226,23 @@ def cause_lines(s: dict[str, Any]) -> list[str]:
 
 
 def write_run_report(run_dir: Path) -> Path:
-    s = read_summary(run_dir)
+    s = load_record(run_dir)
     costs, notes = compare.run_costs(run_dir)
     cause = cause_lines(s)
-    cfg = s.get("config", {})
-    inv = cfg.get("inventory", {})
-    title = (f"loadtest run {run_dir.name}: {cfg.get('profile')} x {cfg.get('agents')} agents, "
-             f"{inv.get('nodes')} nodes: {str(s.get('verdict', '?')).upper()}")
+    cfg = s.config
+    title = (f"loadtest run {run_dir.name}: {cfg.profile if cfg else None} x "
+             f"{cfg.agents if cfg else None} agents, "
+             f"{cfg.inventory.nodes if cfg else None} nodes: {(s.verdict or '?').upper()}")
     slos = table(("SLO", "status", "expected", "measured"),
-                 [(r["name"], r["status"], r["expected"], r["measured"])
-                  for r in s.get("slo", [])])
+                 [(r.name, r.status, r.expected, r.measured) for r in s.slo])
     by_name = table(("request", "count", "failures", "p50 ms", "p99 ms", "avg bytes"),
                     [(r["name"], r["requests"], r["failures"], r["p50_ms"], r["p99_ms"],
-                      r["avg_bytes"]) for r in s.get("measurements", {}).get("client", {})
+                      r["avg_bytes"]) for r in (s.measurements.client or {})
                      .get("by_name", [])])
     cost_table = table(("metric", "value", "unit", "what"),
                        [(k, v, compare.METRICS[k].unit, compare.METRICS[k].what)
                         for k, v in costs.items()])
-    env = s.get("environment", {})
+    env = s.environment
     html_ = page(title, [
         ("Cause", items(cause) or "<p>No SLO failed.</p>"),
         ("SLOs", slos), ("Plots", "".join(run_plots(run_dir, s))),
@@ -249,7 +250,7 @@ def write_run_report(run_dir: Path) -> Path:
         ("Environment", table(("field", "value"), [(k, json.dumps(v) if isinstance(v, dict)
                                                      else v) for k, v in env.items()]))])
     (run_dir / "report.json").write_text(json.dumps(
-        {"title": title, "verdict": s.get("verdict"), "cause": cause, "costs": costs,
+        {"title": title, "verdict": s.verdict, "cause": cause, "costs": costs,
          "notes": notes}, indent=2))
     path = run_dir / "report.html"
     path.write_text(html_)
@@ -420,7 +421,7 @@ def write_sweep_report(sw: Sweep, out: Path) -> Path:
     largest = sw.points[-1]
     cause: list[str] = []
     if largest.run_dir and (Path(largest.run_dir) / "summary.json").exists():
-        cause = cause_lines(read_summary(Path(largest.run_dir)))
+        cause = cause_lines(load_record(Path(largest.run_dir)))
         write_run_report(Path(largest.run_dir))
     html_ = page(f"Scaling sweep: {sw.profile}", [
         ("Fit and prediction", items(sw.lines())),

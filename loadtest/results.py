@@ -18,9 +18,7 @@ from typing import Any, TextIO
 
 from loadtest import processes, toolchain
 from loadtest.errors import ConfigError
-
-RESULTS_VERSION = 1
-
+from loadtest.run_record import RunRecord, as_dict, coerce, load_record, write_record
 
 # The fields of `environment()` that must match for two runs (or figures) to be comparable;
 # the commit, its dirtiness and the load are reported beside them, not required to match.
@@ -95,21 +93,12 @@ def latest_run(root: Path, profile: str) -> Path:
     return runs[-1]
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    p = run_dir / "summary.json"
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": RESULTS_VERSION, **summary}, indent=2, default=str))
-    tmp.replace(p)  # never a half-written summary
-    return p
+def write_summary(run_dir: Path, summary: RunRecord | dict[str, Any]) -> Path:
+    """summary.json, validated as a run record (a dict is one in the making)."""
+    return write_record(run_dir, coerce(summary))
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    p = Path(run_dir) / "summary.json"
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{p}: not a results summary: {e}") from None
-    if data.get("version") != RESULTS_VERSION:
-        raise ConfigError(f"{p}: results version {data.get('version')!r}, "
-                          f"this harness reads {RESULTS_VERSION}")
-    return data
+    """A run record's JSON form, for readers not yet typed (`load_record` is the typed one);
+    an older schema is migrated or refused in one line."""
+    return as_dict(load_record(run_dir))

@@ -7,17 +7,15 @@ or Ctrl-C keeps what was measured; `loadtest summarize DIR` rebuilds the summary
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import Field
 
 from loadtest import slo
 from loadtest.agents.profile import load_profile
@@ -40,7 +38,6 @@ from loadtest.clusters.capabilities import (
     RunsFakeNodesBeside,
     RunsPods,
 )
-from loadtest.config import InventorySpec, Strict
 from loadtest.errors import ClusterError, LoadtestError
 from loadtest.inventory import Seeder, namespace_name
 from loadtest.measurements import client as client_m
@@ -54,36 +51,10 @@ from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
 from loadtest.progress import Progress
-from loadtest.results import environment, new_run_dir, read_jsonl, write_summary
+from loadtest.results import environment, new_run_dir, read_jsonl, read_summary, write_summary
+from loadtest.run_config import RunConfig
 
 Log = Callable[[str], None]
-
-
-class RunConfig(Strict):
-    """What a run does; every field has a sensible default, flags override."""
-
-    version: Literal[1] = 1
-    profile: str = "telemetry-v1"
-    agents: int = Field(default=100, ge=1)
-    duration_s: float = Field(default=90, gt=0)
-    spawn_rate: float = Field(default=50, gt=0)
-    shape: Literal["fixed", "rollout", "steps"] = "fixed"
-    steps: str = ""
-    processes: int = Field(default=1, ge=1)
-    inventory: InventorySpec = InventorySpec(nodes=100, pods_per_node=10)
-    scrape_interval_s: float = Field(default=5, gt=0)
-    # The idle baseline (probes running, no agent): the API servers' CPU once it is steady
-    # over this window after seeding, waiting at most idle_max_s; 0 takes none.
-    idle_window_s: float = Field(default=15, ge=0)
-    idle_max_s: float = Field(default=90, ge=0)
-    dns_rate_hz: float = Field(default=10, gt=0)
-    # DNS caches hide failures at first: keep probing at least this long after a change.
-    dns_min_probe_s: float = Field(default=2 * dns_m.CACHE_TTL_S, ge=0)
-    propagation_check: bool = True
-    # Restart CoreDNS this many seconds into the load: a CoreDNS that starts while its
-    # initial LISTs cannot complete serves SERVFAIL for what it does not know yet.
-    restart_dns_at_s: float | None = Field(default=None, ge=0)
-    slo_file: str = ""
 
 
 BREAK_GLASS_FS = "loadtest-break-glass"
@@ -166,7 +137,8 @@ class MainJob:
         self.log = log
         self.keep_cluster = keep_cluster
         self.allow_existing = allow_existing
-        load_profile(cfg.profile)  # a bad profile fails before anything starts
+        # a bad profile fails before anything starts; recorded as resolved now
+        self.profile = load_profile(cfg.profile)
         self.slos = slo.load_slos(Path(cfg.slo_file) if cfg.slo_file else None)
         self.out_root = out_root
         # Made once the cluster answers: a run that never reached one (a bad kubeconfig, no
@@ -175,6 +147,7 @@ class MainJob:
         # "slos": as resolved now, so reports and verdicts later judge by these
         self.summary: dict[str, Any] = {"environment": environment(),
                                         "config": cfg.model_dump(),
+                                        "profile": self.profile.model_dump(),
                                         "slos": self.slos.model_dump(), "stages": {},
                                         "measurements": {}}
         self._propagation_error: str | None = None
@@ -446,9 +419,7 @@ def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
 
 def rebuild_summary(run_dir: Path) -> dict[str, Any]:
     """Recompute the measurements of a summary from the raw streams (after a crash)."""
-    p = run_dir / "summary.json"
-    summary: dict[str, Any] = json.loads(p.read_text()) if p.exists() else {}
-    summary.pop("version", None)
+    summary = read_summary(run_dir) if (run_dir / "summary.json").exists() else {}
     m = summary.setdefault("measurements", {})
     m["apiserver"] = summarize_apiserver(read_jsonl(run_dir / "raw" / "apiserver.jsonl"))
     for role, r in ROLES.items():

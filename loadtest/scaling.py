@@ -21,7 +21,7 @@ from typing import Any
 from loadtest import slo
 from loadtest.compare import run_costs
 from loadtest.fit import Line, fit_nonnegative
-from loadtest.results import read_summary
+from loadtest.run_record import RecordLike, coerce, load_record
 
 
 @dataclass
@@ -42,13 +42,14 @@ class Point:
     cpu_not_measurable: str = ""  # why cpu_per_agent is None (e.g. below idle)
 
 
-def invalid_reason(s: dict[str, Any]) -> str:
+def invalid_reason(s: RecordLike) -> str:
     """A run whose agents never got going measured the cluster, not the agents: keep it out
     of the fit (it still counts for the SLO verdict)."""
-    client = s.get("measurements", {}).get("client", {})
+    m = coerce(s).measurements
+    client = m.client or {}
     if not client.get("requests"):
         return "the agents sent no request (setup failed?)"
-    api = s.get("measurements", {}).get("apiserver", {})
+    api = m.apiserver or {}
     access = api.get("harness_access", {})
     if access.get("failed"):
         # it fails the SLOs (api-availability), but what it cost is no point of a cost law
@@ -64,15 +65,14 @@ def invalid_reason(s: dict[str, Any]) -> str:
 
 
 def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
-    s = read_summary(run_dir)
+    r = load_record(run_dir)
     v, notes = run_costs(run_dir)
-    cfg = s.get("config", {})
-    return Point(nodes=cfg.get("inventory", {}).get("nodes", 0), agents=cfg.get("agents", 0),
+    return Point(nodes=r.config.inventory.nodes if r.config else 0, agents=r.agents,
                  cpu_cores=v["apiserver_cpu"], cpu_per_agent=v["apiserver_cpu_per_agent"],
                  bytes_per_agent_s=v["bytes_per_agent_s"], list_p99_s=v["p99_list"],
-                 verdict=s.get("verdict", "?"),
-                 failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
-                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(s),
+                 verdict=r.verdict or "?",
+                 failed_slos=[x.name for x in r.slo if x.status != "pass"],
+                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(r),
                  cpu_not_measurable=next((n for n in notes if "above idle" in n), ""))
 
 

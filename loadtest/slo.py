@@ -19,6 +19,7 @@ from pydantic import Field
 
 from loadtest import config
 from loadtest.config import Strict
+from loadtest.run_record import RecordLike, coerce
 
 # The API server's verb label (apiserver_request_* metrics) by SLI; the one set every module uses.
 READ_VERBS = frozenset({"GET", "LIST"})
@@ -64,12 +65,13 @@ def load_slos(path: Path | None) -> SLOSpec:
     return config.load(SLOSpec, path) if path else SLOSpec()
 
 
-def in_force(summary: dict[str, Any]) -> SLOSpec:
+def in_force(summary: RecordLike) -> SLOSpec:
     """The SLOs a run was judged by: as recorded at run time, else its SLO file, else the
     defaults (a run recorded before either)."""
-    if summary.get("slos"):
-        return config.parse(SLOSpec, summary["slos"], "summary.json: slos")
-    slo_file = summary.get("config", {}).get("slo_file")
+    record = coerce(summary)
+    if record.slos:
+        return config.parse(SLOSpec, record.slos, "summary.json: slos")
+    slo_file = record.config.slo_file if record.config else ""
     return load_slos(Path(slo_file) if slo_file else None)
 
 
@@ -87,10 +89,10 @@ class SLOResult:
         return head + ("; " + "; ".join(self.violations[:10]) if self.violations else "")
 
 
-def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
+def evaluate(summary: RecordLike, spec: SLOSpec) -> list[SLOResult]:
     """One result per SLO; 'error' when the measurement it needs is missing or broken."""
-    m = summary.get("measurements", {})
-    api, dns_m, client = m.get("apiserver", {}), m.get("dns"), m.get("client")
+    m = coerce(summary).measurements
+    api, dns_m, client = m.apiserver or {}, m.dns, m.client
     out = [*_api_latency(api, spec.api), *_api_ratios(api, spec.api)]
     if api.get("harness_access"):
         out.append(_api_availability(api["harness_access"]))
@@ -99,10 +101,10 @@ def evaluate(summary: dict[str, Any], spec: SLOSpec) -> list[SLOResult]:
         out.append(_client(client, spec.client))
         synced = agents_synced(client, spec.client)
         out += [synced] if synced else []
-    if m.get("bystander") is not None:
-        out += _bystander(m["bystander"], spec.api)
-    if m.get("break_glass") is not None:
-        out.append(_break_glass(m["break_glass"], spec.api))
+    if m.bystander is not None:
+        out += _bystander(m.bystander, spec.api)
+    if m.break_glass is not None:
+        out.append(_break_glass(m.break_glass, spec.api))
     return out
 
 
