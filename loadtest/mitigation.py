@@ -183,6 +183,10 @@ def others_view(summary: RecordLike) -> dict[str, Any]:
     glass = m.break_glass or {}
     return {
         "others_p99_s": _p99_s(bystander),
+        # the share of the other tenant's scheduled reads that succeeded: when both runs'
+        # p99 sits at the timeout, this is where a mitigation still shows
+        "others_ok_share": (bystander["ok"] / bystander["scheduled"]
+                            if bystander.get("scheduled") else None),
         "others_429": bystander.get("throttled_429"),
         # agents only read: mutating latency and DNS are the others' experience
         "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
