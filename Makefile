@@ -176,6 +176,12 @@ bench-agents: tools refagent
 bench-padding: tools
 	$(VENV)/bin/python benchmarks/bench_padding.py $(BENCH_PADDING_ARGS)
 
+# Agents per worker core on Locust's master/worker engine; API server's view vs workers' sum.
+.PHONY: bench-workers
+BENCH_WORKERS_ARGS ?=
+bench-workers: tools
+	$(VENV)/bin/python benchmarks/bench_workers.py $(BENCH_WORKERS_ARGS)
+
 # One after the other: two benchmarks at once on 2 cores measure each other.
 bench: tools refagent
 	$(MAKE) bench-seed

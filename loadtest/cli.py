@@ -121,15 +121,41 @@ def cmd_agents(args: argparse.Namespace) -> int:
     run = AgentRun(profile=args.profile, agents=args.agents, duration_s=args.duration,
                    spawn_rate=args.spawn_rate, shape=args.shape, steps=args.steps,
                    processes=args.processes, node_selector=args.node_selector,
-                   decode=args.decode)
+                   decode=args.decode, workers=args.workers or 0,
+                   master_bind=args.master_bind or "")
     cluster = target_cluster(args)
-    stats = run_agents(cluster, run, args.out, log)
+    pool = None
+    if args.workers_in_cluster:
+        from loadtest.agents.pods import in_cluster_workers
+        run, pool = in_cluster_workers(cluster, run, args.workers_in_cluster,
+                                       args.worker_image, log)
+    stats = run_agents(cluster, run, args.out, log, pool)
     print(json.dumps(stats, indent=2))
     return 0
 
 
 RUN_FLAGS = ("profile", "agents", "duration_s", "spawn_rate", "shape", "steps", "processes",
-             "slo_file", "restart_dns_at_s")
+             "slo_file", "restart_dns_at_s", "workers", "master_bind", "workers_in_cluster",
+             "worker_image")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    from loadtest.agents.runner import worker_command
+
+    cmd = worker_command(args.master, args.api_server)
+    log(f"worker for the master at {args.master}")
+    os.execv(cmd[0], cmd)  # the worker is Locust's own process (signals, exit code)
+
+
+def _workers_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote workers")
+    g.add_argument("--workers", type=int, help="run the agents on K `loadtest worker`s")
+    g.add_argument("--master-bind", help="HOST:PORT the Locust master listens on for them")
+    g.add_argument("--workers-in-cluster", type=int, metavar="N",
+                   help="run N worker pods in the cluster under test")
+    g.add_argument("--worker-image", help="their image (default: built and kind-loaded here)")
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -289,7 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--node-selector", default="type=kwok", help="nodes the agents sit on")
     a.add_argument("--decode", action="store_true", help="decode every list and event")
     a.add_argument("--out", type=Path, default=Path("results/agents"))
+    _workers_args(a)
     a.set_defaults(func=cmd_agents)
+
+    w = sub.add_parser("worker", help="a Locust worker for a master's agents (`--workers`)")
+    w.add_argument("--master", required=True, help="HOST:PORT of the master")
+    w.add_argument("--api-server", default="",
+                   help="the API server as reached from here (default: the master's address)")
+    w.set_defaults(func=cmd_worker)
 
     r = sub.add_parser("run", help="the main job: cluster, inventory, agents, SLO verdict")
     cluster_target_args(r)
@@ -310,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--delete-cluster", action="store_true",
                    help="remove the cluster afterwards if this run created it")
     r.add_argument("--out", type=Path, default=Path("results"))
+    _workers_args(r)
     r.set_defaults(func=cmd_run)
 
     mg = sub.add_parser("mitigate", help="APF objects that confine the agents of a run")

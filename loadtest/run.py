@@ -256,10 +256,16 @@ class MainJob:
         run = AgentRun(profile=self.cfg.profile, agents=self.cfg.agents,
                        duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
                        shape=self.cfg.shape, steps=self.cfg.steps,
-                       processes=self.cfg.processes)
+                       processes=self.cfg.processes, workers=self.cfg.workers,
+                       master_bind=self.cfg.master_bind)
+        pool = None
+        if self.cfg.workers_in_cluster:
+            from loadtest.agents.pods import in_cluster_workers
+            run, pool = in_cluster_workers(cluster, run, self.cfg.workers_in_cluster,
+                                           self.cfg.worker_image or None, self.log)
         progress = Progress(self.dir / "agents", raw / "apiserver.jsonl", self.log).start()
         try:
-            run_agents(cluster, run, self.dir / "agents", self.log)
+            run_agents(cluster, run, self.dir / "agents", self.log, pool)
         finally:
             progress.stop()
             for t in (timer, restart):

@@ -35,3 +35,8 @@ class RunConfig(Strict):
     # initial LISTs cannot complete serves SERVFAIL for what it does not know yet.
     restart_dns_at_s: float | None = Field(default=None, ge=0)
     slo_file: str = ""
+    # remote Locust workers (loadtest worker) or N worker pods in the cluster under test
+    workers: int = Field(default=0, ge=0)
+    master_bind: str = ""
+    workers_in_cluster: int = Field(default=0, ge=0)
+    worker_image: str = ""

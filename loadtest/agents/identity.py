@@ -87,13 +87,14 @@ def request_token(cluster: Cluster, sa: str) -> str:
 class Identities:
     """Hands each agent its Endpoint; one TLS context per process, tokens cached in memory."""
 
-    def __init__(self, cluster: Cluster, profile: AgentProfile) -> None:
+    def __init__(self, cluster: Cluster, profile: AgentProfile,
+                 shared_token: str | None = None) -> None:
         self.cluster = cluster
         self.mode = profile.identity
         with_cert = self.mode == "impersonate"
         self._ctx = ssl_context(cluster.ca_file, cluster.client_cert if with_cert else None,
                                 cluster.client_key if with_cert else None, cluster.insecure)
-        self._shared: str | None = None
+        self._shared = shared_token  # a remote worker gets it from the master
 
     def endpoint(self, index: int) -> Endpoint:
         if self.mode == "impersonate":
