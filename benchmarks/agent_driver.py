@@ -79,8 +79,13 @@ def main() -> int:
     identities = Identities(cluster, profile)
     nodes = list_nodes(cluster, a.node_selector)
     stats = AgentStats()
-    out: dict[str, Any] = {"agents": a.agents, "profile": profile.name, "decode": a.decode,
-                           "nodes": len(nodes), "rss_bytes_start": rss_bytes()}
+    out: dict[str, Any] = {
+        "agents": a.agents,
+        "profile": profile.name,
+        "decode": a.decode,
+        "nodes": len(nodes),
+        "rss_bytes_start": rss_bytes(),
+    }
 
     if a.list_bench:
         agent = Agent(profile, nodes[0], identities.endpoint(0), _noop, stats, a.decode)
@@ -89,10 +94,13 @@ def main() -> int:
         c0, t0 = cpu(), time.monotonic()
         for _ in range(a.list_bench):
             agent.list(target, target.list_resource_version)
-        out |= {"lists": a.list_bench, "cpu_seconds": cpu() - c0,
-                "wall_seconds": time.monotonic() - t0,
-                "cpu_ms_per_list": 1000 * (cpu() - c0) / a.list_bench,
-                "bytes_per_list": stats.bytes[f"LIST {target.label}"] / (a.list_bench + 1)}
+        out |= {
+            "lists": a.list_bench,
+            "cpu_seconds": cpu() - c0,
+            "wall_seconds": time.monotonic() - t0,
+            "cpu_ms_per_list": 1000 * (cpu() - c0) / a.list_bench,
+            "bytes_per_list": stats.bytes[f"LIST {target.label}"] / (a.list_bench + 1),
+        }
         agent.stop()
         Path(a.out).write_text(json.dumps(out, indent=2))
         return 0
@@ -100,8 +108,7 @@ def main() -> int:
     agents = []
     c0, t0 = cpu(), time.monotonic()
     for i in range(a.agents):
-        ag = Agent(profile, nodes[i % len(nodes)], identities.endpoint(i), _noop, stats,
-                   a.decode)
+        ag = Agent(profile, nodes[i % len(nodes)], identities.endpoint(i), _noop, stats, a.decode)
         ag.start()
         agents.append(ag)
         gevent.sleep(1 / a.ramp_per_second)
@@ -119,11 +126,17 @@ def main() -> int:
     out |= {
         "synced": stats.agents_synced,
         "ramp": {"seconds": t1 - t0, "cpu_seconds": c1 - c0, "requests": req1},
-        "steady": {"seconds": t2 - t1, "cpu_seconds": c2 - c1, "requests": req2 - req1,
-                   "events": ev2 - ev1, "cpu_fraction": (c2 - c1) / (t2 - t1)},
+        "steady": {
+            "seconds": t2 - t1,
+            "cpu_seconds": c2 - c1,
+            "requests": req2 - req1,
+            "events": ev2 - ev1,
+            "cpu_fraction": (c2 - c1) / (t2 - t1),
+        },
         "rss_bytes_end": rss_bytes(),
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "cpu_seconds_total": c2 - c0, "requests_total": req2,
+        "cpu_seconds_total": c2 - c0,
+        "requests_total": req2,
     }
     for ag in agents:
         gevent.spawn(ag.stop)

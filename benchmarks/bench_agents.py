@@ -59,14 +59,18 @@ IMPERSONATE_FMT = f"system:serviceaccount:{NAMESPACE}:agent-%d"
 
 # --- API server metrics ----------------------------------------------------------------------
 
+
 def scrape(cluster: Cluster) -> dict[str, float]:
     """apiserver request counts, LIST response sizes and open watches, by verb+resource."""
     with http_client(cluster, timeout=30) as c:
         text = c.get("/metrics").text
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
-        if fam.name not in ("apiserver_request", "apiserver_response_sizes",
-                            "apiserver_longrunning_requests"):
+        if fam.name not in (
+            "apiserver_request",
+            "apiserver_response_sizes",
+            "apiserver_longrunning_requests",
+        ):
             continue
         for s in fam.samples:
             verb, res = s.labels.get("verb", ""), s.labels.get("resource", "")
@@ -85,20 +89,27 @@ def scrape(cluster: Cluster) -> dict[str, float]:
 
 
 def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    return {k: b.get(k, 0.0) - a.get(k, 0.0) for k in sorted(set(a) | set(b))
-            if not k.startswith("open ")}
+    return {
+        k: b.get(k, 0.0) - a.get(k, 0.0)
+        for k in sorted(set(a) | set(b))
+        if not k.startswith("open ")
+    }
 
 
 # --- generators ------------------------------------------------------------------------------
+
 
 class Generator:
     """One generator process (ours or refagent) with a CPU probe from /proc."""
 
     def __init__(self, cmd: list[str], out: Path, timeout: float) -> None:
         self.cmd, self.out, self.timeout = cmd, out, timeout
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                     stderr=open(str(out) + ".log", "w"),  # noqa: SIM115
-                                     cwd=toolchain.REPO_ROOT)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=open(str(out) + ".log", "w"),  # noqa: SIM115
+            cwd=toolchain.REPO_ROOT,
+        )
 
     def cpu_rss(self) -> tuple[float, int]:
         s = host.sample(self.proc.pid, "gen")
@@ -113,11 +124,32 @@ class Generator:
         return json.loads(self.out.read_text()) if self.out.exists() else {}
 
 
-def ours(cluster_json: Path, profile: str, agents: int, steady: float, out: Path,
-         ramp: float = 200, decode: bool = False, list_bench: int = 0) -> Generator:
-    cmd = [PY, str(HERE / "agent_driver.py"), "--cluster-json", str(cluster_json),
-           "--profile", profile, "--agents", str(agents), "--duration", str(steady),
-           "--ramp-per-second", str(ramp), "--out", str(out)]
+def ours(
+    cluster_json: Path,
+    profile: str,
+    agents: int,
+    steady: float,
+    out: Path,
+    ramp: float = 200,
+    decode: bool = False,
+    list_bench: int = 0,
+) -> Generator:
+    cmd = [
+        PY,
+        str(HERE / "agent_driver.py"),
+        "--cluster-json",
+        str(cluster_json),
+        "--profile",
+        profile,
+        "--agents",
+        str(agents),
+        "--duration",
+        str(steady),
+        "--ramp-per-second",
+        str(ramp),
+        "--out",
+        str(out),
+    ]
     if decode:
         cmd.append("--decode")
     if list_bench:
@@ -125,25 +157,55 @@ def ours(cluster_json: Path, profile: str, agents: int, steady: float, out: Path
     return Generator(cmd, out, timeout=steady + agents / ramp + 400)
 
 
-def refagent(cluster: Cluster, profile: str, agents: int, seconds: float, out: Path,
-             token_file: Path, ramp: float = 200) -> Generator:
+def refagent(
+    cluster: Cluster,
+    profile: str,
+    agents: int,
+    seconds: float,
+    out: Path,
+    token_file: Path,
+    ramp: float = 200,
+) -> Generator:
     p = load_profile(profile)
-    ident = ["--impersonate", IMPERSONATE_FMT] if p.identity == "impersonate" \
+    ident = (
+        ["--impersonate", IMPERSONATE_FMT]
+        if p.identity == "impersonate"
         else ["--token-file", str(token_file)]
-    cmd = [str(toolchain.bin_dir() / "refagent"), "--kubeconfig", str(cluster.kubeconfig),
-           "--profile", profile, "--agents", str(agents), "--node-selector", "type=kwok",
-           *ident, "--duration", f"{int(seconds)}s", "--ramp-per-second", str(ramp),
-           "--poll-start", "random", "--stats", str(out), "--progress", "60s"]
+    )
+    cmd = [
+        str(toolchain.bin_dir() / "refagent"),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--profile",
+        profile,
+        "--agents",
+        str(agents),
+        "--node-selector",
+        "type=kwok",
+        *ident,
+        "--duration",
+        f"{int(seconds)}s",
+        "--ramp-per-second",
+        str(ramp),
+        "--poll-start",
+        "random",
+        "--stats",
+        str(out),
+        "--progress",
+        "60s",
+    ]
     return Generator(cmd, out, timeout=seconds + 120)
 
 
 # --- pod churn -------------------------------------------------------------------------------
 
+
 class Churn:
     """Patch every seeded pod's labels once per `period` seconds; bounded by stop()/max."""
 
-    def __init__(self, cluster: Cluster, spec: InventorySpec, period: float = 60,
-                 max_seconds: float = 1800) -> None:
+    def __init__(
+        self, cluster: Cluster, spec: InventorySpec, period: float = 60, max_seconds: float = 1800
+    ) -> None:
         self.cluster, self.spec, self.period, self.max_seconds = cluster, spec, period, max_seconds
         self.stop_event = threading.Event()
         self.patches = 0
@@ -158,8 +220,10 @@ class Churn:
         self.thread.join(timeout=30)
 
     def _run(self) -> None:
-        pods = [(namespace_name(self.spec, pod_placement(self.spec, p)[1]), pod_name(self.spec, p))
-                for p in range(self.spec.pods)]
+        pods = [
+            (namespace_name(self.spec, pod_placement(self.spec, p)[1]), pod_name(self.spec, p))
+            for p in range(self.spec.pods)
+        ]
         gap = self.period / max(len(pods), 1)
         t_end = time.monotonic() + self.max_seconds
         n = 0
@@ -167,9 +231,11 @@ class Churn:
             while not self.stop_event.is_set() and time.monotonic() < t_end:
                 ns, name = pods[n % len(pods)]
                 try:
-                    c.patch(f"/api/v1/namespaces/{ns}/pods/{name}",
-                            content=json.dumps({"metadata": {"labels": {"churn": str(n)}}}),
-                            headers={"Content-Type": "application/merge-patch+json"})
+                    c.patch(
+                        f"/api/v1/namespaces/{ns}/pods/{name}",
+                        content=json.dumps({"metadata": {"labels": {"churn": str(n)}}}),
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
                     self.patches += 1
                 except httpx.HTTPError:
                     pass
@@ -179,15 +245,20 @@ class Churn:
 
 # --- the parts -------------------------------------------------------------------------------
 
-def fidelity(cluster: Cluster, cj: Path, tmp: Path, token: Path, profile: str, agents: int,
-             seconds: float) -> dict[str, Any]:
+
+def fidelity(
+    cluster: Cluster, cj: Path, tmp: Path, token: Path, profile: str, agents: int, seconds: float
+) -> dict[str, Any]:
     res: dict[str, Any] = {"profile": profile, "agents": agents, "seconds": seconds}
     for impl in ("ours", "refagent"):
         before = scrape(cluster)
         out = tmp / f"fid-{profile}-{impl}.json"
         # Both start all agents at once and run `seconds` from then.
-        g = ours(cj, profile, agents, seconds, out, ramp=10_000) if impl == "ours" else \
-            refagent(cluster, profile, agents, seconds, out, token, ramp=0)
+        g = (
+            ours(cj, profile, agents, seconds, out, ramp=10_000)
+            if impl == "ours"
+            else refagent(cluster, profile, agents, seconds, out, token, ramp=0)
+        )
         time.sleep(seconds * 0.8)
         mid = scrape(cluster)
         g.wait()
@@ -245,24 +316,84 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_parts(r: dict[str, Any], parts: set[str], a: argparse.Namespace, cluster: Cluster,
-              cj: Path, tmp: Path, token: Path, spec: InventorySpec,
-              cpids: dict[int, str]) -> None:
+def run_parts(
+    r: dict[str, Any],
+    parts: set[str],
+    a: argparse.Namespace,
+    cluster: Cluster,
+    cj: Path,
+    tmp: Path,
+    token: Path,
+    spec: InventorySpec,
+    cpids: dict[int, str],
+) -> None:
     """Each part in turn; a failing part is recorded and the others still run."""
     steps: list[tuple[str, Any]] = [
         # telemetry-v2 polls every 60 s +-20% from a random start: a window of two intervals
         # or more keeps the count noise of the last partial interval small.
-        ("fidelity", lambda: [fidelity(cluster, cj, tmp, token, p, a.fidelity_agents,
-                                       a.fidelity_seconds if p == "kubelet-like"
-                                       else max(a.fidelity_seconds, 130))
-                              for p in a.fidelity_profiles.split(",")]),
+        (
+            "fidelity",
+            lambda: [
+                fidelity(
+                    cluster,
+                    cj,
+                    tmp,
+                    token,
+                    p,
+                    a.fidelity_agents,
+                    a.fidelity_seconds if p == "kubelet-like" else max(a.fidelity_seconds, 130),
+                )
+                for p in a.fidelity_profiles.split(",")
+            ],
+        ),
         ("list", lambda: list_cpu(cluster, cj, tmp, token, a.lists)),
-        ("scale", lambda: [scale(cluster, cj, tmp, token, spec, cpids, "ours", "kubelet-like",
-                                 a.scale_agents, a.steady),
-                           scale(cluster, cj, tmp, token, spec, cpids, "refagent",
-                                 "kubelet-like", a.ref_scale_agents, a.steady)]),
-        ("v2", lambda: [scale(cluster, cj, tmp, token, spec, cpids, impl, "telemetry-v2",
-                              a.v2_agents, max(a.steady, 90)) for impl in ("ours", "refagent")]),
+        (
+            "scale",
+            lambda: [
+                scale(
+                    cluster,
+                    cj,
+                    tmp,
+                    token,
+                    spec,
+                    cpids,
+                    "ours",
+                    "kubelet-like",
+                    a.scale_agents,
+                    a.steady,
+                ),
+                scale(
+                    cluster,
+                    cj,
+                    tmp,
+                    token,
+                    spec,
+                    cpids,
+                    "refagent",
+                    "kubelet-like",
+                    a.ref_scale_agents,
+                    a.steady,
+                ),
+            ],
+        ),
+        (
+            "v2",
+            lambda: [
+                scale(
+                    cluster,
+                    cj,
+                    tmp,
+                    token,
+                    spec,
+                    cpids,
+                    impl,
+                    "telemetry-v2",
+                    a.v2_agents,
+                    max(a.steady, 90),
+                )
+                for impl in ("ours", "refagent")
+            ],
+        ),
         ("locust", lambda: locust_figure(cluster, spec, cj, tmp, a.locust_agents, a.steady)),
     ]
     keys = {"list": "list_cpu"}
@@ -280,11 +411,26 @@ def run_parts(r: dict[str, Any], parts: set[str], a: argparse.Namespace, cluster
 def list_profile(tmp: Path, interval: float) -> Path:
     """A profile that only LISTs the 500 pods cluster-wide from the watch cache, unpaged."""
     p = tmp / "list500.yaml"
-    p.write_text(yaml.safe_dump({
-        "version": 1, "name": "list500", "user_agent": "bench/list500",
-        "identity": "shared-serviceaccount",
-        "polls": [{"resource": "pods", "scope": "cluster", "interval_seconds": interval,
-                   "jitter": 0.0, "list_resource_version": "0", "page_size": 0}]}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "list500",
+                "user_agent": "bench/list500",
+                "identity": "shared-serviceaccount",
+                "polls": [
+                    {
+                        "resource": "pods",
+                        "scope": "cluster",
+                        "interval_seconds": interval,
+                        "jitter": 0.0,
+                        "list_resource_version": "0",
+                        "page_size": 0,
+                    }
+                ],
+            }
+        )
+    )
     return p
 
 
@@ -299,14 +445,25 @@ def list_cpu(cluster: Cluster, cj: Path, tmp: Path, token: Path, lists: int) -> 
     o = tmp / "list-ref.json"
     refagent(cluster, prof, 5, 30, o, token, ramp=0).wait()
     ref = json.loads(o.read_text())
-    out["refagent_decoded"] = {k: ref.get(k) for k in ("cpu_seconds", "cpu_ms_per_request",
-                                                       "requests_by_verb", "max_rss_bytes")}
+    out["refagent_decoded"] = {
+        k: ref.get(k)
+        for k in ("cpu_seconds", "cpu_ms_per_request", "requests_by_verb", "max_rss_bytes")
+    }
     return out
 
 
-def scale(cluster: Cluster, cj: Path, tmp: Path, token: Path, spec: InventorySpec,
-          cpids: dict[int, str], impl: str, profile: str, agents: int,
-          steady: float) -> dict[str, Any]:
+def scale(
+    cluster: Cluster,
+    cj: Path,
+    tmp: Path,
+    token: Path,
+    spec: InventorySpec,
+    cpids: dict[int, str],
+    impl: str,
+    profile: str,
+    agents: int,
+    steady: float,
+) -> dict[str, Any]:
     """Steady-state generator CPU with events flowing; also the control plane's CPU."""
     o = tmp / f"scale-{impl}-{profile}-{agents}.json"
     ramp = 200.0
@@ -327,34 +484,47 @@ def scale(cluster: Cluster, cj: Path, tmp: Path, token: Path, spec: InventorySpe
             t1 = time.monotonic()
             cp1 = host.snapshot(cpids)
             ref = g.wait()
-            res = {"agents": agents, "generator": "refagent (client-go)",
-                   "steady": {"seconds": t1 - t0, "cpu_seconds": c1 - c0,
-                              "cpu_fraction": (c1 - c0) / (t1 - t0)},
-                   "rss_bytes_end": rss, "max_rss_bytes": ref.get("max_rss_bytes"),
-                   "requests_total": sum((ref.get("requests_by_verb") or {}).values()),
-                   "cpu_seconds_total": ref.get("cpu_seconds"),
-                   "control_plane_cpu_steady": host.cpu_delta(cp0, cp1)}
+            res = {
+                "agents": agents,
+                "generator": "refagent (client-go)",
+                "steady": {
+                    "seconds": t1 - t0,
+                    "cpu_seconds": c1 - c0,
+                    "cpu_fraction": (c1 - c0) / (t1 - t0),
+                },
+                "rss_bytes_end": rss,
+                "max_rss_bytes": ref.get("max_rss_bytes"),
+                "requests_total": sum((ref.get("requests_by_verb") or {}).values()),
+                "cpu_seconds_total": ref.get("cpu_seconds"),
+                "control_plane_cpu_steady": host.cpu_delta(cp0, cp1),
+            }
         res["churn_patches"] = churn.patches
     st = res.get("steady", {})
     frac = st.get("cpu_fraction") or 0.0
-    res |= {"impl": impl, "profile": profile, "load_average_before": load0,
-            "load_average_after": os.getloadavg(),
-            "agents_per_core": round(agents / frac) if frac else None,
-            "rss_mib_per_1000_agents": round((res.get("rss_bytes_end") or 0) / (1 << 20)
-                                             * 1000 / agents, 1),
-            "cpu_ms_per_request": round(1000 * (res.get("cpu_seconds_total") or 0)
-                                        / max(res.get("requests_total") or 1, 1), 3)}
+    res |= {
+        "impl": impl,
+        "profile": profile,
+        "load_average_before": load0,
+        "load_average_after": os.getloadavg(),
+        "agents_per_core": round(agents / frac) if frac else None,
+        "rss_mib_per_1000_agents": round(
+            (res.get("rss_bytes_end") or 0) / (1 << 20) * 1000 / agents, 1
+        ),
+        "cpu_ms_per_request": round(
+            1000 * (res.get("cpu_seconds_total") or 0) / max(res.get("requests_total") or 1, 1), 3
+        ),
+    }
     res.pop("stats", None)
     return res
 
 
-def locust_figure(cluster: Cluster, spec: InventorySpec, cj: Path, tmp: Path, agents: int,
-                  seconds: float) -> dict[str, Any]:
+def locust_figure(
+    cluster: Cluster, spec: InventorySpec, cj: Path, tmp: Path, agents: int, seconds: float
+) -> dict[str, Any]:
     """The same agents under Locust (the runner's command): CPU of the Locust process."""
     from loadtest.agents.runner import AgentRun, locust_command
 
-    run = AgentRun(profile="kubelet-like", agents=agents, duration_s=seconds + 30,
-                   spawn_rate=200)
+    run = AgentRun(profile="kubelet-like", agents=agents, duration_s=seconds + 30, spawn_rate=200)
     d = tmp / "locust"
     d.mkdir()
     with Churn(cluster, spec) as churn:
@@ -369,12 +539,16 @@ def locust_figure(cluster: Cluster, spec: InventorySpec, cj: Path, tmp: Path, ag
     for f in d.glob("agents*.json"):
         merged = json.loads(f.read_text())
     frac = (c1 - c0) / (t1 - t0)
-    return {"agents": agents, "steady_cpu_fraction": round(frac, 4),
-            "agents_per_core": round(agents / frac) if frac else None,
-            "rss_mib": round(rss / (1 << 20), 1),
-            "agents_synced": merged.get("agents_synced"), "events": merged.get("events"),
-            "churn_patches": churn.patches,
-            "note": "few agents: the process's fixed cost dominates RSS per agent"}
+    return {
+        "agents": agents,
+        "steady_cpu_fraction": round(frac, 4),
+        "agents_per_core": round(agents / frac) if frac else None,
+        "rss_mib": round(rss / (1 << 20), 1),
+        "agents_synced": merged.get("agents_synced"),
+        "events": merged.get("events"),
+        "churn_patches": churn.patches,
+        "note": "few agents: the process's fixed cost dominates RSS per agent",
+    }
 
 
 def report(r: dict[str, Any]) -> None:
@@ -386,26 +560,59 @@ def report(r: dict[str, Any]) -> None:
             if o == 0 and c == 0:
                 continue
             rows.append([k, int(o), int(c), f"{(o - c) / c * 100:+.1f}%" if c else "n/a"])
-        print(f"\nfidelity: {f['profile']}, {f['agents']} agents, {f['seconds']:.0f}s "
-              "(API server metric deltas; open WATCH sampled mid-run)")
+        print(
+            f"\nfidelity: {f['profile']}, {f['agents']} agents, {f['seconds']:.0f}s "
+            "(API server metric deltas; open WATCH sampled mid-run)"
+        )
         print(table(rows, ["metric", "ours", "client-go", "diff"]))
     if lc := r.get("list_cpu"):
         print("\ngenerator CPU per LIST of 500 pods (RV=0, unpaged, gzip):")
-        print(table([["ours streamed", lc["ours_streamed"]["cpu_ms_per_list"]],
-                     ["ours decoded", lc["ours_decoded"]["cpu_ms_per_list"]],
-                     ["client-go decoded", lc["refagent_decoded"]["cpu_ms_per_request"]]],
-                    ["generator", "CPU ms/LIST"]))
-    rows = [[s["impl"], s["profile"], s["agents"], s.get("steady", {}).get("cpu_fraction", 0.0),
-             s["agents_per_core"], s["rss_mib_per_1000_agents"], s["cpu_ms_per_request"],
-             s.get("churn_patches", 0)] for s in [*r.get("scale", []), *r.get("v2", [])]]
+        print(
+            table(
+                [
+                    ["ours streamed", lc["ours_streamed"]["cpu_ms_per_list"]],
+                    ["ours decoded", lc["ours_decoded"]["cpu_ms_per_list"]],
+                    ["client-go decoded", lc["refagent_decoded"]["cpu_ms_per_request"]],
+                ],
+                ["generator", "CPU ms/LIST"],
+            )
+        )
+    rows = [
+        [
+            s["impl"],
+            s["profile"],
+            s["agents"],
+            s.get("steady", {}).get("cpu_fraction", 0.0),
+            s["agents_per_core"],
+            s["rss_mib_per_1000_agents"],
+            s["cpu_ms_per_request"],
+            s.get("churn_patches", 0),
+        ]
+        for s in [*r.get("scale", []), *r.get("v2", [])]
+    ]
     if rows:
         print("\ngenerator steady state with pods churning (every pod patched once a minute):")
-        print(table(rows, ["generator", "profile", "agents", "CPU (cores)", "agents/core",
-                           "RSS MiB/1k", "CPU ms/req (all)", "patches"]))
+        print(
+            table(
+                rows,
+                [
+                    "generator",
+                    "profile",
+                    "agents",
+                    "CPU (cores)",
+                    "agents/core",
+                    "RSS MiB/1k",
+                    "CPU ms/req (all)",
+                    "patches",
+                ],
+            )
+        )
     if lc := r.get("locust"):
-        print(f"\nLocust ({lc['agents']} kubelet-like agents, pods churning): "
-              f"{lc['steady_cpu_fraction']} cores steady, {lc['agents_per_core']} agents/core, "
-              f"RSS {lc['rss_mib']} MiB, events {lc['events']}")
+        print(
+            f"\nLocust ({lc['agents']} kubelet-like agents, pods churning): "
+            f"{lc['steady_cpu_fraction']} cores steady, {lc['agents_per_core']} agents/core, "
+            f"RSS {lc['rss_mib']} MiB, events {lc['events']}"
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,11 @@ MODES: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {
     "http2 x8 (seeder today)": (H2, {}, {}),
     "http1.1 x48": ({"http2": False, "limits": httpx.Limits(max_connections=48)}, {}, {}),
     "http2 x8 + fieldValidation=Ignore": (H2, {"fieldValidation": "Ignore"}, {}),
-    "http2 x8 + Ignore + protobuf reply": (H2, {"fieldValidation": "Ignore"},
-                                           {"Accept": f"{PROTO}, application/json"}),
+    "http2 x8 + Ignore + protobuf reply": (
+        H2,
+        {"fieldValidation": "Ignore"},
+        {"Accept": f"{PROTO}, application/json"},
+    ),
 }
 
 
@@ -59,25 +62,38 @@ def pod(prefix: str, i: int) -> bytes:
     return json.dumps(m, separators=(",", ":")).encode()
 
 
-async def create_many(cluster: Cluster, opts: dict[str, Any], params: dict[str, str],
-                      headers: dict[str, str], prefix: str, count: int,
-                      concurrency: int) -> None:
+async def create_many(
+    cluster: Cluster,
+    opts: dict[str, Any],
+    params: dict[str, str],
+    headers: dict[str, str],
+    prefix: str,
+    count: int,
+    concurrency: int,
+) -> None:
     names = iter(range(count))
     async with async_http_client(cluster, timeout=60, **opts) as c:
+
         async def worker() -> None:
             for i in names:
-                r = await c.post("/api/v1/namespaces/default/pods", content=pod(prefix, i),
-                                 params=params,
-                                 headers={"Content-Type": "application/json", **headers})
+                r = await c.post(
+                    "/api/v1/namespaces/default/pods",
+                    content=pod(prefix, i),
+                    params=params,
+                    headers={"Content-Type": "application/json", **headers},
+                )
                 if r.status_code not in (201, 409):
                     raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def delete_all(cluster: Cluster) -> None:
     async with async_http_client(cluster, timeout=120) as c:
-        await c.delete("/api/v1/namespaces/default/pods",
-                       params={"labelSelector": LABEL, "gracePeriodSeconds": "0"})
+        await c.delete(
+            "/api/v1/namespaces/default/pods",
+            params={"labelSelector": LABEL, "gracePeriodSeconds": "0"},
+        )
 
 
 async def wait_default_sa(cluster: Cluster) -> None:
@@ -102,25 +118,53 @@ def main(argv: list[str] | None = None) -> int:
         for k, (label, (opts, params, headers)) in enumerate(MODES.items()):
             load = host.load_average()[0]
             s0, c0, t0 = host.snapshot(pids), host.self_cpu_seconds(), time.monotonic()
-            asyncio.run(create_many(cluster, opts, params, headers, f"m{k}", a.count,
-                                    a.concurrency))
+            asyncio.run(
+                create_many(cluster, opts, params, headers, f"m{k}", a.count, a.concurrency)
+            )
             cpu, wall = host.self_cpu_seconds() - c0, time.monotonic() - t0
             cp = host.cpu_delta(s0, host.snapshot(pids))
-            run = {"mode": label, "requests": a.count, "cpu_seconds": round(cpu, 3),
-                   "wall_seconds": round(wall, 2), "cpu_ms_per_request": 1000 * cpu / a.count,
-                   "apiserver_cpu_ms_per_request": 1000 * cp.get("kube-apiserver", 0) / a.count,
-                   "etcd_cpu_ms_per_request": 1000 * cp.get("etcd", 0) / a.count,
-                   "requests_per_second": a.count / wall, "load1": load, "control_plane": cp}
+            run = {
+                "mode": label,
+                "requests": a.count,
+                "cpu_seconds": round(cpu, 3),
+                "wall_seconds": round(wall, 2),
+                "cpu_ms_per_request": 1000 * cpu / a.count,
+                "apiserver_cpu_ms_per_request": 1000 * cp.get("kube-apiserver", 0) / a.count,
+                "etcd_cpu_ms_per_request": 1000 * cp.get("etcd", 0) / a.count,
+                "requests_per_second": a.count / wall,
+                "load1": load,
+                "control_plane": cp,
+            }
             runs.append(run)
-            rows.append([label, a.count, run["cpu_ms_per_request"],
-                         run["apiserver_cpu_ms_per_request"], run["etcd_cpu_ms_per_request"],
-                         run["requests_per_second"], load])
+            rows.append(
+                [
+                    label,
+                    a.count,
+                    run["cpu_ms_per_request"],
+                    run["apiserver_cpu_ms_per_request"],
+                    run["etcd_cpu_ms_per_request"],
+                    run["requests_per_second"],
+                    load,
+                ]
+            )
             log(f"{label}: {run}")
             asyncio.run(delete_all(cluster))
     finally:
         delete_cluster(name)
-    print(table(rows, ["client", "creates", "harness ms/req", "apiserver ms/req",
-                       "etcd ms/req", "req/s", "load1"]))
+    print(
+        table(
+            rows,
+            [
+                "client",
+                "creates",
+                "harness ms/req",
+                "apiserver ms/req",
+                "etcd ms/req",
+                "req/s",
+                "load1",
+            ],
+        )
+    )
     write_result("bench-client", {"runs": runs, "concurrency": a.concurrency})
     return 0
 

@@ -52,8 +52,10 @@ from loadtest.measurements import host  # noqa: E402
 CLUSTER = "bench-padding"
 FORMATS = {"json": "application/json", "protobuf": "application/vnd.kubernetes.protobuf"}
 # Real objects in the Go module cache (relative to it), by kind.
-TESTDATA = {"node": "k8s.io/apimachinery@*/pkg/util/managedfields/node.yaml",
-            "pod": "k8s.io/apiserver@*/pkg/endpoints/handlers/responsewriters/testdata/pod.json"}
+TESTDATA = {
+    "node": "k8s.io/apimachinery@*/pkg/util/managedfields/node.yaml",
+    "pod": "k8s.io/apiserver@*/pkg/endpoints/handlers/responsewriters/testdata/pod.json",
+}
 
 
 def _compact(obj: Any) -> bytes:
@@ -79,9 +81,11 @@ def old_padding() -> Iterator[None]:
 
 # --- 1. ratios of real and seeded objects (no cluster needed) -------------------------------
 
+
 def _modcache() -> Path:
     env = os.environ.get("GOMODCACHE") or os.path.join(
-        os.environ.get("GOPATH") or os.path.expanduser("~/go"), "pkg", "mod")
+        os.environ.get("GOPATH") or os.path.expanduser("~/go"), "pkg", "mod"
+    )
     return Path(env)
 
 
@@ -94,10 +98,16 @@ def testdata_samples() -> list[dict[str, Any]]:
             continue
         obj = yaml.safe_load(Path(paths[-1]).read_text())
         body = _compact(obj)
-        out.append({"source": f"testdata {Path(paths[-1]).relative_to(_modcache())}",
-                    "kind": kind, "objects": 1, "bytes": len(body),
-                    "ratio_object": round(padding.gzip_ratio(body), 2),
-                    "ratio_list": None})
+        out.append(
+            {
+                "source": f"testdata {Path(paths[-1]).relative_to(_modcache())}",
+                "kind": kind,
+                "objects": 1,
+                "bytes": len(body),
+                "ratio_object": round(padding.gzip_ratio(body), 2),
+                "ratio_list": None,
+            }
+        )
     return out
 
 
@@ -112,8 +122,10 @@ def kind_samples(name: str) -> list[dict[str, Any]]:
         raise ClusterError(f"no kind cluster {name!r}")
     out = []
     with http_client(cluster, timeout=30) as c:
-        for kind, path in (("pod", "/api/v1/namespaces/kube-system/pods"),
-                           ("node", "/api/v1/nodes")):
+        for kind, path in (
+            ("pod", "/api/v1/namespaces/kube-system/pods"),
+            ("node", "/api/v1/nodes"),
+        ):
             r = c.get(path)
             r.raise_for_status()
             body = r.json()
@@ -121,11 +133,17 @@ def kind_samples(name: str) -> list[dict[str, Any]]:
             per = [padding.gzip_ratio(_compact(o)) for o in items]
             pb = c.get(path, headers={"Accept": FORMATS["protobuf"]})
             pb.raise_for_status()
-            out.append({"source": f"kind {name} {path}", "kind": kind, "objects": len(items),
-                        "bytes": round(statistics.median(len(_compact(o)) for o in items)),
-                        "ratio_object": round(statistics.median(per), 2),
-                        "ratio_list": round(padding.gzip_ratio(r.content), 2),
-                        "ratio_list_protobuf": round(padding.gzip_ratio(pb.content), 2)})
+            out.append(
+                {
+                    "source": f"kind {name} {path}",
+                    "kind": kind,
+                    "objects": len(items),
+                    "bytes": round(statistics.median(len(_compact(o)) for o in items)),
+                    "ratio_object": round(statistics.median(per), 2),
+                    "ratio_list": round(padding.gzip_ratio(r.content), 2),
+                    "ratio_list_protobuf": round(padding.gzip_ratio(pb.content), 2),
+                }
+            )
     return out
 
 
@@ -134,18 +152,27 @@ def seeded_samples(spec: InventorySpec) -> list[dict[str, Any]]:
     out = []
     for label, ctx in (("old", old_padding()), ("new", contextlib.nullcontext())):
         with ctx:
-            pods = sorted((pod_manifest(spec, p) for p in range(spec.pods)),
-                          key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+            pods = sorted(
+                (pod_manifest(spec, p) for p in range(spec.pods)),
+                key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
+            )
             nodes = [node_manifest(spec, i) for i in range(spec.nodes)]
         for kind, objs in (("pod", pods), ("node", nodes)):
-            out.append({"source": f"seeded, {label} padding", "kind": kind,
-                        "objects": len(objs), "bytes": len(_compact(objs[0])),
-                        "ratio_object": round(padding.gzip_ratio(_compact(objs[0])), 2),
-                        "ratio_list": round(padding.gzip_ratio(_compact({"items": objs})), 2)})
+            out.append(
+                {
+                    "source": f"seeded, {label} padding",
+                    "kind": kind,
+                    "objects": len(objs),
+                    "bytes": len(_compact(objs[0])),
+                    "ratio_object": round(padding.gzip_ratio(_compact(objs[0])), 2),
+                    "ratio_list": round(padding.gzip_ratio(_compact({"items": objs})), 2),
+                }
+            )
     return out
 
 
 # --- 2. LIST cost on a real API server -------------------------------------------------------
+
 
 def _apiserver_pid(name: str) -> dict[int, str]:
     return {p: c for p, c in host.cluster_pids(state_dir(name)).items() if c == "kube-apiserver"}
@@ -153,19 +180,20 @@ def _apiserver_pid(name: str) -> dict[int, str]:
 
 def _scrape(c: Any) -> dict[tuple[str, metrics.Labels], float]:
     text = c.get("/metrics").text
-    return metrics.index(metrics.parse(text, ["process_cpu_seconds_total",
-                                              "apiserver_response_sizes"]))
+    return metrics.index(
+        metrics.parse(text, ["process_cpu_seconds_total", "apiserver_response_sizes"])
+    )
 
 
-def list_batch(cluster: Cluster, pids: dict[int, str], resource: str, selector: str,
-               accept: str, lists: int) -> dict[str, Any]:
+def list_batch(
+    cluster: Cluster, pids: dict[int, str], resource: str, selector: str, accept: str, lists: int
+) -> dict[str, Any]:
     """`lists` LISTs one after the other; the API server's CPU and bytes per LIST."""
     params = {"labelSelector": selector, "resourceVersion": "0"}
     with http_client(cluster, timeout=120) as c:
         m0 = _scrape(c)
         p0, t0 = host.snapshot(pids), time.monotonic()
-        sizes = [padding.get_sizes(c, f"/api/v1/{resource}", params, accept)
-                 for _ in range(lists)]
+        sizes = [padding.get_sizes(c, f"/api/v1/{resource}", params, accept) for _ in range(lists)]
         p1, t1 = host.snapshot(pids), time.monotonic()
         m1 = _scrape(c)
     cpu_metrics = metrics.counter_delta(m0, m1, "process_cpu_seconds_total").get((), 0.0)
@@ -175,9 +203,11 @@ def list_batch(cluster: Cluster, pids: dict[int, str], resource: str, selector: 
     key = ("LIST", resource)
     last = sizes[-1]
     return {
-        "lists": lists, "seconds": round(t1 - t0, 2),
-        "cpu_ms_per_list_proc": round(1000 * host.cpu_delta(p0, p1).get("kube-apiserver", 0.0)
-                                      / lists, 1),
+        "lists": lists,
+        "seconds": round(t1 - t0, 2),
+        "cpu_ms_per_list_proc": round(
+            1000 * host.cpu_delta(p0, p1).get("kube-apiserver", 0.0) / lists, 1
+        ),
         # includes the two /metrics scrapes around the batch
         "cpu_ms_per_list_metrics": round(1000 * cpu_metrics / lists, 1),
         "wire_bytes": statistics.median(s.wire for s in sizes),
@@ -186,17 +216,20 @@ def list_batch(cluster: Cluster, pids: dict[int, str], resource: str, selector: 
         "ratio_server": round(last.ratio, 2),
         "ratio_zlib1": round(padding.gzip_ratio(last.body), 2),
         "apiserver_response_sizes_mean": round(resp_sum.get(key, 0.0) / resp_n[key])
-        if resp_n.get(key) else None,
+        if resp_n.get(key)
+        else None,
     }
 
 
-def server_side(spec: InventorySpec, lists: int, rounds: int, wait: float,
-                formats: list[str]) -> dict[str, Any]:
-    create_cluster(CLUSTER, {"max-requests-inflight": "1000",
-                             "max-mutating-requests-inflight": "1000"},
-                   ["--disable", "kube-scheduler", "--disable-qps-limits"],
-                   kwok_options={"podPlayStageParallelism": 64,
-                                 "nodePlayStageParallelism": 16})
+def server_side(
+    spec: InventorySpec, lists: int, rounds: int, wait: float, formats: list[str]
+) -> dict[str, Any]:
+    create_cluster(
+        CLUSTER,
+        {"max-requests-inflight": "1000", "max-mutating-requests-inflight": "1000"},
+        ["--disable", "kube-scheduler", "--disable-qps-limits"],
+        kwok_options={"podPlayStageParallelism": 64, "nodePlayStageParallelism": 16},
+    )
     try:
         from loadtest.clusters.local import LocalProvider
 
@@ -216,13 +249,23 @@ def server_side(spec: InventorySpec, lists: int, rounds: int, wait: float,
             for resource in ("pods", "nodes"):
                 for fmt in formats:
                     for label in ("old", "new", "none"):
-                        r = list_batch(cluster, pids, resource, f"{LABEL}={label}",
-                                       FORMATS[fmt], lists)
-                        runs.append({"round": rnd + 1, "resource": resource, "format": fmt,
-                                     "padding": label, **r})
-                        log(f"round {rnd + 1} {resource} {fmt} {label}: "
+                        r = list_batch(
+                            cluster, pids, resource, f"{LABEL}={label}", FORMATS[fmt], lists
+                        )
+                        runs.append(
+                            {
+                                "round": rnd + 1,
+                                "resource": resource,
+                                "format": fmt,
+                                "padding": label,
+                                **r,
+                            }
+                        )
+                        log(
+                            f"round {rnd + 1} {resource} {fmt} {label}: "
                             f"{r['cpu_ms_per_list_proc']} ms/LIST, "
-                            f"{r['wire_bytes']:,} B wire, {r['decoded_bytes']:,} B decoded")
+                            f"{r['wire_bytes']:,} B wire, {r['decoded_bytes']:,} B decoded"
+                        )
         return {"seeded": seeded, "runs": runs}
     finally:
         delete_cluster(CLUSTER)
@@ -235,11 +278,24 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["resource"], r["format"], r["padding"]), []).append(r)
     out = []
     for (res, fmt, pad), rs in groups.items():
-        out.append({"resource": res, "format": fmt, "padding": pad,
-                    **{k: statistics.median(r[k] for r in rs)
-                       for k in ("cpu_ms_per_list_proc", "cpu_ms_per_list_metrics",
-                                 "wire_bytes", "decoded_bytes", "ratio_server",
-                                 "ratio_zlib1")}})
+        out.append(
+            {
+                "resource": res,
+                "format": fmt,
+                "padding": pad,
+                **{
+                    k: statistics.median(r[k] for r in rs)
+                    for k in (
+                        "cpu_ms_per_list_proc",
+                        "cpu_ms_per_list_metrics",
+                        "wire_bytes",
+                        "decoded_bytes",
+                        "ratio_server",
+                        "ratio_zlib1",
+                    )
+                },
+            }
+        )
     return out
 
 
@@ -255,31 +311,76 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-only", action="store_true", help="no local cluster")
     ap.add_argument("--wait", type=float, default=600, help="seconds to wait for KWOK")
     a = ap.parse_args(argv)
-    spec = InventorySpec(name="bench", nodes=a.nodes, pods_per_node=a.pods_per_node,
-                         namespaces=a.namespaces)
+    spec = InventorySpec(
+        name="bench", nodes=a.nodes, pods_per_node=a.pods_per_node, namespaces=a.namespaces
+    )
     load_before = os.getloadavg()
     samples = testdata_samples() + (kind_samples(a.kind) if a.kind else [])
     samples += seeded_samples(spec.model_copy(update={"nodes": min(a.nodes, 50)}))
     print("gzip level 1 ratios (zlib; decoded / compressed):")
-    print(table([[s["source"], s["kind"], s["objects"], s["bytes"], s["ratio_object"],
-                  s["ratio_list"] if s["ratio_list"] is not None else "-"] for s in samples],
-                ["source", "kind", "objects", "bytes (one)", "ratio one", "ratio list"]))
-    result: dict[str, Any] = {"spec": spec.model_dump(), "samples": samples,
-                              "targets": {"object": padding.RATIOS,
-                                          "list": padding.LIST_RATIOS,
-                                          "list_tolerance": padding.LIST_TOLERANCE}}
+    print(
+        table(
+            [
+                [
+                    s["source"],
+                    s["kind"],
+                    s["objects"],
+                    s["bytes"],
+                    s["ratio_object"],
+                    s["ratio_list"] if s["ratio_list"] is not None else "-",
+                ]
+                for s in samples
+            ],
+            ["source", "kind", "objects", "bytes (one)", "ratio one", "ratio list"],
+        )
+    )
+    result: dict[str, Any] = {
+        "spec": spec.model_dump(),
+        "samples": samples,
+        "targets": {
+            "object": padding.RATIOS,
+            "list": padding.LIST_RATIOS,
+            "list_tolerance": padding.LIST_TOLERANCE,
+        },
+    }
     if not a.samples_only:
         server = server_side(spec, a.lists, a.rounds, a.wait, a.formats.split(","))
         result |= server | {"summary": summarize(server["runs"])}
         print()
-        print(f"Cluster-wide LISTs by label selector, RV=0, Accept-Encoding gzip; median of "
-              f"{a.rounds} rounds x {a.lists} LISTs; {spec.pods} pods / {spec.nodes} nodes "
-              "per inventory:")
-        print(table([[s["resource"], s["format"], s["padding"], s["cpu_ms_per_list_proc"],
-                      s["cpu_ms_per_list_metrics"], s["wire_bytes"], s["decoded_bytes"],
-                      s["ratio_server"], s["ratio_zlib1"]] for s in result["summary"]],
-                    ["resource", "format", "padding", "apiserver CPU ms/LIST (/proc)",
-                     "(/metrics)", "wire B", "decoded B", "ratio (server)", "ratio (zlib 1)"]))
+        print(
+            f"Cluster-wide LISTs by label selector, RV=0, Accept-Encoding gzip; median of "
+            f"{a.rounds} rounds x {a.lists} LISTs; {spec.pods} pods / {spec.nodes} nodes "
+            "per inventory:"
+        )
+        print(
+            table(
+                [
+                    [
+                        s["resource"],
+                        s["format"],
+                        s["padding"],
+                        s["cpu_ms_per_list_proc"],
+                        s["cpu_ms_per_list_metrics"],
+                        s["wire_bytes"],
+                        s["decoded_bytes"],
+                        s["ratio_server"],
+                        s["ratio_zlib1"],
+                    ]
+                    for s in result["summary"]
+                ],
+                [
+                    "resource",
+                    "format",
+                    "padding",
+                    "apiserver CPU ms/LIST (/proc)",
+                    "(/metrics)",
+                    "wire B",
+                    "decoded B",
+                    "ratio (server)",
+                    "ratio (zlib 1)",
+                ],
+            )
+        )
     result["load_average_before"] = load_before
     result["load_average_after"] = os.getloadavg()
     print(f"\nload average before {load_before}, after {result['load_average_after']}")

@@ -43,28 +43,39 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # pods carry nodeName: the scheduler only burns CPU watching them; client QPS limits
     # of KCM/KWOK would throttle EndpointSlice and status updates; more inflight slots.
     # KWOK marks pods Running with 4 workers by default: latency-bound under load.
-    "tuned": {"apiserver_args": {"max-requests-inflight": "1000",
-                                 "max-mutating-requests-inflight": "1000"},
-              "kwokctl_flags": ["--disable", "kube-scheduler", "--disable-qps-limits"],
-              "kwok_options": {"podPlayStageParallelism": 64,
-                               "nodePlayStageParallelism": 16}},
+    "tuned": {
+        "apiserver_args": {
+            "max-requests-inflight": "1000",
+            "max-mutating-requests-inflight": "1000",
+        },
+        "kwokctl_flags": ["--disable", "kube-scheduler", "--disable-qps-limits"],
+        "kwok_options": {"podPlayStageParallelism": 64, "nodePlayStageParallelism": 16},
+    },
     # tuned, and no controller manager at all (no EndpointSlices: shows KCM's share).
-    "no-kcm": {"apiserver_args": {"max-requests-inflight": "1000",
-                                  "max-mutating-requests-inflight": "1000"},
-               "kwokctl_flags": ["--disable", "kube-scheduler", "--disable",
-                                 "kube-controller-manager", "--disable-qps-limits"],
-               "kwok_options": {"podPlayStageParallelism": 64,
-                                "nodePlayStageParallelism": 16}},
+    "no-kcm": {
+        "apiserver_args": {
+            "max-requests-inflight": "1000",
+            "max-mutating-requests-inflight": "1000",
+        },
+        "kwokctl_flags": [
+            "--disable",
+            "kube-scheduler",
+            "--disable",
+            "kube-controller-manager",
+            "--disable-qps-limits",
+        ],
+        "kwok_options": {"podPlayStageParallelism": 64, "nodePlayStageParallelism": 16},
+    },
 }
 
 
-def run_variant(variant: str, spec: InventorySpec, concurrency: int,
-                wait: float) -> dict[str, Any]:
+def run_variant(variant: str, spec: InventorySpec, concurrency: int, wait: float) -> dict[str, Any]:
     name = f"bench-seed-{variant}"
     conf = VARIANTS[variant]
     load_before = os.getloadavg()
-    create_cluster(name, conf["apiserver_args"], conf["kwokctl_flags"],
-                   kwok_options=conf.get("kwok_options"))
+    create_cluster(
+        name, conf["apiserver_args"], conf["kwokctl_flags"], kwok_options=conf.get("kwok_options")
+    )
     try:
         cluster = _get(name)
         pids = host.cluster_pids(state_dir(name))
@@ -89,20 +100,29 @@ def run_variant(variant: str, spec: InventorySpec, concurrency: int,
     pods = result.created.get("pods", 0)
     pod_s = result.phase_seconds.get("pods", 0.0)
     return {
-        "variant": variant, "config": conf, "concurrency": concurrency,
-        "spec": spec.model_dump(), "objects_created": result.created, "counts": counts,
-        "expected": expected_counts(spec), "ready": ready,
-        "create_seconds": round(t1 - t0, 2), "ready_after_create_seconds": round(t2 - t1, 2),
+        "variant": variant,
+        "config": conf,
+        "concurrency": concurrency,
+        "spec": spec.model_dump(),
+        "objects_created": result.created,
+        "counts": counts,
+        "expected": expected_counts(spec),
+        "ready": ready,
+        "create_seconds": round(t1 - t0, 2),
+        "ready_after_create_seconds": round(t2 - t1, 2),
         "phase_seconds": result.phase_seconds,
         "objects_per_second": round(created / (t1 - t0), 1),
         "pods_per_second": round(pods / pod_s, 1) if pod_s else 0.0,
-        "cpu_seconds_create": create_cpu, "cpu_seconds_until_ready": ready_cpu,
-        "cpu_ms_per_object": {k: round(1000 * v / max(created, 1), 3)
-                              for k, v in create_cpu.items()},
+        "cpu_seconds_create": create_cpu,
+        "cpu_seconds_until_ready": ready_cpu,
+        "cpu_ms_per_object": {
+            k: round(1000 * v / max(created, 1), 3) for k, v in create_cpu.items()
+        },
         "rss_bytes": {k: s.rss_bytes for k, s in snap3.items()},
         "rss_bytes_empty": {k: s.rss_bytes for k, s in snap0.items()},
         "etcd_db_bytes": etcd_db,
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
     }
 
 
@@ -127,17 +147,21 @@ def extrapolate(r: dict[str, Any], spec: InventorySpec) -> dict[str, Any]:
     goal_objects = GOAL_NODES + GOAL_PODS
     cpu_bound_s = goal_objects * cpu_per_obj / (os.cpu_count() or 2)
     wall_s = goal_objects * (r["create_seconds"] + r["ready_after_create_seconds"]) / created
-    grow = {c: (r["rss_bytes"].get(c, 0) - r["rss_bytes_empty"].get(c, 0)) / max(created, 1)
-            for c in ("kube-apiserver", "etcd", "kwok-controller", "kube-controller-manager")}
+    grow = {
+        c: (r["rss_bytes"].get(c, 0) - r["rss_bytes_empty"].get(c, 0)) / max(created, 1)
+        for c in ("kube-apiserver", "etcd", "kwok-controller", "kube-controller-manager")
+    }
     per_obj = sum(max(v, 0.0) for v in grow.values())
     base = sum(r["rss_bytes_empty"].values())
     fit = int((24 * GiB - base) / per_obj) if per_obj > 0 else 0
-    return {"cpu_ms_per_object_all_components": round(1000 * cpu_per_obj, 3),
-            "rss_bytes_per_object": {k: round(v) for k, v in grow.items()},
-            "objects_fitting_24GiB_linear": fit,
-            "goal_objects": goal_objects,
-            "goal_seconds_at_measured_rate": round(wall_s),
-            "goal_seconds_if_both_cores_fully_used": round(cpu_bound_s)}
+    return {
+        "cpu_ms_per_object_all_components": round(1000 * cpu_per_obj, 3),
+        "rss_bytes_per_object": {k: round(v) for k, v in grow.items()},
+        "objects_fitting_24GiB_linear": fit,
+        "goal_objects": goal_objects,
+        "goal_seconds_at_measured_rate": round(wall_s),
+        "goal_seconds_if_both_cores_fully_used": round(cpu_bound_s),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,39 +170,94 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods-per-node", type=int, default=30)
     ap.add_argument("--namespaces", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=48)
-    ap.add_argument("--variants", default="baseline,tuned",
-                    help=f"comma-separated, of {sorted(VARIANTS)}")
+    ap.add_argument(
+        "--variants", default="baseline,tuned", help=f"comma-separated, of {sorted(VARIANTS)}"
+    )
     ap.add_argument("--wait", type=float, default=600, help="seconds to wait for KWOK")
     a = ap.parse_args(argv)
-    spec = InventorySpec(name="bench", nodes=a.nodes, pods_per_node=a.pods_per_node,
-                         namespaces=a.namespaces)
+    spec = InventorySpec(
+        name="bench", nodes=a.nodes, pods_per_node=a.pods_per_node, namespaces=a.namespaces
+    )
     runs = []
     for v in a.variants.split(","):
-        log(f"variant {v}: {a.nodes} nodes x {a.pods_per_node} pods, concurrency "
-            f"{a.concurrency}; load {os.getloadavg()}")
+        log(
+            f"variant {v}: {a.nodes} nodes x {a.pods_per_node} pods, concurrency "
+            f"{a.concurrency}; load {os.getloadavg()}"
+        )
         r = run_variant(v, spec, a.concurrency, a.wait)
         r["extrapolation"] = extrapolate(r, spec)
         runs.append(r)
-    comps = ["harness", "kube-apiserver", "etcd", "kwok-controller",
-             "kube-controller-manager", "kube-scheduler", "coredns"]
-    print(table([[r["variant"], sum(r["objects_created"].values()), r["create_seconds"],
-                  r["objects_per_second"], r["pods_per_second"], r["ready_after_create_seconds"],
-                  r["extrapolation"]["goal_seconds_at_measured_rate"],
-                  r["extrapolation"]["goal_seconds_if_both_cores_fully_used"],
-                  f"{r['load_average_before'][0]:.1f}->{r['load_average_after'][0]:.1f}"]
-                 for r in runs],
-                ["variant", "objects", "create s", "obj/s", "pods/s", "ready +s",
-                 "goal s (rate)", "goal s (2 cores)", "load1"]))
+    comps = [
+        "harness",
+        "kube-apiserver",
+        "etcd",
+        "kwok-controller",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "coredns",
+    ]
+    print(
+        table(
+            [
+                [
+                    r["variant"],
+                    sum(r["objects_created"].values()),
+                    r["create_seconds"],
+                    r["objects_per_second"],
+                    r["pods_per_second"],
+                    r["ready_after_create_seconds"],
+                    r["extrapolation"]["goal_seconds_at_measured_rate"],
+                    r["extrapolation"]["goal_seconds_if_both_cores_fully_used"],
+                    f"{r['load_average_before'][0]:.1f}->{r['load_average_after'][0]:.1f}",
+                ]
+                for r in runs
+            ],
+            [
+                "variant",
+                "objects",
+                "create s",
+                "obj/s",
+                "pods/s",
+                "ready +s",
+                "goal s (rate)",
+                "goal s (2 cores)",
+                "load1",
+            ],
+        )
+    )
     print()
     print("CPU seconds while creating (and until all Running):")
-    print(table([[r["variant"], *[f"{r['cpu_seconds_create'].get(c, 0):.1f} "
-                                  f"(+{r['cpu_seconds_until_ready'].get(c, 0):.1f})"
-                                  for c in comps]] for r in runs], ["variant", *comps]))
+    print(
+        table(
+            [
+                [
+                    r["variant"],
+                    *[
+                        f"{r['cpu_seconds_create'].get(c, 0):.1f} "
+                        f"(+{r['cpu_seconds_until_ready'].get(c, 0):.1f})"
+                        for c in comps
+                    ],
+                ]
+                for r in runs
+            ],
+            ["variant", *comps],
+        )
+    )
     print()
     print("RSS MiB at the end:")
-    print(table([[r["variant"], *[r["rss_bytes"].get(c, 0) / (1 << 20) for c in comps],
-                  r["etcd_db_bytes"] / (1 << 20)] for r in runs],
-                ["variant", *comps, "etcd db"]))
+    print(
+        table(
+            [
+                [
+                    r["variant"],
+                    *[r["rss_bytes"].get(c, 0) / (1 << 20) for c in comps],
+                    r["etcd_db_bytes"] / (1 << 20),
+                ]
+                for r in runs
+            ],
+            ["variant", *comps, "etcd db"],
+        )
+    )
     write_result("bench-seed", {"runs": runs})
     return 0
 

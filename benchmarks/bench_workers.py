@@ -80,8 +80,9 @@ class SampledWorkers(LocalWorkers):
         super().stop()
 
 
-def audited_by_verb(audit: Path, since: int, user_agent: str,
-                    stop_at: float) -> tuple[Counter[str], Counter[str]]:
+def audited_by_verb(
+    audit: Path, since: int, user_agent: str, stop_at: float
+) -> tuple[Counter[str], Counter[str]]:
     """Distinct agent requests the API server saw, by verb (its audit log from `since`),
     and of those (watches aside) the ones it completed after the master stopped the agents
     at `stop_at` (epoch seconds). Agents count a request when its answer is read, so a
@@ -113,8 +114,9 @@ def by_verb(requests: dict[str, int]) -> Counter[str]:
     return out
 
 
-def one(cluster: Any, audit: Path, profile: str, args: argparse.Namespace,
-        selector: str, out: Path) -> dict[str, Any]:
+def one(
+    cluster: Any, audit: Path, profile: str, args: argparse.Namespace, selector: str, out: Path
+) -> dict[str, Any]:
     since = audit.stat().st_size
     window = max(args.duration - 5, 5)
     pool = SampledWorkers(args.workers, out / "workers", end_s=window)
@@ -123,14 +125,22 @@ def one(cluster: Any, audit: Path, profile: str, args: argparse.Namespace,
         log(line)
         pool.on_log(line)
 
-    run = AgentRun(profile, agents=args.agents, duration_s=args.duration,
-                   spawn_rate=args.spawn_rate, workers=args.workers,
-                   master_bind=f"127.0.0.1:{args.port}", node_selector=selector)
+    run = AgentRun(
+        profile,
+        agents=args.agents,
+        duration_s=args.duration,
+        spawn_rate=args.spawn_rate,
+        workers=args.workers,
+        master_bind=f"127.0.0.1:{args.port}",
+        node_selector=selector,
+    )
     merged = run_agents(cluster, run, out, on, pool)
     time.sleep(3)  # the API server writes a watch's audit event when the watch ends
-    seen, in_flight = audited_by_verb(audit, since, load_profile(profile).user_agent,
-                                      pool.stopped_at)
-    sent = by_verb(merged.get("requests", {}))
+    seen, in_flight = audited_by_verb(
+        audit, since, load_profile(profile).user_agent, pool.stopped_at
+    )
+    requests = merged.get("requests", {})
+    sent = by_verb(requests if isinstance(requests, dict) else {})
     # equal, but for requests the server finished after the agents were stopped
     match = all(0 <= seen[v] - sent[v] <= in_flight[v] for v in set(seen) | set(sent))
     per_core = None
@@ -138,14 +148,24 @@ def one(cluster: Any, audit: Path, profile: str, args: argparse.Namespace,
         (t1, c1), (t2, c2) = pool.samples
         cores = [(b - a) / (t2 - t1) for a, b in zip(c1, c2, strict=True)]
         per_worker = args.agents / args.workers
-        per_core = {"worker_cores": [round(c, 3) for c in cores],
-                    "agents_per_core": round(per_worker / max(sum(cores) / len(cores), 1e-6)),
-                    "window_s": round(t2 - t1, 1)}
-    return {"profile": profile, "agents": args.agents, "workers": args.workers,
-            "sent_by_verb": dict(sent), "apiserver_by_verb": dict(seen),
-            "in_flight_at_stop": dict(in_flight), "exact": sent == seen, "match": match,
-            "cpu": per_core, "workers_summary": merged.get("workers"),
-            "agents_synced": merged.get("agents_synced")}
+        per_core = {
+            "worker_cores": [round(c, 3) for c in cores],
+            "agents_per_core": round(per_worker / max(sum(cores) / len(cores), 1e-6)),
+            "window_s": round(t2 - t1, 1),
+        }
+    return {
+        "profile": profile,
+        "agents": args.agents,
+        "workers": args.workers,
+        "sent_by_verb": dict(sent),
+        "apiserver_by_verb": dict(seen),
+        "in_flight_at_stop": dict(in_flight),
+        "exact": sent == seen,
+        "match": match,
+        "cpu": per_core,
+        "workers_summary": merged.get("workers"),
+        "agents_synced": merged.get("agents_synced"),
+    }
 
 
 def main() -> int:
@@ -164,35 +184,59 @@ def main() -> int:
     d.mkdir(exist_ok=True)
     policy, audit = d / "audit-policy.yaml", d / "audit.log"
     policy.write_text(AUDIT_POLICY)
-    provider = get_provider("local", apiserver_args={"audit-policy-file": str(policy),
-                                                     "audit-log-path": str(audit)})
+    provider = get_provider(
+        "local", apiserver_args={"audit-policy-file": str(policy), "audit-log-path": str(audit)}
+    )
     if provider.get(NAME) is not None:
         provider.delete(NAME)
     cluster = provider.create(NAME)
     rows, results = [], []
     try:
-        spec = InventorySpec(name="bench-workers", nodes=args.nodes,
-                             pods_per_node=args.pods_per_node, namespaces=2)
+        spec = InventorySpec(
+            name="bench-workers", nodes=args.nodes, pods_per_node=args.pods_per_node, namespaces=2
+        )
         seeder = Seeder(cluster, spec, progress=False, log=log)
         seeder.seed()
         seeder.wait_ready(timeout=300)
         for profile in args.profiles.split(","):
-            log(f"{profile}: {args.agents} agents on {args.workers} workers, "
-                f"{args.duration:.0f}s; load {os.getloadavg()[0]:.1f}")
+            log(
+                f"{profile}: {args.agents} agents on {args.workers} workers, "
+                f"{args.duration:.0f}s; load {os.getloadavg()[0]:.1f}"
+            )
             r = one(cluster, audit, profile, args, f"{LABEL}={spec.name}", d / profile)
             r["load_average"] = os.getloadavg()
             results.append(r)
             cpu = r["cpu"] or {}
-            rows.append([profile, args.agents, args.workers, cpu.get("agents_per_core", "-"),
-                         json.dumps(r["sent_by_verb"]), json.dumps(r["apiserver_by_verb"]),
-                         json.dumps(r["in_flight_at_stop"]),
-                         ("yes" if r["exact"] else "yes, but in flight") if r["match"]
-                         else "NO"])
+            rows.append(
+                [
+                    profile,
+                    args.agents,
+                    args.workers,
+                    cpu.get("agents_per_core", "-"),
+                    json.dumps(r["sent_by_verb"]),
+                    json.dumps(r["apiserver_by_verb"]),
+                    json.dumps(r["in_flight_at_stop"]),
+                    ("yes" if r["exact"] else "yes, but in flight") if r["match"] else "NO",
+                ]
+            )
     finally:
         if not args.keep_cluster:
             provider.delete(NAME)
-    print(table(rows, ["profile", "agents", "workers", "agents/core", "workers sent",
-                       "API server saw", "in flight at stop", "equal"]))
+    print(
+        table(
+            rows,
+            [
+                "profile",
+                "agents",
+                "workers",
+                "agents/core",
+                "workers sent",
+                "API server saw",
+                "in flight at stop",
+                "equal",
+            ],
+        )
+    )
     write_result("workers", {"args": vars(args), "results": results})
     return 0 if all(r["match"] for r in results) else 1
 

@@ -32,8 +32,12 @@ def log(msg: str) -> None:
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    doc = {"benchmark": name, "command": shlex.join([sys.executable, *sys.argv]),
-           "environment": environment(), **payload}
+    doc = {
+        "benchmark": name,
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "environment": environment(),
+        **payload,
+    }
     out.write_text(json.dumps(doc, indent=2, default=str))
     log(f"wrote {out}")
     return out
@@ -42,8 +46,12 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     cells = [[str(c) for c in header]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(r, widths, strict=True))) for r in cells]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -57,8 +65,9 @@ def _fmt(c: Any) -> str:
 
 
 @contextlib.contextmanager
-def kwokctl_extra_flags(flags: list[str],
-                        kwok_options: dict[str, Any] | None = None) -> Iterator[None]:
+def kwokctl_extra_flags(
+    flags: list[str], kwok_options: dict[str, Any] | None = None
+) -> Iterator[None]:
     """Add flags to `kwokctl create cluster` (e.g. --disable kube-scheduler) and a
     KwokConfiguration (e.g. podPlayStageParallelism) to its config, for one create.
 
@@ -73,8 +82,11 @@ def kwokctl_extra_flags(flags: list[str],
             cmd = [*cmd, *flags]
             if kwok_options and "--config" in argv:
                 conf = Path(argv[argv.index("--config") + 1])
-                doc = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-                       "kind": "KwokConfiguration", "options": kwok_options}
+                doc = {
+                    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+                    "kind": "KwokConfiguration",
+                    "options": kwok_options,
+                }
                 conf.write_text(conf.read_text() + "---\n" + yaml.safe_dump(doc))
         return orig(cmd, *a, **k)
 
@@ -85,11 +97,16 @@ def kwokctl_extra_flags(flags: list[str],
         local.run = orig
 
 
-def create_cluster(name: str, apiserver_args: dict[str, str] | None = None,
-                   kwokctl_flags: list[str] | None = None, feature_gates: str = "",
-                   kwok_options: dict[str, Any] | None = None) -> Cluster:
-    provider = local.LocalProvider(log=log, apiserver_args=apiserver_args or {},
-                                   feature_gates=feature_gates)
+def create_cluster(
+    name: str,
+    apiserver_args: dict[str, str] | None = None,
+    kwokctl_flags: list[str] | None = None,
+    feature_gates: str = "",
+    kwok_options: dict[str, Any] | None = None,
+) -> Cluster:
+    provider = local.LocalProvider(
+        log=log, apiserver_args=apiserver_args or {}, feature_gates=feature_gates
+    )
     if provider.get(name) is not None:
         log(f"removing leftover cluster {name!r}")
         provider.delete(name)

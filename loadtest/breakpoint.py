@@ -62,8 +62,11 @@ def bracket(steps: list[Step]) -> tuple[int | None, int | None]:
 
 def fit_sizes(b: Bounds) -> list[int]:
     """The small sizes the forecast is fitted on: the floor and twice it."""
-    return [b.min_nodes, min(b.max_nodes, 2 * b.min_nodes)] if b.max_nodes > b.min_nodes \
+    return (
+        [b.min_nodes, min(b.max_nodes, 2 * b.min_nodes)]
+        if b.max_nodes > b.min_nodes
         else [b.min_nodes]
+    )
 
 
 def next_size(steps: list[Step], forecast: float | None, b: Bounds) -> tuple[int, str] | None:
@@ -116,22 +119,31 @@ class Search:
 
     def result(self) -> dict[str, Any]:
         lo, hi = bracket(self.steps)
-        return {"version": 1, "profile": self.profile, "agents_per_node": self.agents_per_node,
-                "bounds": asdict(self.bounds), "bracket": [lo, hi],
-                "predicted": self.predicted,
-                "forecast_error": forecast_error(self.predicted, lo, hi),
-                "steps": [asdict(s) for s in self.steps], "stopped": self.stopped,
-                "seconds": round(time.time() - self.started, 1)}
+        return {
+            "version": 1,
+            "profile": self.profile,
+            "agents_per_node": self.agents_per_node,
+            "bounds": asdict(self.bounds),
+            "bracket": [lo, hi],
+            "predicted": self.predicted,
+            "forecast_error": forecast_error(self.predicted, lo, hi),
+            "steps": [asdict(s) for s in self.steps],
+            "stopped": self.stopped,
+            "seconds": round(time.time() - self.started, 1),
+        }
 
     def progress(self) -> str:
         failed = sorted({x for s in self.steps for x in s.failed_slos})
         lo, hi = bracket(self.steps)
-        return (f"{len(self.steps)} step(s), bracket [{lo}, {hi}], failed so far: "
-                f"{', '.join(failed) or 'nothing'}")
+        return (
+            f"{len(self.steps)} step(s), bracket [{lo}, {hi}], failed so far: "
+            f"{', '.join(failed) or 'nothing'}"
+        )
 
 
-def forecast_error(predicted: dict[str, Any] | None, lo: int | None, hi: int | None
-                   ) -> float | None:
+def forecast_error(
+    predicted: dict[str, Any] | None, lo: int | None, hi: int | None
+) -> float | None:
     """(forecast - measured) / measured, the measured break taken as the bracket's middle."""
     n = (predicted or {}).get("nodes")
     if not n or lo is None or hi is None:
@@ -140,8 +152,9 @@ def forecast_error(predicted: dict[str, Any] | None, lo: int | None, hi: int | N
     return (n - measured) / measured
 
 
-def search(s: Search, run: Runner, forecaster: Forecaster, out: Path,
-           log: Callable[[str], None]) -> Search:
+def search(
+    s: Search, run: Runner, forecaster: Forecaster, out: Path, log: Callable[[str], None]
+) -> Search:
     """Run steps until the bracket is tight, a bound is hit, or nothing is left to try."""
     per_step: list[float] = []
     while True:
@@ -150,19 +163,23 @@ def search(s: Search, run: Runner, forecaster: Forecaster, out: Path,
         passes = [x for x in s.steps if x.verdict == "pass"]
         nxt = next_size(s.steps, (s.predicted or {}).get("nodes"), s.bounds)
         if s.predicted is None and (len(passes) >= 2 or nxt is None):
-            s.predicted = {**(forecaster(passes) or {"nodes": None, "why": "no passing run "
-                                                                          "to forecast from"}),
-                           "made_after_steps": len(s.steps)}
+            s.predicted = {
+                **(forecaster(passes) or {"nodes": None, "why": "no passing run to forecast from"}),
+                "made_after_steps": len(s.steps),
+            }
             log(f"breakpoint: predicted {s.predicted.get('line') or s.predicted}")
             nxt = next_size(s.steps, s.predicted.get("nodes"), s.bounds)
         if nxt is None:
             lo, hi = bracket(s.steps)
             last = s.steps[-1] if s.steps else None
-            s.stopped = ("bracket found" if lo is not None and hi is not None
-                         else f"step {len(s.steps)} could not be measured: "
-                              f"{last.failed_slos[0] if last.failed_slos else '?'}"
-                         if last and last.verdict == "error"
-                         else "nothing left within the bounds")
+            s.stopped = (
+                "bracket found"
+                if lo is not None and hi is not None
+                else f"step {len(s.steps)} could not be measured: "
+                f"{last.failed_slos[0] if last.failed_slos else '?'}"
+                if last and last.verdict == "error"
+                else "nothing left within the bounds"
+            )
             break
         if len(s.steps) >= s.bounds.max_steps:
             s.stopped = f"step bound ({s.bounds.max_steps}) reached"
@@ -170,21 +187,30 @@ def search(s: Search, run: Runner, forecaster: Forecaster, out: Path,
         elapsed = time.time() - s.started
         guess = max(per_step) if per_step else 0.0
         if per_step and elapsed + guess > s.bounds.max_seconds:
-            s.stopped = (f"time bound ({s.bounds.max_seconds:.0f}s) reached: {elapsed:.0f}s "
-                         f"spent, a step takes ~{guess:.0f}s")
+            s.stopped = (
+                f"time bound ({s.bounds.max_seconds:.0f}s) reached: {elapsed:.0f}s "
+                f"spent, a step takes ~{guess:.0f}s"
+            )
             break
         n, phase = nxt
         agents = max(1, round(n * s.agents_per_node))
-        log(f"breakpoint step {len(s.steps) + 1}/{s.bounds.max_steps} ({phase}): {n} nodes, "
-            f"{agents} agents; {s.progress()}")
+        log(
+            f"breakpoint step {len(s.steps) + 1}/{s.bounds.max_steps} ({phase}): {n} nodes, "
+            f"{agents} agents; {s.progress()}"
+        )
         t0 = time.time()
         step = run(n, agents, phase)
         step.seconds = round(time.time() - t0, 1)
         per_step.append(step.seconds)
         s.steps.append(step)
-        log(f"breakpoint: {n} nodes {step.verdict.upper()}"
-            + (f" (first failed: {step.first_failed}; all: {', '.join(step.failed_slos)})"
-               if step.failed_slos else ""))
+        log(
+            f"breakpoint: {n} nodes {step.verdict.upper()}"
+            + (
+                f" (first failed: {step.first_failed}; all: {', '.join(step.failed_slos)})"
+                if step.failed_slos
+                else ""
+            )
+        )
         write(out, s)
     write(out, s)
     return s
@@ -197,6 +223,7 @@ def write(out: Path, s: Search) -> Path:
 
 
 # --- the inventory at a size ------------------------------------------------------------
+
 
 def surplus(spec: InventorySpec, seeded_nodes: int) -> list[tuple[str, str, str]]:
     """(path, namespace, name) of objects an inventory of `seeded_nodes` has beyond `spec`
@@ -223,8 +250,10 @@ def trim(cluster: Any, spec: InventorySpec, seeded_nodes: int) -> int:
         for path, _, name in surplus(spec, seeded_nodes):
             r = c.delete(f"{path}/{name}", params={"gracePeriodSeconds": "0"})
             if r.status_code not in (200, 202, 404):
-                raise ClusterError(f"trimming the inventory: DELETE {path}/{name}: HTTP "
-                                   f"{r.status_code} {r.text[:200]}")
+                raise ClusterError(
+                    f"trimming the inventory: DELETE {path}/{name}: HTTP "
+                    f"{r.status_code} {r.text[:200]}"
+                )
             gone += r.status_code != 404
     return gone
 
@@ -248,7 +277,14 @@ def step_from_run(run_dir: Path, phase: str, loadavg_1m: float | None) -> Step:
         # (KWOK, seeding, a port taken) measured nothing: an error that ends the search
         loaded = "measurements-started" in s.get("stages", {})
         verdict = "fail" if loaded else "error"
-    return Step(cfg.get("inventory", {}).get("nodes", 0), cfg.get("agents", 0), phase,
-                verdict, failed,
-                failed[0] if failed else None, str(run_dir), loadavg_1m=loadavg_1m,
-                cpu_cores=cpu)
+    return Step(
+        cfg.get("inventory", {}).get("nodes", 0),
+        cfg.get("agents", 0),
+        phase,
+        verdict,
+        failed,
+        failed[0] if failed else None,
+        str(run_dir),
+        loadavg_1m=loadavg_1m,
+        cpu_cores=cpu,
+    )

@@ -33,14 +33,19 @@ from loadtest.results import read_jsonl, read_summary
 
 # Work the API server does, per second, by what it costs (see module doc).
 FEATURES = ("list_bytes", "watch_events", "watches", "requests")
-UNITS = {"list_bytes": "CPU-s per byte listed", "watch_events": "CPU-s per watch event",
-         "watches": "cores per open watch", "requests": "CPU-s per request"}
+UNITS = {
+    "list_bytes": "CPU-s per byte listed",
+    "watch_events": "CPU-s per watch event",
+    "watches": "cores per open watch",
+    "requests": "CPU-s per request",
+}
 # KEP-3157: a LIST holds about 5x its response size in temporary API server memory.
 LIST_MEMORY_FACTOR = 5.0
 SATURATED = 0.85  # intervals above this share of the cores are censored: left out of the fit
 
 
 # --- one run, reduced ----------------------------------------------------------------------
+
 
 @dataclass
 class RunSample:
@@ -73,20 +78,23 @@ def _interval_features(a: dict, b: dict, dt: float) -> dict[str, float]:
     sizes = metrics.counter_delta(a, b, "apiserver_response_sizes_sum", ("verb",))
     events = metrics.counter_delta(a, b, "apiserver_watch_events_total")
     reqs = metrics.counter_delta(a, b, "apiserver_request_total")
-    watches = [metrics.gauge(x, "apiserver_longrunning_requests", ("verb",)).get(("WATCH",), 0.0)
-               for x in (a, b)]
-    return {"list_bytes": sizes.get(("LIST",), 0.0) / dt,
-            "watch_events": sum(events.values()) / dt,
-            "watches": sum(watches) / 2,
-            "requests": sum(reqs.values()) / dt}
+    watches = [
+        metrics.gauge(x, "apiserver_longrunning_requests", ("verb",)).get(("WATCH",), 0.0)
+        for x in (a, b)
+    ]
+    return {
+        "list_bytes": sizes.get(("LIST",), 0.0) / dt,
+        "watch_events": sum(events.values()) / dt,
+        "watches": sum(watches) / 2,
+        "requests": sum(reqs.values()) / dt,
+    }
 
 
 def _cpu(a: dict, b: dict, dt: float) -> float:
     return metrics.counter_delta(a, b, "process_cpu_seconds_total").get((), 0.0) / dt
 
 
-def scrape_intervals(raw: Path, group: int | None = None
-                     ) -> list[tuple[float, float, float, dict]]:
+def scrape_intervals(raw: Path, group: int | None = None) -> list[tuple[float, float, float, dict]]:
     """(t0, t1, cores, features) over windows of `group` scrapes (a LIST that spans a scrape
     is counted when it ends; wider windows blur that; short runs get single intervals)."""
     ok = [r for r in expand(read_jsonl(raw)) if "samples" in r]
@@ -96,8 +104,14 @@ def scrape_intervals(raw: Path, group: int | None = None
         a, b = ok[i], ok[i + group]
         dt = b["t"] - a["t"]
         if dt > 0:
-            out.append((a["t"], b["t"], _cpu(a["samples"], b["samples"], dt),
-                        _interval_features(a["samples"], b["samples"], dt)))
+            out.append(
+                (
+                    a["t"],
+                    b["t"],
+                    _cpu(a["samples"], b["samples"], dt),
+                    _interval_features(a["samples"], b["samples"], dt),
+                )
+            )
     return out
 
 
@@ -154,27 +168,36 @@ def sample_from_run(run_dir: Path) -> RunSample:
     peak = s.get("cluster", {}).get("apiserver_memory_peak_bytes")
     rss = api.get("process", {}).get("rss_max_mib")
     return RunSample(
-        nodes=int(inv.get("nodes", 0)), agents=int(cfg.get("agents", 0)),
-        pods_per_node=int(inv.get("pods_per_node", 0)), pod_bytes=int(inv.get("pod_bytes", 0)),
-        node_bytes=int(inv.get("node_bytes", 0)), load_s=load_s, cpu_busy=v["apiserver_cpu"],
-        work=_mean_features(inside), background=_mean_features(outside),
-        intervals=[(c, f) for _, _, c, f in rows], p99=_p99_classes(s),
+        nodes=int(inv.get("nodes", 0)),
+        agents=int(cfg.get("agents", 0)),
+        pods_per_node=int(inv.get("pods_per_node", 0)),
+        pod_bytes=int(inv.get("pod_bytes", 0)),
+        node_bytes=int(inv.get("node_bytes", 0)),
+        load_s=load_s,
+        cpu_busy=v["apiserver_cpu"],
+        work=_mean_features(inside),
+        background=_mean_features(outside),
+        intervals=[(c, f) for _, _, c, f in rows],
+        p99=_p99_classes(s),
         list_bytes_by_resource=by_res,
         rss_bytes=float(peak) if peak else (rss * 2**20 if rss else None),
         seats_per_agent=v["apf_seats_per_agent"],
-        level_seats=nominal.get("workload-low"), verdict=s.get("verdict", "?"),
+        level_seats=nominal.get("workload-low"),
+        verdict=s.get("verdict", "?"),
         failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
-        run_dir=str(run_dir))
+        run_dir=str(run_dir),
+    )
 
 
 # --- unit costs ----------------------------------------------------------------------------
+
 
 def nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Least squares with every coefficient >= 0, by trying each subset of columns (a few
     columns only): a negative unit cost is not a cost, it is noise."""
     n = x.shape[1]
-    best, best_res = np.zeros(n), float(np.sum(y ** 2))
-    for mask in range(1, 2 ** n):
+    best, best_res = np.zeros(n), float(np.sum(y**2))
+    for mask in range(1, 2**n):
         cols = [i for i in range(n) if mask >> i & 1]
         coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
         if np.any(coef < 0):
@@ -216,6 +239,7 @@ def fit_unit_costs(samples: Sequence[RunSample], cores: float) -> UnitCosts:
 
 
 # --- capacity and the workload at N --------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Capacity:
@@ -270,8 +294,10 @@ class Forecast:
     def line(self) -> str:
         where = f"~{self.nodes:.0f} nodes ({self.slo})" if self.nodes else "not below the range"
         sat = f"; CPU saturates at ~{self.saturation_nodes:.0f}" if self.saturation_nodes else ""
-        return (f"forecast: first SLO breaks at {where}{sat} "
-                f"({self.capacity.cores:g} cores x {self.capacity.replicas})")
+        return (
+            f"forecast: first SLO breaks at {where}{sat} "
+            f"({self.capacity.cores:g} cores x {self.capacity.replicas})"
+        )
 
 
 @dataclass
@@ -291,15 +317,27 @@ class Model:
     def demand(self, n: float, sc: Scaling, cap: Capacity) -> tuple[float, dict[str, float]]:
         """API server cores needed at n nodes, per replica, and the work behind it."""
         agents = sc.agents_per_node * n
-        per = {"list_bytes": sc.list_bytes * sc.list_cost, "watch_events": sc.watch_events,
-               "watches": 1.0, "requests": 1.0}
-        work = {k: (law.background + agents * max(0.0, law.per_agent(n)) * per[k])
-                / cap.replicas for k, law in self.work.items()}
+        per = {
+            "list_bytes": sc.list_bytes * sc.list_cost,
+            "watch_events": sc.watch_events,
+            "watches": 1.0,
+            "requests": 1.0,
+        }
+        work = {
+            k: (law.background + agents * max(0.0, law.per_agent(n)) * per[k]) / cap.replicas
+            for k, law in self.work.items()
+        }
         return self.unit.cpu(work), work
 
-    def forecast(self, cap: Capacity, sc: Scaling = Scaling(), slo_p99: dict[str, float]
-                 | None = None, throttled_max: float = 0.01, max_nodes: float = 20000,
-                 assumptions: Sequence[str] = ()) -> Forecast:
+    def forecast(
+        self,
+        cap: Capacity,
+        sc: Scaling = Scaling(),
+        slo_p99: dict[str, float] | None = None,
+        throttled_max: float = 0.01,
+        max_nodes: float = 20000,
+        assumptions: Sequence[str] = (),
+    ) -> Forecast:
         """Walk N upward (1 % steps) until each SLO breaks; the first is the forecast."""
         slo_p99 = slo_p99 or DEFAULT_P99
         breaks: dict[str, Break] = {}
@@ -318,43 +356,73 @@ class Model:
                 row[f"p99_{cls}"] = p if math.isfinite(p) else None
                 limit = slo_p99.get(cls)
                 if limit and p > limit and cls not in breaks:
-                    breaks[cls] = Break(cls, n, f"p99 {cls} {_s(p)} > {limit:g}s at rho "
-                                                f"{rho:.2f}")
+                    breaks[cls] = Break(cls, n, f"p99 {cls} {_s(p)} > {limit:g}s at rho {rho:.2f}")
             throttled = max(0.0, 1 - 1 / rho) if rho > 0 else 0.0
             row["throttled_ratio"] = throttled
             if throttled > throttled_max and "throttled" not in breaks:
-                breaks["throttled"] = Break("throttled", n, f"demand {rho:.2f}x the cores: "
-                                            f"APF sheds {throttled:.1%} (> {throttled_max:.0%})")
+                breaks["throttled"] = Break(
+                    "throttled",
+                    n,
+                    f"demand {rho:.2f}x the cores: "
+                    f"APF sheds {throttled:.1%} (> {throttled_max:.0%})",
+                )
             seats_limit = cap.level_seats or self.level_seats
             if self.seats_per_agent and seats_limit:
-                seats = sc.agents_per_node * n * max(0.0, self.seats_per_agent(n)) * q \
-                    / cap.replicas
+                seats = (
+                    sc.agents_per_node * n * max(0.0, self.seats_per_agent(n)) * q / cap.replicas
+                )
                 row["seats"] = seats if math.isfinite(seats) else None
                 if seats > seats_limit and "seats" not in breaks:
-                    breaks["seats"] = Break("seats", n, f"{_s(seats, '')} seats wanted of "
-                                            f"{seats_limit:g}: APF queues fill, then rejects")
+                    breaks["seats"] = Break(
+                        "seats",
+                        n,
+                        f"{_s(seats, '')} seats wanted of "
+                        f"{seats_limit:g}: APF queues fill, then rejects",
+                    )
             if self.resident and cap.memory_bytes and self.list_bytes_per_agent:
                 # bytes of LIST responses in flight: rate x latency (Little's law)
                 lat = max(0.0, self.base_latency.get("read-cluster", Line(1, 0, None))(n)) * q
-                inflight = (sc.agents_per_node * n * self.list_bytes_per_agent(n)
-                            * sc.list_bytes * lat / cap.replicas)
+                inflight = (
+                    sc.agents_per_node
+                    * n
+                    * self.list_bytes_per_agent(n)
+                    * sc.list_bytes
+                    * lat
+                    / cap.replicas
+                )
                 mem = self.resident(n) + LIST_MEMORY_FACTOR * inflight
                 row["memory_bytes"] = mem if math.isfinite(mem) else None
                 if mem > cap.memory_bytes and "memory" not in breaks:
-                    breaks["memory"] = Break("memory", n, f"{mem / 2**30:.2f} GiB wanted of "
-                                             f"{cap.memory_bytes / 2**30:.2f}: OOM kill")
+                    breaks["memory"] = Break(
+                        "memory",
+                        n,
+                        f"{mem / 2**30:.2f} GiB wanted of {cap.memory_bytes / 2**30:.2f}: OOM kill",
+                    )
             curve.append(row)
             if len(breaks) == len(slo_p99) + 3 or (rho > 2 and breaks):
                 break
             n = max(n + 1, n * 1.01)
         found = sorted((b for b in breaks.values() if b.nodes), key=lambda b: b.nodes or 0)
         first = found[0] if found else None
-        return Forecast(first.nodes if first else None, first.slo if first else None, found,
-                        sat, self.unit, cap, list(assumptions), curve[:: max(1, len(curve) // 60)])
+        return Forecast(
+            first.nodes if first else None,
+            first.slo if first else None,
+            found,
+            sat,
+            self.unit,
+            cap,
+            list(assumptions),
+            curve[:: max(1, len(curve) // 60)],
+        )
 
 
-DEFAULT_P99 = {"mutating": 1.0, "read-resource": 1.0, "read-namespace": 5.0,
-               "read-cluster": 30.0, "break-glass": 1.0}
+DEFAULT_P99 = {
+    "mutating": 1.0,
+    "read-resource": 1.0,
+    "read-namespace": 5.0,
+    "read-cluster": 30.0,
+    "break-glass": 1.0,
+}
 
 
 def _s(x: float, unit: str = "s") -> str:
@@ -375,24 +443,39 @@ def fit_model(samples: Sequence[RunSample], cores: float) -> Model:
         raise ValueError("no run with agents and a measured API server CPU")
     unit = fit_unit_costs(runs, cores)
     ns = [float(s.nodes) for s in runs]
-    work = {k: Law(_law(ns, [max(0.0, s.work[k] - s.background[k]) / s.agents for s in runs]),
-                   sum(s.background[k] for s in runs) / len(runs)) for k in FEATURES}
+    work = {
+        k: Law(
+            _law(ns, [max(0.0, s.work[k] - s.background[k]) / s.agents for s in runs]),
+            sum(s.background[k] for s in runs) / len(runs),
+        )
+        for k in FEATURES
+    }
     base: dict[str, Line] = {}
     for cls in sorted({c for s in runs for c in s.p99}):
-        pts = [(float(s.nodes), s.p99[cls] * max(0.05, 1 - s.cpu_busy / cores))
-               for s in runs if cls in s.p99 and s.cpu_busy is not None]
+        pts = [
+            (float(s.nodes), s.p99[cls] * max(0.05, 1 - s.cpu_busy / cores))
+            for s in runs
+            if cls in s.p99 and s.cpu_busy is not None
+        ]
         base[cls] = _law([x for x, _ in pts], [y for _, y in pts])
-    seats = [(float(s.nodes), s.seats_per_agent * max(0.05, 1 - (s.cpu_busy or 0) / cores))
-             for s in runs if s.seats_per_agent is not None]
+    seats = [
+        (float(s.nodes), s.seats_per_agent * max(0.05, 1 - (s.cpu_busy or 0) / cores))
+        for s in runs
+        if s.seats_per_agent is not None
+    ]
     mem = [(float(s.nodes), s.rss_bytes) for s in runs if s.rss_bytes]
     lb = [(float(s.nodes), sum(s.list_bytes_by_resource.values()) / s.agents) for s in runs]
     total_lb = sum(sum(s.list_bytes_by_resource.values()) for s in runs)
     pods_lb = sum(s.list_bytes_by_resource.get("pods", 0.0) for s in runs)
     levels = [s.level_seats for s in runs if s.level_seats]
     return Model(
-        unit, work, base,
+        unit,
+        work,
+        base,
         _law([x for x, _ in seats], [y for _, y in seats]) if seats else None,
         levels[-1] if levels else None,
         _law([x for x, _ in mem], [y for _, y in mem]) if mem else None,
         _law([x for x, _ in lb], [y for _, y in lb]) if lb else None,
-        sorted(s.nodes for s in runs), pods_lb / total_lb if total_lb else 1.0)
+        sorted(s.nodes for s in runs),
+        pods_lb / total_lb if total_lb else 1.0,
+    )

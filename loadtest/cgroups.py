@@ -43,8 +43,12 @@ def _group(name: str) -> _Group:
     """The group's directory and files in this machine's hierarchy."""
     if (ROOT / "cgroup.controllers").exists():  # v2, unified
         return _Group(ROOT / f"loadtest-{name}", "memory.max", "memory.events", "memory.peak")
-    return _Group(ROOT / "memory" / f"loadtest-{name}", "memory.limit_in_bytes",
-                  "memory.oom_control", "memory.max_usage_in_bytes")
+    return _Group(
+        ROOT / "memory" / f"loadtest-{name}",
+        "memory.limit_in_bytes",
+        "memory.oom_control",
+        "memory.max_usage_in_bytes",
+    )
 
 
 def cap(name: str, limit: int) -> Path:
@@ -54,13 +58,16 @@ def cap(name: str, limit: int) -> Path:
     try:
         d.mkdir(exist_ok=True)
         (d / limit_file).write_text(str(limit))
-        swap = d / ("memory.swap.max" if limit_file == "memory.max"
-                    else "memory.memsw.limit_in_bytes")
+        swap = d / (
+            "memory.swap.max" if limit_file == "memory.max" else "memory.memsw.limit_in_bytes"
+        )
         if swap.exists():
             swap.write_text("0" if limit_file == "memory.max" else str(limit))
     except OSError as e:
-        raise ClusterError(f"cannot limit memory through {d}: {e.strerror} (needs root and the "
-                           "cgroup memory controller)") from e
+        raise ClusterError(
+            f"cannot limit memory through {d}: {e.strerror} (needs root and the "
+            "cgroup memory controller)"
+        ) from e
     return d
 
 
@@ -99,8 +106,9 @@ def cap_cpu(name: str, cores: float) -> Path:
             (d / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (d / "cpu.cfs_quota_us").write_text(str(quota))
     except OSError as e:
-        raise ClusterError(f"cannot limit CPU through {d}: {e.strerror} (needs root and the "
-                           "cgroup cpu controller)") from e
+        raise ClusterError(
+            f"cannot limit CPU through {d}: {e.strerror} (needs root and the cgroup cpu controller)"
+        ) from e
     return d
 
 
@@ -128,8 +136,9 @@ def launcher(name: str, binary: Path, script: Path) -> Path:
     process is charged from its first page. Moving it in later would leave what it already
     holds charged outside (v2, and v1 kernels that dropped move_charge_at_immigrate): the
     budget would be larger than stated."""
-    enter = "".join(f'echo $$ > "{d / "cgroup.procs"}" || exit 1\n'
-                    for d in _dirs(name) or [_group(name).dir])
+    enter = "".join(
+        f'echo $$ > "{d / "cgroup.procs"}" || exit 1\n' for d in _dirs(name) or [_group(name).dir]
+    )
     script.write_text(f'#!/bin/sh\n{enter}exec "{binary}" "$@"\n')
     script.chmod(0o755)
     return script

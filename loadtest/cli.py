@@ -74,12 +74,20 @@ def _print_cluster(cluster: Cluster) -> None:
     print(json.dumps(cluster.redacted(), indent=2))
 
 
-SPEC_FLAGS = ("nodes", "pods_per_node", "namespaces", "services_per_namespace",
-              "configmaps_per_namespace", "pod_bytes", "node_bytes")
+SPEC_FLAGS = (
+    "nodes",
+    "pods_per_node",
+    "namespaces",
+    "services_per_namespace",
+    "configmaps_per_namespace",
+    "pod_bytes",
+    "node_bytes",
+)
 
 
-def _file_then_flags(model: type[config.M], path: Path | None, args: argparse.Namespace,
-                     flags: tuple[str, ...]) -> dict[str, object]:
+def _file_then_flags(
+    model: type[config.M], path: Path | None, args: argparse.Namespace, flags: tuple[str, ...]
+) -> dict[str, object]:
     """A config file's fields (validated), with the flags that were given laid over them."""
     base: dict[str, object] = config.load(model, path).model_dump() if path else {}
     base.update({f: getattr(args, f) for f in flags if getattr(args, f) is not None})
@@ -108,8 +116,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
         return 0
     result = seeder.seed()
     rate = result.total_created / result.seconds if result.seconds else 0.0
-    log(f"created {result.created} in {result.seconds:.1f}s ({rate:.0f} objects/s); "
-        f"already there: {result.existing}")
+    log(
+        f"created {result.created} in {result.seconds:.1f}s ({rate:.0f} objects/s); "
+        f"already there: {result.existing}"
+    )
     if args.wait:
         log(f"KWOK: {seeder.wait_ready(timeout=args.wait)}")
     return 0
@@ -118,25 +128,47 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def cmd_agents(args: argparse.Namespace) -> int:
     from loadtest.agents.runner import AgentRun, run_agents
 
-    run = AgentRun(profile=args.profile, agents=args.agents, duration_s=args.duration,
-                   spawn_rate=args.spawn_rate, shape=args.shape, steps=args.steps,
-                   processes=args.processes, node_selector=args.node_selector,
-                   decode=args.decode, workers=args.workers or 0,
-                   master_bind=args.master_bind or "")
+    run = AgentRun(
+        profile=args.profile,
+        agents=args.agents,
+        duration_s=args.duration,
+        spawn_rate=args.spawn_rate,
+        shape=args.shape,
+        steps=args.steps,
+        processes=args.processes,
+        node_selector=args.node_selector,
+        decode=args.decode,
+        workers=args.workers or 0,
+        master_bind=args.master_bind or "",
+    )
     cluster = target_cluster(args)
     pool = None
     if args.workers_in_cluster:
         from loadtest.agents.pods import in_cluster_workers
-        run, pool = in_cluster_workers(cluster, run, args.workers_in_cluster,
-                                       args.worker_image, log)
+
+        run, pool = in_cluster_workers(
+            cluster, run, args.workers_in_cluster, args.worker_image, log
+        )
     stats = run_agents(cluster, run, args.out, log, pool)
     print(json.dumps(stats, indent=2))
     return 0
 
 
-RUN_FLAGS = ("profile", "agents", "duration_s", "spawn_rate", "shape", "steps", "processes",
-             "slo_file", "restart_dns_at_s", "workers", "master_bind", "workers_in_cluster",
-             "worker_image")
+RUN_FLAGS = (
+    "profile",
+    "agents",
+    "duration_s",
+    "spawn_rate",
+    "shape",
+    "steps",
+    "processes",
+    "slo_file",
+    "restart_dns_at_s",
+    "workers",
+    "master_bind",
+    "workers_in_cluster",
+    "worker_image",
+)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -153,8 +185,12 @@ def _workers_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("remote workers")
     g.add_argument("--workers", type=int, help="run the agents on K `loadtest worker`s")
     g.add_argument("--master-bind", help="HOST:PORT the Locust master listens on for them")
-    g.add_argument("--workers-in-cluster", type=int, metavar="N",
-                   help="run N worker pods in the cluster under test")
+    g.add_argument(
+        "--workers-in-cluster",
+        type=int,
+        metavar="N",
+        help="run N worker pods in the cluster under test",
+    )
     g.add_argument("--worker-image", help="their image (default: built and kind-loaded here)")
 
 
@@ -173,9 +209,15 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = run_config(args)
     check_target(args)
-    job = MainJob(make_provider(args), args.name, cfg, args.out, log,
-                  keep_cluster=not args.delete_cluster,
-                  allow_existing=args.allow_existing_cluster)
+    job = MainJob(
+        make_provider(args),
+        args.name,
+        cfg,
+        args.out,
+        log,
+        keep_cluster=not args.delete_cluster,
+        allow_existing=args.allow_existing_cluster,
+    )
     run_dir = job.execute()
     log(f"verdict: {job.summary.get('verdict')} (pytest: one test per SLO)")
     return run_verdict_pytest(run_dir, cfg.slo_file)
@@ -193,8 +235,11 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
         args.results = latest_run(args.out, args.profile)
         log(f"newest run of {args.profile}: {args.results}")
     summary = read_summary(args.results)
-    cfg = (config.parse(RunConfig, summary.get("config", {}), f"{args.results}/summary.json")
-           if args.rerun else None)
+    cfg = (
+        config.parse(RunConfig, summary.get("config", {}), f"{args.results}/summary.json")
+        if args.rerun
+        else None
+    )
     if summary.get("verdict") == "pass":
         log("warning: that run passed its SLOs: the objects confine agents that did no harm")
     plan = mitigation.Plan(shares_of_server=args.share) if args.share else None
@@ -213,9 +258,18 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
         return 0
     from loadtest import report
 
-    verdict, comparison = mitigation.rerun(make_provider(args), args.name, cluster, objs, cfg,
-                                    args.results / "mitigation", args.rounds,
-                                    args.fresh_cluster, fresh, log)
+    verdict, comparison = mitigation.rerun(
+        make_provider(args),
+        args.name,
+        cluster,
+        objs,
+        cfg,
+        args.results / "mitigation",
+        args.rounds,
+        args.fresh_cluster,
+        fresh,
+        log,
+    )
     report.draw(lambda: report.write_mitigation_report(comparison.parent), log)
     return 0 if verdict == mitigation.HOLDS else 1
 
@@ -231,23 +285,27 @@ def _mitigation_cluster(args: argparse.Namespace) -> tuple[Cluster, bool]:
         log(f"creating {provider.name} cluster {args.name!r} (--fresh-cluster)")
         return provider.create(args.name), True
     if not cluster.created_by_harness:
-        raise ClusterError(f"--fresh-cluster would delete {args.name!r}, which loadtest did "
-                           "not create")
+        raise ClusterError(
+            f"--fresh-cluster would delete {args.name!r}, which loadtest did not create"
+        )
     return cluster, False
 
 
 def _results_folder(d: Path) -> Path:
     """A run's results folder, or a one-line error (and nothing written anywhere)."""
     if not (d / "summary.json").is_file() and not (d / "raw" / "apiserver.jsonl").is_file():
-        raise ConfigError(f"{d}: not a run's results folder (no summary.json, no "
-                          "raw/apiserver.jsonl)")
+        raise ConfigError(
+            f"{d}: not a run's results folder (no summary.json, no raw/apiserver.jsonl)"
+        )
     return d
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     summary = rebuild_summary(_results_folder(args.results))
-    log(f"rebuilt {args.results / 'summary.json'} from raw streams "
-        f"({', '.join(summary.get('measurements', {}))})")
+    log(
+        f"rebuilt {args.results / 'summary.json'} from raw streams "
+        f"({', '.join(summary.get('measurements', {}))})"
+    )
     return 0
 
 
@@ -256,8 +314,9 @@ def cmd_verdict(args: argparse.Namespace) -> int:
 
     summary = read_summary(args.results)  # a missing or foreign folder: one line, no XML
     # by default the SLOs the run was judged by, not today's defaults
-    return run_verdict_pytest(args.results, args.slo or summary.get("config", {}).get(
-        "slo_file", ""))
+    return run_verdict_pytest(
+        args.results, args.slo or summary.get("config", {}).get("slo_file", "")
+    )
 
 
 class Parser(argparse.ArgumentParser):
@@ -284,8 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", default="loadtest")
     c.add_argument("--port", type=int, help="local: kube-apiserver port (default: random)")
     c.add_argument("--feature-gates", default="", help="local: kube-apiserver feature gates")
-    c.add_argument("--apiserver-arg", type=_key_value, action="append",
-                   help="local: extra kube-apiserver flag KEY=VALUE (repeatable)")
+    c.add_argument(
+        "--apiserver-arg",
+        type=_key_value,
+        action="append",
+        help="local: extra kube-apiserver flag KEY=VALUE (repeatable)",
+    )
     c.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
     memory_arg(c)
     c.add_argument("--reuse", action="store_true", help="up: reuse a cluster of that name")
@@ -298,8 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     for f in SPEC_FLAGS:
         s.add_argument("--" + f.replace("_", "-"), type=int, dest=f)
     s.add_argument("--concurrency", type=int, default=48, help="requests in flight")
-    s.add_argument("--wait", type=float, default=300,
-                   help="seconds to wait for nodes Ready and pods Running (0: don't)")
+    s.add_argument(
+        "--wait",
+        type=float,
+        default=300,
+        help="seconds to wait for nodes Ready and pods Running (0: don't)",
+    )
     s.add_argument("--delete", action="store_true", help="remove everything labelled")
     s.set_defaults(func=cmd_seed)
 
@@ -320,8 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="a Locust worker for a master's agents (`--workers`)")
     w.add_argument("--master", required=True, help="HOST:PORT of the master")
-    w.add_argument("--api-server", default="",
-                   help="the API server as reached from here (default: the master's address)")
+    w.add_argument(
+        "--api-server",
+        default="",
+        help="the API server as reached from here (default: the master's address)",
+    )
     w.set_defaults(func=cmd_worker)
 
     r = sub.add_parser("run", help="the main job: cluster, inventory, agents, SLO verdict")
@@ -338,10 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nodes", type=int, help="inventory: fake nodes")
     r.add_argument("--pods-per-node", type=int, help="inventory: pods per node")
     r.add_argument("--slo", dest="slo_file", help="SLO file overriding the defaults")
-    r.add_argument("--restart-dns-at", type=float, dest="restart_dns_at_s",
-                   help="restart CoreDNS this many seconds into the load")
-    r.add_argument("--delete-cluster", action="store_true",
-                   help="remove the cluster afterwards if this run created it")
+    r.add_argument(
+        "--restart-dns-at",
+        type=float,
+        dest="restart_dns_at_s",
+        help="restart CoreDNS this many seconds into the load",
+    )
+    r.add_argument(
+        "--delete-cluster",
+        action="store_true",
+        help="remove the cluster afterwards if this run created it",
+    )
     r.add_argument("--out", type=Path, default=Path("results"))
     _workers_args(r)
     r.set_defaults(func=cmd_run)
@@ -349,22 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("mitigate", help="APF objects that confine the agents of a run")
     cluster_target_args(mg)
     src = mg.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from", dest="results", type=Path,
-                     help="results folder of a (failing) run")
+    src.add_argument("--from", dest="results", type=Path, help="results folder of a (failing) run")
     src.add_argument("--profile", help="the newest run of this profile in --out")
-    mg.add_argument("--out", type=Path, default=Path("results"),
-                    help="where --profile looks for runs (default results/)")
-    mg.add_argument("--share", type=float,
-                    help="the agents' share of the API server's concurrency (default: "
-                         "derived from the run: seats for half the server's cores)")
+    mg.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results"),
+        help="where --profile looks for runs (default results/)",
+    )
+    mg.add_argument(
+        "--share",
+        type=float,
+        help="the agents' share of the API server's concurrency (default: "
+        "derived from the run: seats for half the server's cores)",
+    )
     mg.add_argument("--apply", action="store_true", help="apply to this harness's cluster")
     mg.add_argument("--remove", action="store_true", help="remove them again")
-    mg.add_argument("--rerun", action="store_true",
-                    help="rerun the scenario without and with them, interleaved, and judge")
+    mg.add_argument(
+        "--rerun",
+        action="store_true",
+        help="rerun the scenario without and with them, interleaved, and judge",
+    )
     mg.add_argument("--rounds", type=int, default=1, help="rerun rounds (each: without, with)")
-    mg.add_argument("--fresh-cluster", action="store_true",
-                    help="rerun: a new cluster for every run (for scenarios that bring the "
-                         "control plane down)")
+    mg.add_argument(
+        "--fresh-cluster",
+        action="store_true",
+        help="rerun: a new cluster for every run (for scenarios that bring the control plane down)",
+    )
     mg.set_defaults(func=cmd_mitigate)
 
     sm = sub.add_parser("summarize", help="rebuild a run's summary from its raw streams")

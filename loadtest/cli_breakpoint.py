@@ -26,9 +26,13 @@ def _forecaster(args: argparse.Namespace, target: TargetSpec | None):  # noqa: A
         dirs = [Path(s.run_dir) for s in steps if s.verdict == "pass"]
         if not dirs:
             return None
-        kw = {"agents_per_node": args.agents_per_node, "cores": args.cores,
-              "memory_bytes": memory, "slo_file": args.slo or "",
-              "max_nodes": args.max_nodes * 4}
+        kw = {
+            "agents_per_node": args.agents_per_node,
+            "cores": args.cores,
+            "memory_bytes": memory,
+            "slo_file": args.slo or "",
+            "max_nodes": args.max_nodes * 4,
+        }
         try:
             here = forecast.forecast_from_runs(dirs, **kw)
             loads = [s.loadavg_1m for s in steps if s.verdict == "pass" and s.loadavg_1m]
@@ -37,7 +41,8 @@ def _forecaster(args: argparse.Namespace, target: TargetSpec | None):  # noqa: A
                     f"the fit runs started at machine load average {min(loads):.1f}-"
                     f"{max(loads):.1f} on {os.cpu_count()} cores: other processes' CPU "
                     "(neighbours) is not modelled; it slows every step alike only if it "
-                    "stays the same")
+                    "stays the same"
+                )
             if target is not None:
                 there = forecast.forecast_from_runs(dirs, **{**kw, "target": target})
                 here["for_target"] = there
@@ -55,8 +60,9 @@ def cmd_breakpoint(args: argparse.Namespace) -> int:
     target = load_target(args.target) if args.target else None  # a bad file fails first
     bounds = bp.Bounds(args.min_nodes, args.max_nodes, args.max_steps, args.max_minutes * 60)
     if not 1 <= bounds.min_nodes < bounds.max_nodes:
-        raise ConfigError(f"--min-nodes {bounds.min_nodes} must be >= 1 and below "
-                          f"--max-nodes {bounds.max_nodes}")
+        raise ConfigError(
+            f"--min-nodes {bounds.min_nodes} must be >= 1 and below --max-nodes {bounds.max_nodes}"
+        )
     check_target(args)
     _refuse_grown_inventory(args, bounds.min_nodes)
     search = bp.Search(args.profile, args.agents_per_node, bounds)
@@ -65,9 +71,11 @@ def cmd_breakpoint(args: argparse.Namespace) -> int:
     res = search.result()
     lo, hi = res["bracket"]
     err = res["forecast_error"]
-    log(f"breakpoint {args.profile}: passes at {lo}, fails at {hi} ({search.stopped}); "
+    log(
+        f"breakpoint {args.profile}: passes at {lo}, fails at {hi} ({search.stopped}); "
         f"predicted {(res['predicted'] or {}).get('nodes') or 'nothing'}"
-        + (f" (off by {err:+.0%} of the bracket's middle)" if err is not None else ""))
+        + (f" (off by {err:+.0%} of the bracket's middle)" if err is not None else "")
+    )
     log(f"breakpoint: {out / 'breakpoint.json'}")
     from loadtest.report_breakpoint import write_breakpoint_report
 
@@ -81,8 +89,11 @@ def _step_runner(args: argparse.Namespace, search: bp.Search, out: Path) -> bp.R
 
     def run(n: int, agents: int, phase: str) -> bp.Step:
         k = len(search.steps) + 1
-        prefix = f"[step {k}/{search.bounds.max_steps} {n} nodes; failed so far: " + (
-            ", ".join(sorted({x for s in search.steps for x in s.failed_slos})) or "none") + "]"
+        prefix = (
+            f"[step {k}/{search.bounds.max_steps} {n} nodes; failed so far: "
+            + (", ".join(sorted({x for s in search.steps for x in s.failed_slos})) or "none")
+            + "]"
+        )
 
         def step_log(msg: str) -> None:
             log(f"{prefix} {msg}")
@@ -91,8 +102,10 @@ def _step_runner(args: argparse.Namespace, search: bp.Search, out: Path) -> bp.R
             cluster = make_provider(args).get(args.name)
             if cluster is not None:
                 spec = InventorySpec(nodes=n, pods_per_node=args.pods_per_node)
-                step_log(f"trimmed the inventory from {seeded[0]} nodes: "
-                         f"{bp.trim(cluster, spec, seeded[0])} objects deleted")
+                step_log(
+                    f"trimmed the inventory from {seeded[0]} nodes: "
+                    f"{bp.trim(cluster, spec, seeded[0])} objects deleted"
+                )
         load = machine_load()["loadavg_1m"]
         job = _job(args, n, agents, args.profile, out / "steps", step_log)
         try:
@@ -114,7 +127,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-nodes", type=int, default=2000, help="largest size tried")
     b.add_argument("--max-steps", type=int, default=10, help="bound on measured runs")
     b.add_argument("--max-minutes", type=float, default=90, help="bound on the search's time")
-    b.add_argument("--cores", type=float, help="cores the API server gets here (default: its "
-                   "CPU quota, else 80%% of the machine)")
+    b.add_argument(
+        "--cores",
+        type=float,
+        help="cores the API server gets here (default: its CPU quota, else 80%% of the machine)",
+    )
     b.add_argument("--target", type=Path, help="the user's control plane (YAML): forecast there")
     b.set_defaults(func=cmd_breakpoint, duration=90.0, pods_per_node=3)

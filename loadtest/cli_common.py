@@ -27,17 +27,28 @@ def make_provider(args: argparse.Namespace) -> ClusterProvider:
     memory = _memory(args)
     cpu = getattr(args, "apiserver_cpu", None)
     if args.provider == "local":
-        return get_provider("local", log=log, apiserver_port=args.port,
-                            apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates, apiserver_memory=memory,
-                            apiserver_cpu=cgroups.parse_cores(cpu) if cpu else None)
+        return get_provider(
+            "local",
+            log=log,
+            apiserver_port=args.port,
+            apiserver_args=dict(args.apiserver_arg or []),
+            feature_gates=args.feature_gates,
+            apiserver_memory=memory,
+            apiserver_cpu=cgroups.parse_cores(cpu) if cpu else None,
+        )
     if memory or cpu:
-        raise LoadtestError("--apiserver-memory/--apiserver-cpu: only the local provider "
-                            "limits the API server's memory and CPU")
+        raise LoadtestError(
+            "--apiserver-memory/--apiserver-cpu: only the local provider "
+            "limits the API server's memory and CPU"
+        )
     if args.provider == "kind":
-        return get_provider("kind", log=log, apiserver_port=args.port,
-                            apiserver_args=dict(args.apiserver_arg or []),
-                            feature_gates=args.feature_gates)
+        return get_provider(
+            "kind",
+            log=log,
+            apiserver_port=args.port,
+            apiserver_args=dict(args.apiserver_arg or []),
+            feature_gates=args.feature_gates,
+        )
     if args.provider == "existing":
         return get_provider("existing", kubeconfig_path=args.kubeconfig)
     return get_provider(args.provider)
@@ -45,10 +56,14 @@ def make_provider(args: argparse.Namespace) -> ClusterProvider:
 
 def no_such_cluster(provider: ClusterProvider, name: str) -> ClusterError:
     if provider.name == "existing":
-        return ClusterError(f"no context {name!r} in the kubeconfig (--kubeconfig, "
-                            "$KUBECONFIG or ~/.kube/config; --name picks the context)")
-    return ClusterError(f"no {provider.name} cluster named {name!r} (create one with: "
-                        f"loadtest cluster up --provider {provider.name} --name {name})")
+        return ClusterError(
+            f"no context {name!r} in the kubeconfig (--kubeconfig, "
+            "$KUBECONFIG or ~/.kube/config; --name picks the context)"
+        )
+    return ClusterError(
+        f"no {provider.name} cluster named {name!r} (create one with: "
+        f"loadtest cluster up --provider {provider.name} --name {name})"
+    )
 
 
 def target_cluster(args: argparse.Namespace) -> Cluster:
@@ -77,15 +92,24 @@ def cluster_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", choices=PROVIDERS, default="local")
     p.add_argument("--name", default="loadtest", help="cluster name (existing: context)")
     p.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig (default $KUBECONFIG)")
-    p.add_argument("--allow-existing-cluster", action="store_true",
-                   help="allow load on a cluster loadtest did not create")
+    p.add_argument(
+        "--allow-existing-cluster",
+        action="store_true",
+        help="allow load on a cluster loadtest did not create",
+    )
     memory_arg(p)
     p.set_defaults(port=None, apiserver_arg=None, feature_gates="")
 
 
 def memory_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--apiserver-memory", metavar="SIZE",
-                   help="local: the API server's memory budget, e.g. 2Gi (a control plane's "
-                        "size; beyond it the kernel's OOM killer acts, as in production)")
-    p.add_argument("--apiserver-cpu", metavar="CORES",
-                   help="local: the API server's CPU quota in cores, e.g. 0.5 (cgroup cpu.max)")
+    p.add_argument(
+        "--apiserver-memory",
+        metavar="SIZE",
+        help="local: the API server's memory budget, e.g. 2Gi (a control plane's "
+        "size; beyond it the kernel's OOM killer acts, as in production)",
+    )
+    p.add_argument(
+        "--apiserver-cpu",
+        metavar="CORES",
+        help="local: the API server's CPU quota in cores, e.g. 0.5 (cgroup cpu.max)",
+    )

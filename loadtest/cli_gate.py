@@ -45,20 +45,38 @@ def _out_dir(root: Path, label: str) -> Iterator[Path]:
         raise
 
 
-def _job(args: argparse.Namespace, nodes: int, agents: int, profile: str, out_root: Path,
-         log_to: Callable[[str], None] = log) -> MainJob:
+def _job(
+    args: argparse.Namespace,
+    nodes: int,
+    agents: int,
+    profile: str,
+    out_root: Path,
+    log_to: Callable[[str], None] = log,
+) -> MainJob:
     """One bounded main-job run on the named cluster, the inventory at `nodes`."""
-    cfg = RunConfig(profile=profile, agents=agents, duration_s=args.duration,
-                    spawn_rate=args.spawn_rate,
-                    inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
-                    propagation_check=args.propagation, slo_file=args.slo or "",
-                    restart_dns_at_s=args.restart_dns_at_s)
-    return MainJob(make_provider(args), args.name, cfg, out_root, log_to,
-                   allow_existing=args.allow_existing_cluster)
+    cfg = RunConfig(
+        profile=profile,
+        agents=agents,
+        duration_s=args.duration,
+        spawn_rate=args.spawn_rate,
+        inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
+        propagation_check=args.propagation,
+        slo_file=args.slo or "",
+        restart_dns_at_s=args.restart_dns_at_s,
+    )
+    return MainJob(
+        make_provider(args),
+        args.name,
+        cfg,
+        out_root,
+        log_to,
+        allow_existing=args.allow_existing_cluster,
+    )
 
 
 def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str, Path], Path]:
     """One bounded main-job run per call, on the named cluster, same inventory every time."""
+
     def run(profile: str, out_root: Path) -> Path:
         return _job(args, nodes, agents, profile, out_root).execute()
 
@@ -88,16 +106,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_target(args)
     with _out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}") as out:
         run = _runner(args, args.nodes, args.agents)
-        a, b, machine = compare.interleave(args.baseline, args.candidate, args.rounds, out,
-                                           run, log)
-    return _finish_comparison(compare.compare_runs(a, b, budgets, machine,
-                                                   machine["schedule"]), out)
+        a, b, machine = compare.interleave(
+            args.baseline, args.candidate, args.rounds, out, run, log
+        )
+    return _finish_comparison(
+        compare.compare_runs(a, b, budgets, machine, machine["schedule"]), out
+    )
 
 
 def cmd_compare_results(args: argparse.Namespace) -> int:
     budgets = compare.parse_budgets(args.budget or compare.DEFAULT_BUDGETS)
-    c = compare.compare_runs(compare.run_dirs(args.baseline_dir),
-                             compare.run_dirs(args.candidate_dir), budgets)
+    c = compare.compare_runs(
+        compare.run_dirs(args.baseline_dir), compare.run_dirs(args.candidate_dir), budgets
+    )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         return _finish_comparison(c, args.out)
@@ -114,6 +135,7 @@ def _write_report(d: Path) -> Path:
         return report.write_comparison_report(report.load_comparison(d), d)
     if (d / "breakpoint.json").exists():
         from loadtest.report_breakpoint import write_breakpoint_report
+
         return write_breakpoint_report(d)
     if (d / "sweep.json").exists():
         return report.write_sweep_report(scaling.load_sweep(d), d)
@@ -163,30 +185,41 @@ def _refuse_grown_inventory(args: argparse.Namespace, smallest: int) -> None:
     body = r.json()
     n = len(body.get("items", [])) + int(body.get("metadata", {}).get("remainingItemCount") or 0)
     if n > smallest + REAL_NODES_MAX:
-        raise LoadtestError(f"cluster {args.name!r} already has {n} nodes, more than the "
-                            f"smallest size {smallest}: use a fresh cluster (loadtest cluster "
-                            f"down --provider {args.provider} --name {args.name})")
+        raise LoadtestError(
+            f"cluster {args.name!r} already has {n} nodes, more than the "
+            f"smallest size {smallest}: use a fresh cluster (loadtest cluster "
+            f"down --provider {args.provider} --name {args.name})"
+        )
 
 
 def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sweep:
     check_target(args)
     _refuse_grown_inventory(args, sizes[0])
     # the LIST SLO line of the fit: the flag, else the SLOs in force (--slo, else defaults)
-    slo_list_p99 = args.slo_list_p99 or slo.load_slos(
-        Path(args.slo) if args.slo else None).api.read_cluster_p99_s
+    slo_list_p99 = (
+        args.slo_list_p99
+        or slo.load_slos(Path(args.slo) if args.slo else None).api.read_cluster_p99_s
+    )
     points = []
     with _out_dir(args.out, f"{label}-{args.profile}") as out:
         for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
             agents = max(1, round(n * args.agents_per_node))
             load = compare.machine_load()
-            log(f"sweep: {n} nodes, {agents} agents (load average {load['loadavg_1m']:.1f} "
-                f"on {load['cpus']:g} cores)")
+            log(
+                f"sweep: {n} nodes, {agents} agents (load average {load['loadavg_1m']:.1f} "
+                f"on {load['cpus']:g} cores)"
+            )
             run_dir = _runner(args, n, agents)(args.profile, out / "runs")
             points.append(scaling.point_from_run(run_dir, load["loadavg_1m"]))
-    sweep = scaling.analyse(args.profile, points, cores=args.cores,
-                            slo_list_p99_s=slo_list_p99)
-    sweep = scaling.with_forecast(sweep, args.slo or "", cores=args.cores, memory_bytes=(
-        cgroups.parse_bytes(args.apiserver_memory) if args.apiserver_memory else None))
+    sweep = scaling.analyse(args.profile, points, cores=args.cores, slo_list_p99_s=slo_list_p99)
+    sweep = scaling.with_forecast(
+        sweep,
+        args.slo or "",
+        cores=args.cores,
+        memory_bytes=(
+            cgroups.parse_bytes(args.apiserver_memory) if args.apiserver_memory else None
+        ),
+    )
     _write(out, "sweep.json", sweep.to_json())
     for line in sweep.lines():
         print(line, flush=True)
@@ -207,11 +240,20 @@ def cmd_incident(args: argparse.Namespace) -> int:
     small, large = sweep.points[0], sweep.points[-1]
     ok = small.verdict == "pass" and large.verdict == "fail"
     for p in (small, large):
-        log(f"incident replay: {p.nodes} nodes {p.verdict.upper()}"
+        log(
+            f"incident replay: {p.nodes} nodes {p.verdict.upper()}"
             + (f" ({', '.join(p.failed_slos)})" if p.failed_slos else "")
-            + (f", machine load average {p.loadavg_1m:.1f}" if p.loadavg_1m is not None else ""))
-    log("incident " + ("reproduced" if ok else "NOT reproduced: expected a pass at "
-                       f"{small.nodes} nodes and a failure at {large.nodes}"))
+            + (f", machine load average {p.loadavg_1m:.1f}" if p.loadavg_1m is not None else "")
+        )
+    log(
+        "incident "
+        + (
+            "reproduced"
+            if ok
+            else "NOT reproduced: expected a pass at "
+            f"{small.nodes} nodes and a failure at {large.nodes}"
+        )
+    )
     return 0 if ok else 1
 
 
@@ -224,31 +266,50 @@ def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
     p.add_argument("--pods-per-node", type=int, default=10)
     p.add_argument("--duration", type=float, default=30, help="seconds of load per run")
     p.add_argument("--spawn-rate", type=float, default=50)
-    p.add_argument("--propagation", action="store_true",
-                   help="also time a new Service's DNS propagation (adds ~60 s per run)")
-    p.add_argument("--restart-dns-at", type=float, dest="restart_dns_at_s",
-                   help="restart CoreDNS this many seconds into each run's load (how DNS "
-                        "breaks in an incident: a CoreDNS that cannot sync)")
+    p.add_argument(
+        "--propagation",
+        action="store_true",
+        help="also time a new Service's DNS propagation (adds ~60 s per run)",
+    )
+    p.add_argument(
+        "--restart-dns-at",
+        type=float,
+        dest="restart_dns_at_s",
+        help="restart CoreDNS this many seconds into each run's load (how DNS "
+        "breaks in an incident: a CoreDNS that cannot sync)",
+    )
     p.add_argument("--slo", help="SLO file overriding the defaults (e.g. for a busy machine)")
     p.add_argument("--out", type=Path, default=Path("results"))
 
 
 def _budget_arg(p: argparse.ArgumentParser) -> None:
     defaults = " ".join(compare.DEFAULT_BUDGETS).replace("%", "%%")  # argparse formats help
-    p.add_argument("--budget", action="append", metavar="RULE",
-                   help=f"METRIC:+N%%, METRIC:+N or METRIC:<=N (repeatable; default: "
-                        f"{defaults}); metrics: {', '.join(compare.METRICS)}")
+    p.add_argument(
+        "--budget",
+        action="append",
+        metavar="RULE",
+        help=f"METRIC:+N%%, METRIC:+N or METRIC:<=N (repeatable; default: "
+        f"{defaults}); metrics: {', '.join(compare.METRICS)}",
+    )
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     _load_args(p, agents=False)
     p.add_argument("--profile", default="telemetry-v2")
     p.add_argument("--agents-per-node", type=float, default=1.0)
-    p.add_argument("--cores", type=float, default=None,
-                   help="API server cores available (default: this machine's)")
-    p.add_argument("--slo-list-p99", type=float, default=None,
-                   help="LIST p99 SLO in seconds (default: the cluster-scope read SLO in "
-                        "force, from --slo or the defaults: 30)")
+    p.add_argument(
+        "--cores",
+        type=float,
+        default=None,
+        help="API server cores available (default: this machine's)",
+    )
+    p.add_argument(
+        "--slo-list-p99",
+        type=float,
+        default=None,
+        help="LIST p99 SLO in seconds (default: the cluster-scope read SLO in "
+        "force, from --slo or the defaults: 30)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -280,7 +341,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _sweep_args(i)
     i.add_argument("--small", type=int, default=10, help="nodes where it must pass")
     i.add_argument("--large", type=int, default=100, help="nodes where it must fail")
-    i.add_argument("--between", type=lambda t: [int(x) for x in t.split(",") if x],
-                   help="sizes in between (e.g. 40): three sizes let the fit be checked")
+    i.add_argument(
+        "--between",
+        type=lambda t: [int(x) for x in t.split(",") if x],
+        help="sizes in between (e.g. 40): three sizes let the fit be checked",
+    )
     i.set_defaults(func=cmd_incident)
-

@@ -45,24 +45,31 @@ class Metric:
 
 
 # Every metric is "lower is better"; budgets bound how much worse the candidate may be.
-METRICS = {m.name: m for m in (
-    Metric("requests_per_agent_s", "req/s", "requests one agent sends per second"),
-    Metric("bytes_per_agent_s", "B/s", "response bytes one agent receives per second"),
-    Metric("apiserver_cpu", "cores", "API server CPU during the load (whole server)"),
-    Metric("apiserver_cpu_per_agent", "cores", "API server CPU above idle, per agent"),
-    Metric("apf_seats_per_agent", "seats",
-           "APF seats held per agent on average (seat-seconds per second of load)"),
-    Metric("p99_list", "s", "worst LIST p99 at the API server, incl. APF queue wait"),
-    Metric("p99_mutating", "s", "worst mutating p99 at the API server"),
-    Metric("client_p99_ms", "ms", "worst p99 an agent saw for any request name"),
-    Metric("throttled_ratio", "", "429 responses / all API server responses"),
-    Metric("dns_p99_ms", "ms", "cluster DNS probe p99"),
-    Metric("dns_error_ratio", "", "cluster DNS probe failures / probes"),
-)}
+METRICS = {
+    m.name: m
+    for m in (
+        Metric("requests_per_agent_s", "req/s", "requests one agent sends per second"),
+        Metric("bytes_per_agent_s", "B/s", "response bytes one agent receives per second"),
+        Metric("apiserver_cpu", "cores", "API server CPU during the load (whole server)"),
+        Metric("apiserver_cpu_per_agent", "cores", "API server CPU above idle, per agent"),
+        Metric(
+            "apf_seats_per_agent",
+            "seats",
+            "APF seats held per agent on average (seat-seconds per second of load)",
+        ),
+        Metric("p99_list", "s", "worst LIST p99 at the API server, incl. APF queue wait"),
+        Metric("p99_mutating", "s", "worst mutating p99 at the API server"),
+        Metric("client_p99_ms", "ms", "worst p99 an agent saw for any request name"),
+        Metric("throttled_ratio", "", "429 responses / all API server responses"),
+        Metric("dns_p99_ms", "ms", "cluster DNS probe p99"),
+        Metric("dns_error_ratio", "", "cluster DNS probe failures / probes"),
+    )
+}
 DEFAULT_BUDGETS = ("apiserver_cpu:+10%", "p99_list:+20%")
 
 
 # --- cost of one run -----------------------------------------------------------------------
+
 
 def load_window(run_dir: Path) -> tuple[float, float] | None:
     """Epoch seconds between which agents were running (Locust's history, users > 0)."""
@@ -70,8 +77,11 @@ def load_window(run_dir: Path) -> tuple[float, float] | None:
     if not hist.exists():
         return None
     with hist.open() as f:
-        ts = [int(r["Timestamp"]) for r in csv.DictReader(f)
-              if r["Name"] == "Aggregated" and int(r["User Count"]) > 0]
+        ts = [
+            int(r["Timestamp"])
+            for r in csv.DictReader(f)
+            if r["Name"] == "Aggregated" and int(r["User Count"]) > 0
+        ]
     return (float(ts[0]), float(ts[-1])) if len(ts) >= 2 else None
 
 
@@ -96,8 +106,9 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
-def cpu_in_window(series: list[dict[str, Any]], origin: float,
-                  window: tuple[float, float]) -> tuple[float | None, float | None]:
+def cpu_in_window(
+    series: list[dict[str, Any]], origin: float, window: tuple[float, float]
+) -> tuple[float | None, float | None]:
     """(cores during the window, cores outside it) from per-interval CPU rates."""
     inside = outside = 0.0
     t_in = t_out = 0.0
@@ -138,8 +149,16 @@ def gauge_series(raw: Path, name: str) -> list[tuple[float, float]]:
             for n, lb, v in rows:
                 if n == name:
                     state[(server, tuple((k, val) for k, val in lb))] = v
-            out.append((rec["t"], sum(v for (_, lb), v in state.items()
-                                      if dict(lb).get("priority_level") != "exempt")))
+            out.append(
+                (
+                    rec["t"],
+                    sum(
+                        v
+                        for (_, lb), v in state.items()
+                        if dict(lb).get("priority_level") != "exempt"
+                    ),
+                )
+            )
     return out
 
 
@@ -150,12 +169,15 @@ def seat_seconds(run_dir: Path, window: tuple[float, float]) -> float | None:
     if not raw.exists():
         return None
     series = gauge_series(raw, "apiserver_flowcontrol_current_executing_seats")
-    return sum((a[1] + b[1]) / 2 * _overlap(a[0], b[0], *window)
-               for a, b in zip(series, series[1:], strict=False))
+    return sum(
+        (a[1] + b[1]) / 2 * _overlap(a[0], b[0], *window)
+        for a, b in zip(series, series[1:], strict=False)
+    )
 
 
-def above_idle(busy: float | None, idle: dict[str, Any] | None,
-               agents: int) -> tuple[float | None, str]:
+def above_idle(
+    busy: float | None, idle: dict[str, Any] | None, agents: int
+) -> tuple[float | None, str]:
     """API server cores per agent above the run's idle window, or None and why not: a load
     window cheaper than idle says the baseline was taken at a busier moment (or noise
     swamps the agents' cost); such a number is not fitted or compared."""
@@ -166,14 +188,21 @@ def above_idle(busy: float | None, idle: dict[str, Any] | None,
         return None, f"API server CPU above idle not measurable: {why}"
     cost = busy - idle["cpu_cores"]
     if cost < 0:
-        return None, (f"API server CPU above idle not measurable: {busy:.3f} cores under "
-                      f"load < {idle['cpu_cores']:.3f} idle")
+        return None, (
+            f"API server CPU above idle not measurable: {busy:.3f} cores under "
+            f"load < {idle['cpu_cores']:.3f} idle"
+        )
     return cost / agents, ""
 
 
 def _worst(rows: list[dict[str, Any]], verbs: frozenset[str] | set[str]) -> float | None:
-    vals = [r["p99"] for r in rows if r["verb"] in verbs and r["p99"] is not None
-            and r["metric"] == "apiserver_request_duration_seconds"]
+    vals = [
+        r["p99"]
+        for r in rows
+        if r["verb"] in verbs
+        and r["p99"] is not None
+        and r["metric"] == "apiserver_request_duration_seconds"
+    ]
     return max(vals) if vals else None
 
 
@@ -226,6 +255,7 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
 
 # --- environments -------------------------------------------------------------------------
 
+
 def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
     """What must match for two runs to be comparable (the commit is reported, not required)."""
     env = summary.get("environment", {})
@@ -233,10 +263,16 @@ def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
     cluster = summary.get("cluster", {})
     flat = {k: env.get(k) for k in COMPARABLE}
     flat.update({f"tools.{k}": v for k, v in (env.get("tools") or {}).items()})
-    flat.update({"cluster.provider": cluster.get("provider"),
-                 "cluster.version": cluster.get("version"),
-                 "inventory": cfg.get("inventory"), "agents": cfg.get("agents"),
-                 "duration_s": cfg.get("duration_s"), "shape": cfg.get("shape")})
+    flat.update(
+        {
+            "cluster.provider": cluster.get("provider"),
+            "cluster.version": cluster.get("version"),
+            "inventory": cfg.get("inventory"),
+            "agents": cfg.get("agents"),
+            "duration_s": cfg.get("duration_s"),
+            "shape": cfg.get("shape"),
+        }
+    )
     return flat
 
 
@@ -256,6 +292,7 @@ def environment_warnings(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]
 
 # --- budgets ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Budget:
     metric: str
@@ -272,11 +309,14 @@ def parse_budget(text: str) -> Budget:
     t = text.strip().replace(" ", "")
     m = _RULE.match(t)
     if not m:
-        raise ConfigError(f"budget {text!r}: expected METRIC:+N%, METRIC:+N or METRIC:<=N "
-                          "(e.g. apiserver_cpu:+10%)")
+        raise ConfigError(
+            f"budget {text!r}: expected METRIC:+N%, METRIC:+N or METRIC:<=N "
+            "(e.g. apiserver_cpu:+10%)"
+        )
     if m["metric"] not in METRICS:
-        raise ConfigError(f"budget {text!r}: unknown metric {m['metric']!r} "
-                          f"(known: {', '.join(METRICS)})")
+        raise ConfigError(
+            f"budget {text!r}: unknown metric {m['metric']!r} (known: {', '.join(METRICS)})"
+        )
     if m["op"] == "<=" and m["pct"]:
         raise ConfigError(f"budget {text!r}: a ceiling is absolute; drop the %")
     num = float(m["num"])
@@ -303,9 +343,38 @@ def parse_budgets(texts: Sequence[str]) -> list[Budget]:
 # --- statistics ---------------------------------------------------------------------------
 
 # Student t, two-sided 95 %, by degrees of freedom; past 30 the normal value is close enough.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t975(df: int) -> float:
@@ -355,18 +424,26 @@ def compare_values(base: Sequence[Values], cand: Sequence[Values]) -> dict[str, 
     """Per metric, over rounds paired by position; a round missing either side is left out."""
     out = {}
     for name in METRICS:
-        pairs = [(a[name], b[name]) for a, b in zip(base, cand, strict=False)
-                 if a.get(name) is not None and b.get(name) is not None]
+        pairs = [
+            (a[name], b[name])
+            for a, b in zip(base, cand, strict=False)
+            if a.get(name) is not None and b.get(name) is not None
+        ]
         if not pairs:
             continue
         xs = [float(a) for a, _ in pairs]  # type: ignore[arg-type]
         ys = [float(b) for _, b in pairs]  # type: ignore[arg-type]
-        out[name] = MetricComparison(name, Interval.of(xs), Interval.of(ys),
-                                     Interval.of([y - x for x, y in zip(xs, ys, strict=True)]))
+        out[name] = MetricComparison(
+            name,
+            Interval.of(xs),
+            Interval.of(ys),
+            Interval.of([y - x for x, y in zip(xs, ys, strict=True)]),
+        )
     return out
 
 
 # --- verdict ------------------------------------------------------------------------------
+
 
 @dataclass
 class BudgetResult:
@@ -396,21 +473,27 @@ def check_budget(b: Budget, c: MetricComparison | None) -> BudgetResult:
         return BudgetResult(b.text, "error", f"{b.metric} was not measured on both sides")
     if b.kind == "ceiling":
         value, limit, low = c.candidate.mean, b.limit, c.candidate.low
-        shown = (f"candidate {_fmt(value, unit)}{_ci(c.candidate.low, c.candidate.high, _fmt)}"
-                 f" vs ceiling {_fmt(limit, unit)}")
+        shown = (
+            f"candidate {_fmt(value, unit)}{_ci(c.candidate.low, c.candidate.high, _fmt)}"
+            f" vs ceiling {_fmt(limit, unit)}"
+        )
     elif b.kind == "relative":
         relative = c.relative
         if relative is None:
             return BudgetResult(b.text, "error", f"{b.metric}: baseline is 0, no relative change")
         value, limit = relative, b.limit
         low = c.relative_bounds()[0]
-        shown = (f"{_fmt(c.baseline.mean, unit)} -> {_fmt(c.candidate.mean, unit)}: "
-                 f"{_pct(value)}{_ci(*c.relative_bounds(), _pct)} vs budget {_pct(limit)}")
+        shown = (
+            f"{_fmt(c.baseline.mean, unit)} -> {_fmt(c.candidate.mean, unit)}: "
+            f"{_pct(value)}{_ci(*c.relative_bounds(), _pct)} vs budget {_pct(limit)}"
+        )
     else:
         value, limit, low = c.diff.mean, b.limit, c.diff.low
-        shown = (f"{_fmt(c.baseline.mean, unit)} -> {_fmt(c.candidate.mean, unit)}: "
-                 f"{c.diff.mean:+.4g}{_ci(c.diff.low, c.diff.high, _fmt)} "
-                 f"vs budget +{_fmt(limit, unit)}")
+        shown = (
+            f"{_fmt(c.baseline.mean, unit)} -> {_fmt(c.candidate.mean, unit)}: "
+            f"{c.diff.mean:+.4g}{_ci(c.diff.low, c.diff.high, _fmt)} "
+            f"vs budget +{_fmt(limit, unit)}"
+        )
     n = c.diff.n
     if value <= limit:
         return BudgetResult(b.text, "pass", f"{b.metric}: {shown}")
@@ -452,15 +535,19 @@ class Comparison:
 
     def lines(self) -> list[str]:
         """The verdict for a terminal: one line per budget, then the table and warnings."""
-        out = [f"verdict: {self.verdict.upper()} ({self.candidate} vs {self.baseline}, "
-               f"{self.rounds} round(s), {self.interval})"]
+        out = [
+            f"verdict: {self.verdict.upper()} ({self.candidate} vs {self.baseline}, "
+            f"{self.rounds} round(s), {self.interval})"
+        ]
         out += [f"  {r.status.upper():5} {r.budget}: {r.reason}" for r in self.budgets]
         out.append(f"  {'metric':24} {'baseline':>12} {'candidate':>12} {'change':>9}  95% CI")
         for name, c in self.metrics.items():
             lo, hi = c.relative_bounds()
             ci = f"{_pct(lo)}..{_pct(hi)}" if lo is not None else "n/a"
-            out.append(f"  {name:24} {_fmt(c.baseline.mean):>12} {_fmt(c.candidate.mean):>12} "
-                       f"{_pct(c.relative):>9}  {ci}")
+            out.append(
+                f"  {name:24} {_fmt(c.baseline.mean):>12} {_fmt(c.candidate.mean):>12} "
+                f"{_pct(c.relative):>9}  {ci}"
+            )
         if self.schedule:
             out.append(f"  order: {self.schedule}")
         out += [f"  warning: {w}" for w in self.warnings]
@@ -471,15 +558,21 @@ class Comparison:
 INTERVAL = "95% Student t-interval on paired per-round differences"
 
 
-def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
-                 budgets: Sequence[Budget], machine: dict[str, Any] | None = None,
-                 schedule: str = "") -> Comparison:
+def compare_runs(
+    base_dirs: Sequence[Path],
+    cand_dirs: Sequence[Path],
+    budgets: Sequence[Budget],
+    machine: dict[str, Any] | None = None,
+    schedule: str = "",
+) -> Comparison:
     """Compare results folders, paired by position (round i of each side)."""
     if not base_dirs or not cand_dirs:
         raise ConfigError("a comparison needs at least one run on each side")
     if len(base_dirs) != len(cand_dirs):
-        raise ConfigError(f"rounds differ: {len(base_dirs)} baseline vs {len(cand_dirs)} "
-                          "candidate runs; pair them one to one")
+        raise ConfigError(
+            f"rounds differ: {len(base_dirs)} baseline vs {len(cand_dirs)} "
+            "candidate runs; pair them one to one"
+        )
     base = [run_costs(d) for d in base_dirs]
     cand = [run_costs(d) for d in cand_dirs]
     recs_a = [load_record(d) for d in base_dirs]
@@ -488,14 +581,18 @@ def compare_runs(base_dirs: Sequence[Path], cand_dirs: Sequence[Path],
     metrics_ = compare_values([v for v, _ in base], [v for v, _ in cand])
     notes = sorted({n for _, ns in (*base, *cand) for n in ns} | set(_short_runs(recs_a + recs_b)))
     return Comparison(
-        baseline=_profile(recs_a), candidate=_profile(recs_b), rounds=len(base_dirs),
+        baseline=_profile(recs_a),
+        candidate=_profile(recs_b),
+        rounds=len(base_dirs),
         interval=INTERVAL if len(base_dirs) > 1 else "one round: point estimates only",
-        metrics=metrics_, budgets=[check_budget(b, metrics_.get(b.metric)) for b in budgets],
+        metrics=metrics_,
+        budgets=[check_budget(b, metrics_.get(b.metric)) for b in budgets],
         warnings=environment_warnings(sums_a, sums_b),
-        runs={"baseline": [str(d) for d in base_dirs],
-              "candidate": [str(d) for d in cand_dirs]},
-        notes=notes, machine=machine or {},
-        schedule=schedule or "as given: paired by position, order of the runs not known")
+        runs={"baseline": [str(d) for d in base_dirs], "candidate": [str(d) for d in cand_dirs]},
+        notes=notes,
+        machine=machine or {},
+        schedule=schedule or "as given: paired by position, order of the runs not known",
+    )
 
 
 def _short_runs(records: Sequence[RunRecord]) -> list[str]:
@@ -508,9 +605,11 @@ def _short_runs(records: Sequence[RunRecord]) -> list[str]:
             continue
         slowest = max((p.interval_seconds for p in profile.polls), default=0.0)
         if r.config.duration_s < slowest:
-            out.append(f"{r.config.profile}: {r.config.duration_s:g}s of load is shorter than "
-                       f"its {slowest:g}s poll interval; only some agents poll in a run "
-                       "(run at least one interval for steadier costs)")
+            out.append(
+                f"{r.config.profile}: {r.config.duration_s:g}s of load is shorter than "
+                f"its {slowest:g}s poll interval; only some agents poll in a run "
+                "(run at least one interval for steadier costs)"
+            )
     return out
 
 
@@ -549,12 +648,17 @@ def abba(rounds: int) -> list[tuple[int, int]]:
 
 def schedule_text(rounds: int) -> str:
     order = " ".join("AB" if first == 0 else "BA" for first, _ in abba(rounds))
-    return (f"ABBA: who runs first alternates each round ({order}; A baseline, "
-            "B candidate)")
+    return f"ABBA: who runs first alternates each round ({order}; A baseline, B candidate)"
 
 
-def interleave(baseline: str, candidate: str, rounds: int, out_root: Path, run: Runner,
-               log: Callable[[str], None]) -> tuple[list[Path], list[Path], dict[str, Any]]:
+def interleave(
+    baseline: str,
+    candidate: str,
+    rounds: int,
+    out_root: Path,
+    run: Runner,
+    log: Callable[[str], None],
+) -> tuple[list[Path], list[Path], dict[str, Any]]:
     """Both sides back to back every round, the first alternating (ABBA), so slow drift
     lands on both sides and drift within a round on neither more than the other."""
     if rounds < 1:
@@ -568,5 +672,8 @@ def interleave(baseline: str, candidate: str, rounds: int, out_root: Path, run: 
             loads.append({"round": i + 1, "profile": profile, "t": time.time(), **machine_load()})
             dirs.append(run(profile, out_root / "runs"))
     worst = max(x["loadavg_1m"] for x in loads)
-    return sides[0][1], sides[1][1], {"samples": loads, "loadavg_1m_max": worst,
-                                      "schedule": schedule_text(rounds)}
+    return (
+        sides[0][1],
+        sides[1][1],
+        {"samples": loads, "loadavg_1m_max": worst, "schedule": schedule_text(rounds)},
+    )

@@ -29,21 +29,34 @@ def ensure_beside(cluster: Cluster, state_dir: Path) -> int:
         except ValueError:
             pass
     state_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(toolchain.binary("kwok")), "--kubeconfig", str(cluster.kubeconfig),
-           f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-           "--node-lease-duration-seconds=40",
-           # its own health/metrics server, on loopback only
-           "--server-address=127.0.0.1:0"]
+    cmd = [
+        str(toolchain.binary("kwok")),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+        "--node-lease-duration-seconds=40",
+        # its own health/metrics server, on loopback only
+        "--server-address=127.0.0.1:0",
+    ]
     with (state_dir / "kwok.log").open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         proc.wait(timeout=2)  # an immediate exit is a configuration error
     except subprocess.TimeoutExpired:
         pidfile.write_text(str(proc.pid))
         return proc.pid
-    raise CommandError("kwok beside the cluster", cmd, proc.returncode or -1,
-                       (state_dir / "kwok.log").read_text()[-2000:])
+    raise CommandError(
+        "kwok beside the cluster",
+        cmd,
+        proc.returncode or -1,
+        (state_dir / "kwok.log").read_text()[-2000:],
+    )
 
 
 def stop_beside(state_dir: Path) -> None:

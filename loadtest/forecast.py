@@ -29,21 +29,35 @@ def fit_cores(summaries: Sequence[dict[str, Any]], cores: float | None) -> tuple
     return cpus * SHARE_OF_MACHINE, (
         f"{cpus * SHARE_OF_MACHINE:.2g} cores for the API server: {SHARE_OF_MACHINE:.0%} of "
         f"this machine's {cpus:g} (measured: ~1.57 of 2 when pinned, beside etcd, KWOK and "
-        "the harness)")
+        "the harness)"
+    )
 
 
 def slo_limits(spec: slo.SLOSpec) -> tuple[dict[str, float], float]:
     a = spec.api
-    return ({"mutating": a.mutating_p99_s, "read-resource": a.read_resource_p99_s,
-             "read-namespace": a.read_namespace_p99_s, "read-cluster": a.read_cluster_p99_s,
-             "break-glass": a.mutating_p99_s}, a.throttled_ratio_max)
+    return (
+        {
+            "mutating": a.mutating_p99_s,
+            "read-resource": a.read_resource_p99_s,
+            "read-namespace": a.read_namespace_p99_s,
+            "read-cluster": a.read_cluster_p99_s,
+            "break-glass": a.mutating_p99_s,
+        },
+        a.throttled_ratio_max,
+    )
 
 
-def forecast_from_runs(run_dirs: Sequence[Path], *, agents_per_node: float = 1.0,
-                       cores: float | None = None, memory_bytes: float | None = None,
-                       target: TargetSpec | None = None, slo_file: str = "",
-                       max_nodes: float = 20000, forecast_cores: float | None = None
-                       ) -> dict[str, Any]:
+def forecast_from_runs(
+    run_dirs: Sequence[Path],
+    *,
+    agents_per_node: float = 1.0,
+    cores: float | None = None,
+    memory_bytes: float | None = None,
+    target: TargetSpec | None = None,
+    slo_file: str = "",
+    max_nodes: float = 20000,
+    forecast_cores: float | None = None,
+) -> dict[str, Any]:
     """Fit on the runs given (small, passing ones), forecast; JSON for reports.
     forecast_cores: this machine's API server with other cores than the fit had (a CPU
     quota carried over)."""
@@ -51,15 +65,19 @@ def forecast_from_runs(run_dirs: Sequence[Path], *, agents_per_node: float = 1.0
     here, how = fit_cores(summaries, cores)
     samples = [capacity.sample_from_run(d) for d in run_dirs]
     model = capacity.fit_model(samples, here)
-    notes = [how, f"fitted on {len(samples)} run(s) at {', '.join(map(str, model.fit_nodes))} "
-                  f"nodes ({model.unit.samples} scrape windows, r2 "
-                  f"{model.unit.r2 if model.unit.r2 is None else round(model.unit.r2, 3)})"]
+    notes = [
+        how,
+        f"fitted on {len(samples)} run(s) at {', '.join(map(str, model.fit_nodes))} "
+        f"nodes ({model.unit.samples} scrape windows, r2 "
+        f"{model.unit.r2 if model.unit.r2 is None else round(model.unit.r2, 3)})",
+    ]
     if target is None:
         cap = capacity.Capacity(cores=forecast_cores or here, memory_bytes=memory_bytes)
         sc = capacity.Scaling(agents_per_node=agents_per_node)
-        notes.append("the same machine, inventory shape and Kubernetes as the runs"
-                     + (f", the API server with {forecast_cores:g} cores instead"
-                        if forecast_cores else ""))
+        notes.append(
+            "the same machine, inventory shape and Kubernetes as the runs"
+            + (f", the API server with {forecast_cores:g} cores instead" if forecast_cores else "")
+        )
         max_n = max_nodes
     else:
         last = summaries[-1].get("config", {}).get("inventory", {})
@@ -69,13 +87,23 @@ def forecast_from_runs(run_dirs: Sequence[Path], *, agents_per_node: float = 1.0
         max_n = max(max_nodes, target.inventory.nodes * 2)
     limits, throttled = slo_limits(slo.load_slos(Path(slo_file) if slo_file else None))
     fc = model.forecast(cap, sc, limits, throttled, max_nodes=max_n, assumptions=notes)
-    return {**fc.to_json(), "line": fc.line(), "target": target.name if target else "here",
-            "unit_costs_text": unit_lines(model)}
+    return {
+        **fc.to_json(),
+        "line": fc.line(),
+        "target": target.name if target else "here",
+        "unit_costs_text": unit_lines(model),
+    }
 
 
 def unit_lines(m: capacity.Model) -> list[str]:
     out = [f"idle {m.unit.idle_cores:.3g} cores"]
     for k, u in m.unit.per_unit.items():
-        out.append(f"{k}: " + ("not measurable (did not vary in the runs)" if u is None
-                               else f"{u:.3g} {capacity.UNITS[k]}"))
+        out.append(
+            f"{k}: "
+            + (
+                "not measurable (did not vary in the runs)"
+                if u is None
+                else f"{u:.3g} {capacity.UNITS[k]}"
+            )
+        )
     return out

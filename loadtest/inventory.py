@@ -36,8 +36,10 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 # "Warn" field validation is wasted), and the created object sent back as protobuf, which
 # costs less to encode and we never read (errors stay readable, see _error_text).
 CREATE_PARAMS = {"fieldValidation": "Ignore"}
-CREATE_HEADERS = {"Content-Type": "application/json",
-                  "Accept": "application/vnd.kubernetes.protobuf, application/json"}
+CREATE_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/vnd.kubernetes.protobuf, application/json",
+}
 
 Log = Callable[[str], None]
 
@@ -47,6 +49,7 @@ def _stderr(msg: str) -> None:
 
 
 # --- object shapes (pure) --------------------------------------------------------------------
+
 
 def _pad(obj: dict[str, Any], target: int) -> dict[str, Any]:
     """Grow an object to about `target` JSON bytes with an annotation, as real objects carry
@@ -58,7 +61,8 @@ def _pad(obj: dict[str, Any], target: int) -> dict[str, Any]:
         kind, md = obj["kind"].lower(), obj["metadata"]
         key = f"{kind}/{md.get('namespace', '')}/{md['name']}"
         md.setdefault("annotations", {})["loadtest.io/padding"] = padding.filler(
-            key, missing, padding.FRESH[kind])
+            key, missing, padding.FRESH[kind]
+        )
     return obj
 
 
@@ -76,8 +80,11 @@ def node_name(spec: InventorySpec, i: int) -> str:
 
 
 def namespace_manifest(spec: InventorySpec, j: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": namespace_name(spec, j), "labels": {LABEL: spec.name}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace_name(spec, j), "labels": {LABEL: spec.name}},
+    }
 
 
 def node_manifest(spec: InventorySpec, i: int) -> dict[str, Any]:
@@ -85,37 +92,66 @@ def node_manifest(spec: InventorySpec, i: int) -> dict[str, Any]:
     ident = uuid.uuid5(uuid.NAMESPACE_DNS, name)
     zone = f"zone-{'abc'[i % 3]}"
     # A production node carries many image entries in its status: most of its size.
-    images = [{"names": [f"registry.example/team-{k % 40}/service-{k}@{_digest(str(k))}",
-                         f"registry.example/team-{k % 40}/service-{k}:v1.{k % 17}.{k % 7}"],
-               "sizeBytes": 50_000_000 + k * 1_000_003} for k in range(40)]
+    images = [
+        {
+            "names": [
+                f"registry.example/team-{k % 40}/service-{k}@{_digest(str(k))}",
+                f"registry.example/team-{k % 40}/service-{k}:v1.{k % 17}.{k % 7}",
+            ],
+            "sizeBytes": 50_000_000 + k * 1_000_003,
+        }
+        for k in range(40)
+    ]
     node = {
-        "apiVersion": "v1", "kind": "Node",
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {
             "name": name,
-            "labels": {LABEL: spec.name, "type": "kwok", "kubernetes.io/os": "linux",
-                       "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
-                       "node.kubernetes.io/instance-type": "m6i.4xlarge",
-                       "topology.kubernetes.io/region": "region-1",
-                       "topology.kubernetes.io/zone": zone,
-                       "node-role.kubernetes.io/worker": "",
-                       "nodepool": f"pool-{i % 8}"},
-            "annotations": {KWOK_ANNOTATION: "fake",
-                            "node.alpha.kubernetes.io/ttl": "0",
-                            "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+            "labels": {
+                LABEL: spec.name,
+                "type": "kwok",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "node.kubernetes.io/instance-type": "m6i.4xlarge",
+                "topology.kubernetes.io/region": "region-1",
+                "topology.kubernetes.io/zone": zone,
+                "node-role.kubernetes.io/worker": "",
+                "nodepool": f"pool-{i % 8}",
+            },
+            "annotations": {
+                KWOK_ANNOTATION: "fake",
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
         },
         "spec": {"taints": [KWOK_TAINT], "providerID": f"kwok://{name}"},
         "status": {
-            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110",
-                         "ephemeral-storage": "200Gi"},
-            "allocatable": {"cpu": "15800m", "memory": "62Gi", "pods": "110",
-                            "ephemeral-storage": "180Gi"},
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                         "kubeletVersion": "fake", "kubeProxyVersion": "fake",
-                         "containerRuntimeVersion": "containerd://2.1.4",
-                         "kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12",
-                         # Not digit-only: KWOK re-reads status through YAML templates.
-                         "machineID": ident.hex, "systemUUID": str(ident),
-                         "bootID": str(ident)},
+            "capacity": {
+                "cpu": "16",
+                "memory": "64Gi",
+                "pods": "110",
+                "ephemeral-storage": "200Gi",
+            },
+            "allocatable": {
+                "cpu": "15800m",
+                "memory": "62Gi",
+                "pods": "110",
+                "ephemeral-storage": "180Gi",
+            },
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "containerd://2.1.4",
+                "kernelVersion": "6.1.0",
+                "osImage": "Debian GNU/Linux 12",
+                # Not digit-only: KWOK re-reads status through YAML templates.
+                "machineID": ident.hex,
+                "systemUUID": str(ident),
+                "bootID": str(ident),
+            },
             "images": images,
         },
     }
@@ -139,39 +175,49 @@ def pod_name(spec: InventorySpec, p: int) -> str:
 def pod_manifest(spec: InventorySpec, p: int) -> dict[str, Any]:
     node_i, ns_j = pod_placement(spec, p)
     app = pod_app(spec, p)
-    env: list[dict[str, Any]] = [{"name": f"SETTING_{k}", "value": f"value-{k}-{p % 13}"}
-                                 for k in range(12)]
+    env: list[dict[str, Any]] = [
+        {"name": f"SETTING_{k}", "value": f"value-{k}-{p % 13}"} for k in range(12)
+    ]
     env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
 
     def container(name: str, port: int) -> dict[str, Any]:
         return {
-            "name": name, "image": f"registry.example/team/{app}-{name}:v1.4.2",
+            "name": name,
+            "image": f"registry.example/team/{app}-{name}:v1.4.2",
             "imagePullPolicy": "IfNotPresent",
             "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
             "env": env,
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                          "limits": {"cpu": "500m", "memory": "256Mi"}},
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": port},
-                               "periodSeconds": 10},
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": port},
-                              "periodSeconds": 20},
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"},
+            },
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": port}, "periodSeconds": 10},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 20},
             "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}],
         }
 
     pod = {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {
             "name": pod_name(spec, p),
             "namespace": namespace_name(spec, ns_j),
-            "labels": {LABEL: spec.name, "app": app, "team": f"team-{p % 40}",
-                       "version": "v1.4.2", "pod-template-hash": f"{p % 997:08x}"},
-            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
-                            "checksum/config": _digest(f"config-{p}")},
+            "labels": {
+                LABEL: spec.name,
+                "app": app,
+                "team": f"team-{p % 40}",
+                "version": "v1.4.2",
+                "pod-template-hash": f"{p % 997:08x}",
+            },
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": "8080",
+                "checksum/config": _digest(f"config-{p}"),
+            },
         },
         "spec": {
             "nodeName": node_name(spec, node_i),
-            "tolerations": [{"key": KWOK_ANNOTATION, "operator": "Exists",
-                             "effect": "NoSchedule"}],
+            "tolerations": [{"key": KWOK_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}],
             "automountServiceAccountToken": False,
             "containers": [container("main", 8080), container("sidecar", 9090)],
             "volumes": [{"name": "config", "configMap": {"name": "config-0"}}],
@@ -181,24 +227,39 @@ def pod_manifest(spec: InventorySpec, p: int) -> dict[str, Any]:
 
 
 def service_manifest(spec: InventorySpec, j: int, k: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": f"app-{k}", "namespace": namespace_name(spec, j),
-                         "labels": {LABEL: spec.name}},
-            "spec": {"selector": {"app": f"app-{k}"},
-                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": f"app-{k}",
+            "namespace": namespace_name(spec, j),
+            "labels": {LABEL: spec.name},
+        },
+        "spec": {
+            "selector": {"app": f"app-{k}"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    }
 
 
 def configmap_manifest(spec: InventorySpec, j: int, k: int) -> dict[str, Any]:
-    cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": f"config-{k}", "namespace": namespace_name(spec, j),
-                       "labels": {LABEL: spec.name}},
-          "data": {"app.yaml": ""}}
+    cm: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"config-{k}",
+            "namespace": namespace_name(spec, j),
+            "labels": {LABEL: spec.name},
+        },
+        "data": {"app.yaml": ""},
+    }
     size = len(json.dumps(cm))
     cm["data"]["app.yaml"] = "k: v\n" * max(0, (spec.configmap_bytes - size) // 5)
     return cm
 
 
 # --- the plan: every object the spec asks for, in creation order ---------------------------
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -223,8 +284,11 @@ SERVICEACCOUNTS = Kind("serviceaccounts", namespaced=True)
 
 
 def default_serviceaccount_manifest(namespace: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": "default", "namespace": namespace}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": namespace},
+    }
 
 
 def plan(spec: InventorySpec) -> Iterator[tuple[Kind, Callable[[], dict[str, Any]], str, str]]:
@@ -253,12 +317,17 @@ def plan(spec: InventorySpec) -> Iterator[tuple[Kind, Callable[[], dict[str, Any
 
 
 def expected_counts(spec: InventorySpec) -> dict[str, int]:
-    return {"namespaces": spec.namespaces, "nodes": spec.nodes, "pods": spec.pods,
-            "services": spec.namespaces * spec.services_per_namespace,
-            "configmaps": spec.namespaces * spec.configmaps_per_namespace}
+    return {
+        "namespaces": spec.namespaces,
+        "nodes": spec.nodes,
+        "pods": spec.pods,
+        "services": spec.namespaces * spec.services_per_namespace,
+        "configmaps": spec.namespaces * spec.configmaps_per_namespace,
+    }
 
 
 # --- talking to the API server ---------------------------------------------------------------
+
 
 @dataclass
 class SeedResult:
@@ -275,8 +344,14 @@ class SeedResult:
 class Seeder:
     """Creates (or removes) an inventory through the API server, many requests in flight."""
 
-    def __init__(self, cluster: Cluster, spec: InventorySpec, concurrency: int = 48,
-                 log: Log = _stderr, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        spec: InventorySpec,
+        concurrency: int = 48,
+        log: Log = _stderr,
+        progress: bool = True,
+    ) -> None:
         self.cluster = cluster
         self.spec = spec
         self.concurrency = concurrency
@@ -296,19 +371,20 @@ class Seeder:
     # -- internals --
 
     def _client(self) -> httpx.AsyncClient:
-        return async_http_client(self.cluster, timeout=60, http2=True,
-                                 limits=httpx.Limits(max_connections=8))
+        return async_http_client(
+            self.cluster, timeout=60, http2=True, limits=httpx.Limits(max_connections=8)
+        )
 
-    async def _existing(self, c: httpx.AsyncClient, kind: Kind,
-                        field_selector: str = "") -> set[tuple[str, str]]:
+    async def _existing(
+        self, c: httpx.AsyncClient, kind: Kind, field_selector: str = ""
+    ) -> set[tuple[str, str]]:
         """(namespace, name) of this inventory's objects of `kind`, metadata only."""
         out: set[tuple[str, str]] = set()
         selector = f"{LABEL}={self.spec.name}" if kind is not SERVICEACCOUNTS else ""
         path = f"{kind.group_path}/{kind.name}"
         cont = ""
         while True:
-            params = {"limit": "5000", "labelSelector": selector,
-                      "fieldSelector": field_selector}
+            params = {"limit": "5000", "labelSelector": selector, "fieldSelector": field_selector}
             if cont:
                 params["continue"] = cont
             r = await c.get(path, params=params, headers={"Accept": METADATA_ONLY})
@@ -329,38 +405,45 @@ class Seeder:
             existing: dict[str, set[tuple[str, str]]] = {}
             for kind in (NAMESPACES, SERVICEACCOUNTS, NODES, CONFIGMAPS, SERVICES, PODS):
                 existing[kind.name] = await self._existing(c, kind)
-            todo = [(k, f, ns, n) for k, f, ns, n in plan(self.spec)
-                    if (ns, n) not in existing[k.name]]
+            todo = [
+                (k, f, ns, n) for k, f, ns, n in plan(self.spec) if (ns, n) not in existing[k.name]
+            ]
             for kind in (NAMESPACES, NODES, CONFIGMAPS, SERVICES, PODS):
                 planned = expected_counts(self.spec)[kind.name]
                 result.existing[kind.name] = planned - sum(1 for k, *_ in todo if k is kind)
-            self.log(f"seeding {self.spec.name!r}: {len(todo)} objects to create "
-                     f"({sum(result.existing.values())} already there)")
+            self.log(
+                f"seeding {self.spec.name!r}: {len(todo)} objects to create "
+                f"({sum(result.existing.values())} already there)"
+            )
             bar = _bar(len(todo), "seed", self.progress)
             # Phases in dependency order; within a phase, `concurrency` requests in flight.
             for phase in (NAMESPACES, SERVICEACCOUNTS, NODES, CONFIGMAPS, SERVICES, PODS):
                 items = [(k, f, ns) for k, f, ns, _ in todo if k is phase]
                 tp = time.monotonic()
-                created = await _pool(items, self.concurrency,
-                                      lambda it: self._create(c, it[0], it[1], it[2]), bar)
+                created = await _pool(
+                    items, self.concurrency, lambda it: self._create(c, it[0], it[1], it[2]), bar
+                )
                 result.created[phase.name] = created
                 result.phase_seconds[phase.name] = round(time.monotonic() - tp, 3)
             bar.close()
         result.seconds = time.monotonic() - t0
         return result
 
-    async def _create(self, c: httpx.AsyncClient, kind: Kind,
-                      factory: Callable[[], dict[str, Any]], ns: str) -> bool:
+    async def _create(
+        self, c: httpx.AsyncClient, kind: Kind, factory: Callable[[], dict[str, Any]], ns: str
+    ) -> bool:
         body = json.dumps(factory(), separators=(",", ":")).encode()
         for attempt in range(8):
-            r = await c.post(kind.collection(ns), content=body, params=CREATE_PARAMS,
-                             headers=CREATE_HEADERS)
+            r = await c.post(
+                kind.collection(ns), content=body, params=CREATE_PARAMS, headers=CREATE_HEADERS
+            )
             if r.status_code in (200, 201):
                 return True
             if r.status_code == 409:  # AlreadyExists: a rerun, or a race with a controller
                 return False
             if r.status_code in (429, 500, 503, 504) or (
-                    r.status_code == 403 and "serviceaccount" in _error_text(r).lower()):
+                r.status_code == 403 and "serviceaccount" in _error_text(r).lower()
+            ):
                 retry_after = float(r.headers.get("Retry-After", 0) or 0.2 * 2**attempt)
                 await asyncio.sleep(min(retry_after, 5))
                 continue
@@ -380,8 +463,9 @@ class Seeder:
             # Pods first with no grace: KWOK nodes have no kubelet to confirm a graceful stop.
             for ns in namespaces:
                 for kind in (PODS, SERVICES, CONFIGMAPS):
-                    r = await c.delete(kind.collection(ns),
-                                       params={**sel, "gracePeriodSeconds": "0"})
+                    r = await c.delete(
+                        kind.collection(ns), params={**sel, "gracePeriodSeconds": "0"}
+                    )
                     _raise_for(r, f"DELETE {kind.name} in {ns}", ok=(200, 404))
             r = await c.delete(NODES.collection(None), params=sel)
             _raise_for(r, "DELETE nodes", ok=(200, 404))
@@ -390,8 +474,9 @@ class Seeder:
                 _raise_for(r, f"DELETE namespace {ns}", ok=(200, 202, 404, 409))
             # Done means gone: a seed right after must not meet Terminating namespaces.
             deadline = time.monotonic() + 300
-            while left := {k.name: n for k in (NAMESPACES, NODES)
-                           if (n := len(await self._existing(c, k)))}:
+            while left := {
+                k.name: n for k in (NAMESPACES, NODES) if (n := len(await self._existing(c, k)))
+            }:
                 if time.monotonic() > deadline:
                     raise ClusterError(f"timed out after 300s waiting for deletion: {left} left")
                 await asyncio.sleep(0.5)
@@ -414,7 +499,8 @@ class Seeder:
                 if time.monotonic() > deadline:
                     raise ClusterError(
                         f"timed out after {timeout:.0f}s waiting for KWOK: {ready}/{want_nodes} "
-                        f"nodes Ready, {running}/{want_pods} pods Running")
+                        f"nodes Ready, {running}/{want_pods} pods Running"
+                    )
                 # Each check lists every seeded pod: back off so waiting does not load the
                 # API server that KWOK is busy writing to.
                 await asyncio.sleep(pause)
@@ -439,8 +525,10 @@ class Seeder:
     async def _counts(self) -> dict[str, int]:
         async with self._client() as c:
             await _check_reachable(c, self.cluster)
-            return {k.name: len(await self._existing(c, k))
-                    for k in (NAMESPACES, NODES, PODS, SERVICES, CONFIGMAPS)}
+            return {
+                k.name: len(await self._existing(c, k))
+                for k in (NAMESPACES, NODES, PODS, SERVICES, CONFIGMAPS)
+            }
 
 
 async def _pool(items: list[Any], concurrency: int, fn: Callable[[Any], Any], bar: Any) -> int:
@@ -462,8 +550,15 @@ async def _pool(items: list[Any], concurrency: int, fn: Callable[[Any], Any], ba
 def _bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="obj", disable=not enabled or total == 0,
-                file=sys.stderr, smoothing=0.1, mininterval=1.0)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="obj",
+        disable=not enabled or total == 0,
+        file=sys.stderr,
+        smoothing=0.1,
+        mininterval=1.0,
+    )
 
 
 async def _check_reachable(c: httpx.AsyncClient, cluster: Cluster) -> None:

@@ -56,8 +56,7 @@ def contexts(spec: str | Path) -> list[str]:
     return [str(n.value.get("name", "")) for n in _merged(spec)["contexts"]]
 
 
-def read(spec: str | Path, context: str | None = None,
-         data_dir: Path | None = None) -> Credentials:
+def read(spec: str | Path, context: str | None = None, data_dir: Path | None = None) -> Credentials:
     """Resolve `context` (default: current-context) of the kubeconfig at `spec`, a file or a
     KUBECONFIG-style list of files."""
     merged = _merged(spec)
@@ -73,22 +72,33 @@ def read(spec: str | Path, context: str | None = None,
             raise ConfigError(f"kubeconfig {spec}: no entry named {ctx[key]!r} in {section}")
     cfg = Configuration()
     try:
-        KubeConfigLoader(merged, active_context=ctx_name, config_base_path=None,
-                         temp_file_path=_tmp_dir()).load_and_set(cfg)
+        KubeConfigLoader(
+            merged, active_context=ctx_name, config_base_path=None, temp_file_path=_tmp_dir()
+        ).load_and_set(cfg)
     except (ConfigException, OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"kubeconfig {spec}: context {ctx_name!r}: {_one_line(e)}") from e
     if not cfg.host or cfg.host == Configuration().host:
         raise ConfigError(f"kubeconfig {spec}: context {ctx_name!r} has no server")
-    user = next((n.value.get("user") or {} for n in merged["users"]
-                 if n.value.get("name") == ctx.get("user")), {})
+    user = next(
+        (
+            n.value.get("user") or {}
+            for n in merged["users"]
+            if n.value.get("name") == ctx.get("user")
+        ),
+        {},
+    )
     auth = str(cfg.api_key.get("authorization", ""))
     if auth and not auth.startswith("Bearer "):
-        raise ConfigError(f"kubeconfig {spec}: context {ctx_name!r} uses basic auth; give a "
-                          "client certificate, a token or an exec plugin")
+        raise ConfigError(
+            f"kubeconfig {spec}: context {ctx_name!r} uses basic auth; give a "
+            "client certificate, a token or an exec plugin"
+        )
     token = auth.removeprefix("Bearer ").strip() or None
     if ("exec" in user or "auth-provider" in user) and not (token or cfg.cert_file):
-        raise ConfigError(f"kubeconfig {spec}: context {ctx_name!r}: its exec/auth-provider "
-                          "plugin gave no token or client certificate (see the log above)")
+        raise ConfigError(
+            f"kubeconfig {spec}: context {ctx_name!r}: its exec/auth-provider "
+            "plugin gave no token or client certificate (see the log above)"
+        )
     source = Path(ctx_node.path) if ctx_node.path else None
     out_dir = data_dir or (source.resolve().parent if source else Path.cwd())
     return Credentials(
@@ -127,10 +137,12 @@ def _check_document(p: Path) -> None:
         raise ConfigError(f"kubeconfig {p}: not a kubeconfig (expected a mapping)")
     for section in ("clusters", "contexts", "users"):
         items = doc.get(section) or []
-        if not isinstance(items, list) or \
-                not all(isinstance(i, dict) and i.get("name") for i in items):
-            raise ConfigError(f"kubeconfig {p}: not a kubeconfig ({section} must be a list "
-                              "of named mappings)")
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and i.get("name") for i in items
+        ):
+            raise ConfigError(
+                f"kubeconfig {p}: not a kubeconfig ({section} must be a list of named mappings)"
+            )
 
 
 def _current_context(spec: str | Path) -> str | None:

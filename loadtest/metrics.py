@@ -34,9 +34,12 @@ def index(samples: Iterable[Sample]) -> dict[tuple[str, Labels], float]:
     return {(n, lb): v for n, lb, v in samples}
 
 
-def counter_delta(before: Mapping[tuple[str, Labels], float],
-                  after: Mapping[tuple[str, Labels], float], name: str,
-                  by: tuple[str, ...] = ()) -> dict[tuple[str, ...], float]:
+def counter_delta(
+    before: Mapping[tuple[str, Labels], float],
+    after: Mapping[tuple[str, Labels], float],
+    name: str,
+    by: tuple[str, ...] = (),
+) -> dict[tuple[str, ...], float]:
     """Increase of a counter between two scrapes, summed by the `by` labels.
 
     A series that went down was reset (a restarted API server): its whole value counts.
@@ -52,8 +55,9 @@ def counter_delta(before: Mapping[tuple[str, Labels], float],
     return dict(out)
 
 
-def gauge(samples: Mapping[tuple[str, Labels], float], name: str,
-          by: tuple[str, ...] = ()) -> dict[tuple[str, ...], float]:
+def gauge(
+    samples: Mapping[tuple[str, Labels], float], name: str, by: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], float]:
     out: dict[tuple[str, ...], float] = defaultdict(float)
     for (n, lb), v in samples.items():
         if n == name:
@@ -62,9 +66,12 @@ def gauge(samples: Mapping[tuple[str, Labels], float], name: str,
     return dict(out)
 
 
-def histogram_delta(before: Mapping[tuple[str, Labels], float],
-                    after: Mapping[tuple[str, Labels], float], name: str,
-                    by: tuple[str, ...]) -> dict[tuple[str, ...], list[tuple[float, float]]]:
+def histogram_delta(
+    before: Mapping[tuple[str, Labels], float],
+    after: Mapping[tuple[str, Labels], float],
+    name: str,
+    by: tuple[str, ...],
+) -> dict[tuple[str, ...], list[tuple[float, float]]]:
     """Per group, the window's cumulative buckets [(le, count)], sorted by le."""
     deltas = counter_delta(before, after, f"{name}_bucket", by=(*by, "le"))
     groups: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
@@ -83,8 +90,9 @@ def merge_counts(parts: Iterable[Mapping[tuple[str, ...], float]]) -> dict[tuple
     return dict(out)
 
 
-def merge_histograms(parts: Iterable[Mapping[tuple[str, ...], list[tuple[float, float]]]]
-                     ) -> dict[tuple[str, ...], list[tuple[float, float]]]:
+def merge_histograms(
+    parts: Iterable[Mapping[tuple[str, ...], list[tuple[float, float]]]],
+) -> dict[tuple[str, ...], list[tuple[float, float]]]:
     """Histograms of several servers as one: cumulative counts summed bucket by bucket.
 
     Servers of one version share bucket bounds; where a server lacks a bound, its count at

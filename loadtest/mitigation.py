@@ -66,14 +66,24 @@ def objects(plan: Plan, others_sum: int = DEFAULT_SHARES_SUM) -> list[dict[str, 
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
         "kind": "PriorityLevelConfiguration",
         "metadata": {"name": NAME, "labels": {"app.kubernetes.io/managed-by": "loadtest"}},
-        "spec": {"type": "Limited", "limited": {
-            "nominalConcurrencyShares": shares_for(plan.shares_of_server, others_sum),
-            # Seats lent away in quiet times are not what protects the others; borrowing
-            # none keeps the agents inside their share when the server is busy.
-            "lendablePercent": 0, "borrowingLimitPercent": 0,
-            "limitResponse": {"type": "Queue", "queuing": {
-                "queues": plan.queues, "handSize": plan.hand_size,
-                "queueLengthLimit": plan.queue_length_limit}}}},
+        "spec": {
+            "type": "Limited",
+            "limited": {
+                "nominalConcurrencyShares": shares_for(plan.shares_of_server, others_sum),
+                # Seats lent away in quiet times are not what protects the others; borrowing
+                # none keeps the agents inside their share when the server is busy.
+                "lendablePercent": 0,
+                "borrowingLimitPercent": 0,
+                "limitResponse": {
+                    "type": "Queue",
+                    "queuing": {
+                        "queues": plan.queues,
+                        "handSize": plan.hand_size,
+                        "queueLengthLimit": plan.queue_length_limit,
+                    },
+                },
+            },
+        },
     }
     fs = {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
@@ -83,14 +93,26 @@ def objects(plan: Plan, others_sum: int = DEFAULT_SHARES_SUM) -> list[dict[str, 
             "priorityLevelConfiguration": {"name": NAME},
             "matchingPrecedence": plan.matching_precedence,
             "distinguisherMethod": {"type": "ByUser"},
-            "rules": [{
-                "subjects": [
-                    {"kind": "Group", "group": {"name": GROUP}},
-                    {"kind": "ServiceAccount",
-                     "serviceAccount": {"namespace": NAMESPACE, "name": "*"}}],
-                "resourceRules": [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"],
-                                   "resources": ["*"], "clusterScope": True,
-                                   "namespaces": ["*"]}]}],
+            "rules": [
+                {
+                    "subjects": [
+                        {"kind": "Group", "group": {"name": GROUP}},
+                        {
+                            "kind": "ServiceAccount",
+                            "serviceAccount": {"namespace": NAMESPACE, "name": "*"},
+                        },
+                    ],
+                    "resourceRules": [
+                        {
+                            "verbs": ["get", "list", "watch"],
+                            "apiGroups": ["*"],
+                            "resources": ["*"],
+                            "clusterScope": True,
+                            "namespaces": ["*"],
+                        }
+                    ],
+                }
+            ],
         },
     }
     return [pl, fs]
@@ -111,8 +133,10 @@ def derive_plan(summary: RecordLike) -> tuple[Plan, str]:
     cores = record.environment.get("cpus") or 2
     seats = max(1, int(cores // 2))
     plan = Plan(shares_of_server=min(0.5, seats / total))
-    return plan, (f"{seats} seat(s) for the agents = half of {cores} cores, of {total:.0f} "
-                  f"server seats{'' if limits else ' (kube-apiserver default)'}")
+    return plan, (
+        f"{seats} seat(s) for the agents = half of {cores} cores, of {total:.0f} "
+        f"server seats{'' if limits else ' (kube-apiserver default)'}"
+    )
 
 
 def from_results(summary: RecordLike, plan: Plan | None = None) -> tuple[list[dict], str]:
@@ -123,10 +147,12 @@ def from_results(summary: RecordLike, plan: Plan | None = None) -> tuple[list[di
     if plan is None:
         plan, basis = derive_plan(record)
     seats = (record.measurements.apiserver or {}).get("apf", {}).get("executing_seats_max", {})
-    why = (f"profile {record.config.profile if record.config else '?'}: verdict "
-           f"{record.verdict or '?'}; executing seats max by priority level {seats}; "
-           f"agents confined to {plan.shares_of_server:.2%} of the server's concurrency "
-           f"({basis}), fair-queued by user")
+    why = (
+        f"profile {record.config.profile if record.config else '?'}: verdict "
+        f"{record.verdict or '?'}; executing seats max by priority level {seats}; "
+        f"agents confined to {plan.shares_of_server:.2%} of the server's concurrency "
+        f"({basis}), fair-queued by user"
+    )
     return objects(plan), why
 
 
@@ -145,8 +171,10 @@ def apply(cluster: Cluster, objs: list[dict[str, Any]], dry_run: bool = False) -
     """Server-side apply the objects (the API server validates them; dry_run=True only
     validates). Only for clusters the harness created."""
     if not cluster.created_by_harness and not dry_run:
-        raise ClusterError(f"refusing to apply APF objects to {cluster.name!r}: not created "
-                           "by loadtest (review and apply the YAML yourself)")
+        raise ClusterError(
+            f"refusing to apply APF objects to {cluster.name!r}: not created "
+            "by loadtest (review and apply the YAML yourself)"
+        )
     with http_client(cluster) as c:
         for obj in objs:
             apply_object(c, _collection(obj), obj, dry_run=dry_run)
@@ -159,13 +187,14 @@ def remove(cluster: Cluster) -> None:
         for coll in (f"{FC}/flowschemas", f"{FC}/prioritylevelconfigurations"):
             r = c.delete(f"{coll}/{NAME}")
             if r.status_code not in (200, 202, 404):
-                raise ClusterError(f"delete {coll.rsplit('/', 1)[-1]}/{NAME}: HTTP "
-                                   f"{r.status_code}: {response_message(r)}")
+                raise ClusterError(
+                    f"delete {coll.rsplit('/', 1)[-1]}/{NAME}: HTTP "
+                    f"{r.status_code}: {response_message(r)}"
+                )
 
 
 # What the agents suffer themselves; a mitigation is expected to make these worse.
-AGENTS_OWN_SLOS = ("client-failures", "agents-synced", "api-throttling",
-                   "api-latency-read-cluster")
+AGENTS_OWN_SLOS = ("client-failures", "agents-synced", "api-throttling", "api-latency-read-cluster")
 
 
 def others_view(summary: RecordLike) -> dict[str, Any]:
@@ -174,8 +203,9 @@ def others_view(summary: RecordLike) -> dict[str, Any]:
     m = record.measurements
     api, dns = m.apiserver or {}, m.dns or {}
     apf = api.get("apf", {})
-    others_rejected = sum(r["count"] for r in apf.get("rejected", [])
-                          if r["priority_level"] != NAME)
+    others_rejected = sum(
+        r["count"] for r in apf.get("rejected", []) if r["priority_level"] != NAME
+    )
     others_wait = [w for w in apf.get("wait", []) if w["priority_level"] not in (NAME, "exempt")]
     slo = {r.name: r.status for r in record.slo}
     agents = (m.client or {}).get("agents", {})
@@ -185,15 +215,22 @@ def others_view(summary: RecordLike) -> dict[str, Any]:
         "others_p99_s": _p99_s(bystander),
         # the share of the other tenant's scheduled reads that succeeded: when both runs'
         # p99 sits at the timeout, this is where a mitigation still shows
-        "others_ok_share": (bystander["ok"] / bystander["scheduled"]
-                            if bystander.get("scheduled") else None),
+        "others_ok_share": (
+            bystander["ok"] / bystander["scheduled"] if bystander.get("scheduled") else None
+        ),
         "others_429": bystander.get("throttled_429"),
         # agents only read: mutating latency and DNS are the others' experience
-        "others_slos_failed": sorted(n for n, s in slo.items() if s != "pass"
-                                     and n not in AGENTS_OWN_SLOS),
-        "mutating_p99_s": max((r["p99_worst_window"] or 0 for r in api.get("latency", [])
-                               if r["verb"] in MUTATING_VERBS
-                               and r["metric"].endswith("sli_duration_seconds")), default=None),
+        "others_slos_failed": sorted(
+            n for n, s in slo.items() if s != "pass" and n not in AGENTS_OWN_SLOS
+        ),
+        "mutating_p99_s": max(
+            (
+                r["p99_worst_window"] or 0
+                for r in api.get("latency", [])
+                if r["verb"] in MUTATING_VERBS and r["metric"].endswith("sli_duration_seconds")
+            ),
+            default=None,
+        ),
         "others_apf_rejected": others_rejected,
         "others_apf_wait_p99_s": max((w["p99"] or 0 for w in others_wait), default=None),
         "dns_error_rate": dns.get("error_rate"),
@@ -203,8 +240,9 @@ def others_view(summary: RecordLike) -> dict[str, Any]:
         "break_glass_p99_s": _p99_s(glass),
         "break_glass_failed": glass.get("failed"),
         "agents_throttled_429": agents.get("throttled_429", 0),
-        "agents_apf_rejected": sum(r["count"] for r in apf.get("rejected", [])
-                                   if r["priority_level"] == NAME),
+        "agents_apf_rejected": sum(
+            r["count"] for r in apf.get("rejected", []) if r["priority_level"] == NAME
+        ),
     }
 
 
@@ -213,8 +251,11 @@ def _p99_s(role: dict[str, Any]) -> float | None:
     return role["p99_ms"] / 1000 if role.get("p99_ms") is not None else None
 
 
-HOLDS, FAILS, INCONCLUSIVE = ("mitigation holds", "mitigation does not hold",
-                              "mitigation inconclusive")
+HOLDS, FAILS, INCONCLUSIVE = (
+    "mitigation holds",
+    "mitigation does not hold",
+    "mitigation inconclusive",
+)
 
 
 def _harm(view: dict[str, Any]) -> list[str]:
@@ -223,8 +264,10 @@ def _harm(view: dict[str, Any]) -> list[str]:
     if view.get("others_slos_failed"):
         out.append(f"others missed {view['others_slos_failed']}")
     if view.get("harness_access_degraded") or view.get("break_glass_failed"):
-        out.append("the break-glass identity's access degraded "
-                   f"({view.get('break_glass_failed')} rollback PATCHes failed)")
+        out.append(
+            "the break-glass identity's access degraded "
+            f"({view.get('break_glass_failed')} rollback PATCHes failed)"
+        )
     return out
 
 
@@ -236,14 +279,19 @@ def verdict(without: dict[str, Any], with_: dict[str, Any]) -> tuple[str, list[s
     if harm_with:
         return FAILS, [f"with mitigation, {h}" for h in harm_with]
     if not harm_without:
-        return INCONCLUSIVE, ["nothing broke without the objects either: no harm to "
-                              "mitigate in this run (a bigger scenario, or --rounds more)"]
-    return HOLDS, [f"others' SLOs held (without mitigation: {'; '.join(harm_without)}); "
-                   f"agents were throttled {with_.get('agents_throttled_429')} times"]
+        return INCONCLUSIVE, [
+            "nothing broke without the objects either: no harm to "
+            "mitigate in this run (a bigger scenario, or --rounds more)"
+        ]
+    return HOLDS, [
+        f"others' SLOs held (without mitigation: {'; '.join(harm_without)}); "
+        f"agents were throttled {with_.get('agents_throttled_429')} times"
+    ]
 
 
-def judge(without: list[dict[str, Any]], with_: list[dict[str, Any]]
-          ) -> tuple[str, list[str], list[dict[str, Any]]]:
+def judge(
+    without: list[dict[str, Any]], with_: list[dict[str, Any]]
+) -> tuple[str, list[str], list[dict[str, Any]]]:
     """Every round judged: 'holds' only if it held in all of them, 'does not hold' if it
     failed in any, else 'inconclusive'. Returns the verdict, its reasons and the rounds."""
     if not without or len(without) != len(with_):
@@ -255,14 +303,22 @@ def judge(without: list[dict[str, Any]], with_: list[dict[str, Any]]
     verdicts = {r["verdict"] for r in rounds}
     overall = FAILS if FAILS in verdicts else HOLDS if verdicts == {HOLDS} else INCONCLUSIVE
     n = len(rounds)
-    reasons = [f"round {r['round']}/{n}: {r['verdict']}: {'; '.join(r['reasons'])}"
-               for r in rounds]
+    reasons = [f"round {r['round']}/{n}: {r['verdict']}: {'; '.join(r['reasons'])}" for r in rounds]
     return overall, reasons, rounds
 
 
-def rerun(provider: ClusterProvider, cluster_name: str, cluster: Cluster,
-          objs: list[dict[str, Any]], cfg: RunConfig, out: Path, rounds: int,
-          fresh_cluster: bool, fresh: bool, log: Callable[[str], None]) -> tuple[str, Path]:
+def rerun(
+    provider: ClusterProvider,
+    cluster_name: str,
+    cluster: Cluster,
+    objs: list[dict[str, Any]],
+    cfg: RunConfig,
+    out: Path,
+    rounds: int,
+    fresh_cluster: bool,
+    fresh: bool,
+    log: Callable[[str], None],
+) -> tuple[str, Path]:
     """The failing run's scenario again, without and with the objects, every round judged.
     Runs go to out/without and out/with; returns the verdict and out/comparison.json.
     `fresh_cluster`: each run on a new cluster (`fresh`: the first one is new already)."""
@@ -290,8 +346,13 @@ def rerun(provider: ClusterProvider, cluster_name: str, cluster: Cluster,
         except (LoadtestError, httpx.HTTPError) as e:  # a control plane the run brought down
             log(f"warning: could not remove the APF objects: {e}")
     result, reasons, judged = judge(views["without"], views["with"])
-    data = {"verdict": result, "reasons": reasons, "rounds": judged, "runs": views,
-            "run_dirs": run_dirs}
+    data = {
+        "verdict": result,
+        "reasons": reasons,
+        "rounds": judged,
+        "runs": views,
+        "run_dirs": run_dirs,
+    }
     path = out / "comparison.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     for variant, vs in views.items():

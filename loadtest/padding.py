@@ -97,10 +97,12 @@ VOCABULARY = tuple(_WORDS.split())
 # entry): a fixed sequence of keys, each with the few values it takes in practice. Built once
 # from a fixed seed, so every process makes the same filler.
 _SCHEMA_RNG = random.Random("loadtest.padding/schemas")
-_SCHEMAS = tuple(tuple(_SCHEMA_RNG.sample(VOCABULARY, _SCHEMA_RNG.randrange(3, 9)))
-                 for _ in range(32))
-_VALUES = {k: tuple(_SCHEMA_RNG.sample(VOCABULARY, _SCHEMA_RNG.randrange(1, 4)))
-           for k in VOCABULARY}
+_SCHEMAS = tuple(
+    tuple(_SCHEMA_RNG.sample(VOCABULARY, _SCHEMA_RNG.randrange(3, 9))) for _ in range(32)
+)
+_VALUES = {
+    k: tuple(_SCHEMA_RNG.sample(VOCABULARY, _SCHEMA_RNG.randrange(1, 4))) for k in VOCABULARY
+}
 _SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet of generated-name suffixes
 
 
@@ -114,8 +116,10 @@ def _fresh(rng: random.Random) -> str:
     if kind == 1:
         return f"sha256:{bits:064x}"
     if kind == 2:
-        return (f"2026-{1 + bits % 12:02d}-{1 + (bits >> 8) % 28:02d}T{(bits >> 16) % 24:02d}:"
-                f"{(bits >> 24) % 60:02d}:{(bits >> 32) % 60:02d}Z")
+        return (
+            f"2026-{1 + bits % 12:02d}-{1 + (bits >> 8) % 28:02d}T{(bits >> 16) % 24:02d}:"
+            f"{(bits >> 24) % 60:02d}:{(bits >> 32) % 60:02d}Z"
+        )
     if kind == 3:
         return f"10.{(bits >> 8) % 256}.{(bits >> 16) % 256}.{1 + (bits >> 24) % 254}"
     if kind == 4:  # a generated name's suffix, a template hash
@@ -167,8 +171,12 @@ class WireSize:
         return self.decoded / self.wire if self.wire else 0.0
 
 
-def get_sizes(client: httpx.Client, path: str, params: dict[str, str] | None = None,
-              accept: str = "application/json") -> WireSize:
+def get_sizes(
+    client: httpx.Client,
+    path: str,
+    params: dict[str, str] | None = None,
+    accept: str = "application/json",
+) -> WireSize:
     """GET as Go clients do (Accept-Encoding: gzip) and measure the raw body: the API server
     compresses responses over 128 KiB at gzip level 1."""
     headers = {"Accept": accept, "Accept-Encoding": "gzip"}

@@ -42,8 +42,15 @@ class PodLogFollower:
     `streams` counts the log requests made (a container that ends, a broken stream and the
     pod's deletion each end one); `errors` keeps the last few reasons."""
 
-    def __init__(self, cluster: Cluster, namespace: str, pod: str, on_line: OnLine,
-                 retry_s: float = 1.0, read_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        pod: str,
+        on_line: OnLine,
+        retry_s: float = 1.0,
+        read_timeout_s: float = 30.0,
+    ) -> None:
         self.cluster = cluster
         self.path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
         self.pod = pod
@@ -99,11 +106,20 @@ class PodLogFollower:
             return True
         statuses = pod.json().get("status", {}).get("containerStatuses") or [{}]
         restarts = int(statuses[0].get("restartCount", 0))
-        if (self._restarts_seen is not None and restarts > self._restarts_seen
-                and self.last_ts is not None):
+        if (
+            self._restarts_seen is not None
+            and restarts > self._restarts_seen
+            and self.last_ts is not None
+        ):
             # restarted while we were away: the end of the previous container's log first
-            r = c.get(f"{self.path}/log", params={"previous": "true", "timestamps": "true",
-                                                   "sinceTime": since_param(self.last_ts)})
+            r = c.get(
+                f"{self.path}/log",
+                params={
+                    "previous": "true",
+                    "timestamps": "true",
+                    "sinceTime": since_param(self.last_ts),
+                },
+            )
             if r.status_code == 200:
                 for raw in r.text.splitlines():
                     self._feed(raw)

@@ -13,13 +13,25 @@ from pathlib import Path
 from loadtest.errors import CommandError
 
 
-def run(cmd: Sequence[str | Path], what: str, *, env: Mapping[str, str] | None = None,
-        timeout: float = 300, input: str | None = None) -> str:
+def run(
+    cmd: Sequence[str | Path],
+    what: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+    input: str | None = None,
+) -> str:
     """Run to completion; return stdout+stderr, or raise CommandError naming `what`."""
     args = [str(c) for c in cmd]
     try:
-        r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input,
-                           env={**os.environ, **(env or {})})
+        r = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            env={**os.environ, **(env or {})},
+        )
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         raise CommandError(f"{what} (timed out after {timeout:.0f}s)", args, -1, out) from e

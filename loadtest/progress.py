@@ -86,8 +86,11 @@ class ApiserverTail:
         cores = None
         if self.prev and self.last and self.last[0] > self.prev[0]:
             cores = (self.last[1] - self.prev[1]) / (self.last[0] - self.prev[0])
-        return {"cores": cores, "rss": self.state.get("rss"),
-                "http_429": sum(v for k, v in self.state.items() if k.startswith("code=429"))}
+        return {
+            "cores": cores,
+            "rss": self.state.get("rss"),
+            "http_429": sum(v for k, v in self.state.items() if k.startswith("code=429")),
+        }
 
 
 def _key(name: str, labels: dict[str, str]) -> str | None:
@@ -100,17 +103,28 @@ def _key(name: str, labels: dict[str, str]) -> str | None:
     return None
 
 
-def line(users: int, rows: dict[str, dict[str, str]], agents: dict[str, int],
-         api: dict[str, float | None], elapsed: float) -> str:
+def line(
+    users: int,
+    rows: dict[str, dict[str, str]],
+    agents: dict[str, int],
+    api: dict[str, float | None],
+    elapsed: float,
+) -> str:
     """One progress line (pure)."""
     agg = rows.get("Aggregated", {})
-    p99 = [f"{n} {_ms(r.get('99%'))}" for n, r in sorted(rows.items())
-           if n != "Aggregated" and not n.startswith("WATCH") and r.get("99%") not in
-           (None, "", "N/A", "0")]  # 0: none in Locust's current window
-    parts = [f"load {elapsed:.0f}s: {users} agents running, {agents['agents_synced']} synced",
-             f"{float(agg.get('Requests/s') or 0):.1f} req/s",
-             f"{agg.get('Total Failure Count') or 0} failed",
-             f"429s {api['http_429']:.0f} (API server), {agents['throttled_429']} (agents)"]
+    p99 = [
+        f"{n} {_ms(r.get('99%'))}"
+        for n, r in sorted(rows.items())
+        if n != "Aggregated"
+        and not n.startswith("WATCH")
+        and r.get("99%") not in (None, "", "N/A", "0")
+    ]  # 0: none in Locust's current window
+    parts = [
+        f"load {elapsed:.0f}s: {users} agents running, {agents['agents_synced']} synced",
+        f"{float(agg.get('Requests/s') or 0):.1f} req/s",
+        f"{agg.get('Total Failure Count') or 0} failed",
+        f"429s {api['http_429']:.0f} (API server), {agents['throttled_429']} (agents)",
+    ]
     cores, rss = api.get("cores"), api.get("rss")
     if cores is not None:
         parts.append(f"API server {cores:.2f} cores")
@@ -129,8 +143,9 @@ def _ms(text: str | None) -> str:
 class Progress:
     """Prints `line` every `interval` seconds while started."""
 
-    def __init__(self, agents_dir: Path, raw: Path, log: Callable[[str], None],
-                 interval: float = 5.0) -> None:
+    def __init__(
+        self, agents_dir: Path, raw: Path, log: Callable[[str], None], interval: float = 5.0
+    ) -> None:
         self.agents_dir = agents_dir
         self.api = ApiserverTail(raw)
         self.log = log
@@ -151,7 +166,14 @@ class Progress:
             return
         try:
             users, rows = locust_now(self.agents_dir / "locust_stats_history.csv")
-            self.log(line(users, rows, agents_now(self.agents_dir), self.api.update(),
-                          time.monotonic() - self.t0))
+            self.log(
+                line(
+                    users,
+                    rows,
+                    agents_now(self.agents_dir),
+                    self.api.update(),
+                    time.monotonic() - self.t0,
+                )
+            )
         except Exception as e:  # noqa: BLE001 - progress must never break a run
             self.log(f"progress: {type(e).__name__}: {e}")

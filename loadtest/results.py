@@ -28,20 +28,26 @@ COMPARABLE = ("host", "cpus", "memory_gib", "platform", "python")
 def environment() -> dict[str, Any]:
     """Where a run or benchmark happened, so results from different machines are never
     compared blindly and a figure can be traced to what produced it."""
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True,
-                                  cwd=toolchain.REPO_ROOT, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, cwd=toolchain.REPO_ROOT, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
-    return {"host": platform.node(), "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "memory_gib": round(processes.memory_total_bytes() / 2**30, 1),
-            "platform": platform.platform(), "commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-            "tools": toolchain.versions()}
+    return {
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(processes.memory_total_bytes() / 2**30, 1),
+        "platform": platform.platform(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "tools": toolchain.versions(),
+    }
 
 
 class JsonlWriter:
@@ -88,8 +94,10 @@ def latest_run(root: Path, profile: str) -> Path:
     """The newest run of `profile` under `root` (run folders start with a UTC timestamp)."""
     runs = sorted(d for d in root.glob(f"*-{profile}") if (d / "summary.json").exists())
     if not runs:
-        raise ConfigError(f"no run of profile {profile!r} in {root}/: run `make loadtest "
-                          f"PROFILE={profile}` (or give --from RESULTS)")
+        raise ConfigError(
+            f"no run of profile {profile!r} in {root}/: run `make loadtest "
+            f"PROFILE={profile}` (or give --from RESULTS)"
+        )
     return runs[-1]
 
 

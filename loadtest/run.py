@@ -71,27 +71,43 @@ def ensure_break_glass(cluster: Cluster, warn: Log) -> str:
         try:
             user = _whoami(c)
         except ClusterError as e:
-            warn(f"who the harness is is unknown, so it is not mapped to APF's exempt level: "
-                 f"{e}")
+            warn(f"who the harness is is unknown, so it is not mapped to APF's exempt level: {e}")
             return "unknown (SelfSubjectReview failed)"
         groups = [g for g in user.get("groups", []) if g not in ("system:authenticated",)]
         who = f"{user.get('username', '?')} {groups}"
         if "system:masters" in groups or not groups or not cluster.created_by_harness:
             return who
         try:
-            apply_object(c, "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas", {
-                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
-                "metadata": {"name": BREAK_GLASS_FS},
-                "spec": {"priorityLevelConfiguration": {"name": "exempt"},
-                         "matchingPrecedence": 2,
-                         "rules": [{"subjects": [{"kind": "Group", "group": {"name": g}}
-                                                 for g in groups],
-                                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
-                                                       "resources": ["*"],
-                                                       "clusterScope": True,
-                                                       "namespaces": ["*"]}],
-                                    "nonResourceRules": [{"verbs": ["*"],
-                                                          "nonResourceURLs": ["*"]}]}]}})
+            apply_object(
+                c,
+                "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
+                {
+                    "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                    "kind": "FlowSchema",
+                    "metadata": {"name": BREAK_GLASS_FS},
+                    "spec": {
+                        "priorityLevelConfiguration": {"name": "exempt"},
+                        "matchingPrecedence": 2,
+                        "rules": [
+                            {
+                                "subjects": [
+                                    {"kind": "Group", "group": {"name": g}} for g in groups
+                                ],
+                                "resourceRules": [
+                                    {
+                                        "verbs": ["*"],
+                                        "apiGroups": ["*"],
+                                        "resources": ["*"],
+                                        "clusterScope": True,
+                                        "namespaces": ["*"],
+                                    }
+                                ],
+                                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                            }
+                        ],
+                    },
+                },
+            )
         except ClusterError as e:
             warn(f"the harness's identity is not exempt from APF: {e}")
             return f"{who} (NOT exempt: FlowSchema {BREAK_GLASS_FS} refused)"
@@ -101,8 +117,10 @@ def ensure_break_glass(cluster: Cluster, warn: Log) -> str:
 def _whoami(c: httpx.Client) -> dict[str, Any]:
     """The harness's userInfo by SelfSubjectReview; no answer or a refusal is one line."""
     try:
-        r = c.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                   json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        r = c.post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
     except httpx.HTTPError as e:
         raise ClusterError(f"SelfSubjectReview: no answer: {type(e).__name__}: {e}") from None
     if r.status_code != 201:
@@ -128,9 +146,16 @@ def check_cluster(cluster: Cluster) -> dict[str, Any]:
 class MainJob:
     """One run; `execute` returns the results folder. Stages write as they go."""
 
-    def __init__(self, provider: ClusterProvider, cluster_name: str, cfg: RunConfig,
-                 out_root: Path, log: Log, keep_cluster: bool = True,
-                 allow_existing: bool = False) -> None:
+    def __init__(
+        self,
+        provider: ClusterProvider,
+        cluster_name: str,
+        cfg: RunConfig,
+        out_root: Path,
+        log: Log,
+        keep_cluster: bool = True,
+        allow_existing: bool = False,
+    ) -> None:
         self.provider = provider
         self.cluster_name = cluster_name
         self.cfg = cfg
@@ -145,11 +170,14 @@ class MainJob:
         # such cluster) leaves no folder behind.
         self._dir: Path | None = None
         # "slos": as resolved now, so reports and verdicts later judge by these
-        self.summary: dict[str, Any] = {"environment": environment(),
-                                        "config": cfg.model_dump(),
-                                        "profile": self.profile.model_dump(),
-                                        "slos": self.slos.model_dump(), "stages": {},
-                                        "measurements": {}}
+        self.summary: dict[str, Any] = {
+            "environment": environment(),
+            "config": cfg.model_dump(),
+            "profile": self.profile.model_dump(),
+            "slos": self.slos.model_dump(),
+            "stages": {},
+            "measurements": {},
+        }
         self._propagation_error: str | None = None
         self._probe_service_made = False
 
@@ -186,11 +214,13 @@ class MainJob:
             self._dir = new_run_dir(self.out_root, self.cfg.profile)
             self.log(f"results: {self._dir}")
             self.save()
-            self.summary["cluster"] = {**cluster.redacted(), **reached,
-                                       "harness_identity": ensure_break_glass(cluster,
-                                                                              self.warn),
-                                       "apiserver_memory_bytes": self._memory_budget(),
-                                       "apiserver_cpu_cores": self._cpu_quota()}
+            self.summary["cluster"] = {
+                **cluster.redacted(),
+                **reached,
+                "harness_identity": ensure_break_glass(cluster, self.warn),
+                "apiserver_memory_bytes": self._memory_budget(),
+                "apiserver_cpu_cores": self._cpu_quota(),
+            }
             self.stage("cluster", created=created)
             self._seed(cluster)
             self._load(cluster)
@@ -212,14 +242,20 @@ class MainJob:
     def _seed(self, cluster: Cluster) -> None:
         if isinstance(self.provider, RunsFakeNodesBeside):
             pid = self.provider.ensure_fake_nodes(cluster)
-            self.log(f"KWOK controller for fake nodes runs beside the {self.provider.name} "
-                     f"cluster (pid {pid})")
+            self.log(
+                f"KWOK controller for fake nodes runs beside the {self.provider.name} "
+                f"cluster (pid {pid})"
+            )
         seeder = Seeder(cluster, self.cfg.inventory, log=self.log)
         result = seeder.seed()
         ready = seeder.wait_ready(timeout=600)
-        self.summary["inventory"] = {"spec": self.cfg.inventory.model_dump(),
-                                     "created": result.created, "existing": result.existing,
-                                     "seconds": result.seconds, **ready}
+        self.summary["inventory"] = {
+            "spec": self.cfg.inventory.model_dump(),
+            "created": result.created,
+            "existing": result.existing,
+            "seconds": result.seconds,
+            **ready,
+        }
         self.stage("inventory")
 
     def _load(self, cluster: Cluster) -> None:
@@ -229,9 +265,14 @@ class MainJob:
         probe = self._dns_probe(cluster, raw / "dns.jsonl")
         (self.dir / "cluster.json").write_text(cluster.to_json())  # no token in it
         # scrapes and bystanders; the DNS probe apart (it times propagation too)
-        scrapes: list[Measurement] = [api, coredns, *(
-            Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl", role=r)
-            for role, r in ROLES.items())]
+        scrapes: list[Measurement] = [
+            api,
+            coredns,
+            *(
+                Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl", role=r)
+                for role, r in ROLES.items()
+            ),
+        ]
         if probe:  # first: from pods it deploys them (and waits for them)
             probe.start()
         self._apiserver_memory(reset=True)  # this run's peak, not the seeding's
@@ -239,30 +280,39 @@ class MainJob:
             m.start()
         self.stage("measurements-started", dns=bool(probe))
         if self.cfg.idle_window_s:
-            self.stage("idle", **api.wait_idle(self.cfg.idle_window_s, self.cfg.idle_max_s,
-                                              self.log))
+            self.stage(
+                "idle", **api.wait_idle(self.cfg.idle_window_s, self.cfg.idle_max_s, self.log)
+            )
         timer = None
         changed_at: list[float] = []
         if probe and self.cfg.propagation_check:
             # A new Service during the load: how long until cluster DNS serves it?
-            timer = threading.Timer(self.cfg.duration_s / 3, self._new_service,
-                                    (cluster, probe, changed_at))
+            timer = threading.Timer(
+                self.cfg.duration_s / 3, self._new_service, (cluster, probe, changed_at)
+            )
             timer.start()
         restart = None
         if self.cfg.restart_dns_at_s is not None:
-            restart = threading.Timer(self.cfg.restart_dns_at_s, self._restart_dns,
-                                      (changed_at,))
+            restart = threading.Timer(self.cfg.restart_dns_at_s, self._restart_dns, (changed_at,))
             restart.start()
-        run = AgentRun(profile=self.cfg.profile, agents=self.cfg.agents,
-                       duration_s=self.cfg.duration_s, spawn_rate=self.cfg.spawn_rate,
-                       shape=self.cfg.shape, steps=self.cfg.steps,
-                       processes=self.cfg.processes, workers=self.cfg.workers,
-                       master_bind=self.cfg.master_bind)
+        run = AgentRun(
+            profile=self.cfg.profile,
+            agents=self.cfg.agents,
+            duration_s=self.cfg.duration_s,
+            spawn_rate=self.cfg.spawn_rate,
+            shape=self.cfg.shape,
+            steps=self.cfg.steps,
+            processes=self.cfg.processes,
+            workers=self.cfg.workers,
+            master_bind=self.cfg.master_bind,
+        )
         pool = None
         if self.cfg.workers_in_cluster:
             from loadtest.agents.pods import in_cluster_workers
-            run, pool = in_cluster_workers(cluster, run, self.cfg.workers_in_cluster,
-                                           self.cfg.worker_image or None, self.log)
+
+            run, pool = in_cluster_workers(
+                cluster, run, self.cfg.workers_in_cluster, self.cfg.worker_image or None, self.log
+            )
         progress = Progress(self.dir / "agents", raw / "apiserver.jsonl", self.log).start()
         try:
             run_agents(cluster, run, self.dir / "agents", self.log, pool)
@@ -282,8 +332,10 @@ class MainJob:
                 self.summary["measurements"]["dns"] = dns_pods.with_where(probe.gather(), cluster)
                 if timer and not self._probe_service_made:
                     self.summary["measurements"]["dns"]["propagation_error"] = (
-                        self._propagation_error or "no probe Service was made: the load "
-                        f"ended before it was due ({self.cfg.duration_s / 3:.0f}s in)")
+                        self._propagation_error
+                        or "no probe Service was made: the load "
+                        f"ended before it was due ({self.cfg.duration_s / 3:.0f}s in)"
+                    )
             self.summary["measurements"]["client"] = client_m.summarize(self.dir / "agents")
             self.summary["cluster"].update(self._apiserver_memory() or {})
             if timer:
@@ -292,19 +344,24 @@ class MainJob:
             if len(servers) == 1 and "apiserver_oom_kills" in self.summary["cluster"]:
                 # the provider's memory group holds the one API server (local)
                 next(iter(servers.values()))["oom_kills"] = self.summary["cluster"][
-                    "apiserver_oom_kills"]
+                    "apiserver_oom_kills"
+                ]
             self.stage("load")
 
     def _log_apiservers(self, api: dict[str, Any]) -> None:
         """How many API servers were measured, and the harness's own failures apart."""
         d = api.get("discovery", {})
-        self.log(f"API servers measured: {api.get('servers_measured', 0)} of "
-                 f"{api.get('servers_scraped', 0)} scraped (from {d.get('source', '?')})"
-                 + (f"; {d['note']}" if d.get("note") else ""))
+        self.log(
+            f"API servers measured: {api.get('servers_measured', 0)} of "
+            f"{api.get('servers_scraped', 0)} scraped (from {d.get('source', '?')})"
+            + (f"; {d['note']}" if d.get("note") else "")
+        )
         errors = api.get("harness_errors") or {}
         if errors.get("count"):
-            self.log(f"warning: {errors['count']} harness error(s), not the API server's: "
-                     f"{errors['errors'][0]}")
+            self.log(
+                f"warning: {errors['count']} harness error(s), not the API server's: "
+                f"{errors['errors'][0]}"
+            )
 
     def _memory_budget(self) -> int | None:
         """The API server's memory budget in bytes, where the provider gives it one."""
@@ -328,33 +385,48 @@ class MainJob:
         if cluster.dns is None:
             self.summary["measurements"]["dns"] = {
                 "error": f"no cluster DNS reachable from the harness for provider "
-                         f"{cluster.provider!r}"}
+                f"{cluster.provider!r}"
+            }
             return None
         inv = self.cfg.inventory
-        services = [(namespace_name(inv, j), f"app-{k}")
-                    for j in range(min(inv.namespaces, 3))
-                    for k in range(min(inv.services_per_namespace, 2))]
+        services = [
+            (namespace_name(inv, j), f"app-{k}")
+            for j in range(min(inv.namespaces, 3))
+            for k in range(min(inv.services_per_namespace, 2))
+        ]
         netns_pid = None
         if isinstance(self.provider, ProbesDNSInNamespace):
             netns_pid = self.provider.dns_netns_pid(cluster)
-            self.log("DNS probes run in the network namespace of "
-                     f"{cluster.dns_via_container or f'pid {netns_pid}'}")
-        node = dns_m.DnsProbe(cluster.dns, dns_m.default_names(services), raw,
-                              rate_hz=self.cfg.dns_rate_hz, netns_pid=netns_pid)
+            self.log(
+                "DNS probes run in the network namespace of "
+                f"{cluster.dns_via_container or f'pid {netns_pid}'}"
+            )
+        node = dns_m.DnsProbe(
+            cluster.dns,
+            dns_m.default_names(services),
+            raw,
+            rate_hz=self.cfg.dns_rate_hz,
+            netns_pid=netns_pid,
+        )
         if not isinstance(self.provider, RunsPods):
             return node  # no pods to probe from (local): the summary says where it ran
         # the pods' view is the run's DNS; the node-namespace probe runs beside it
         bound_s = self.cfg.duration_s + self.cfg.dns_min_probe_s + 900
         provider = self.provider
-        return dns_pods.PodDnsProbe(cluster, raw.with_name("dns_pods.jsonl"),
-                                    dns_pods.probe_names(services[0] if services else None),
-                                    self.cfg.dns_rate_hz, bound_s,
-                                    load_image=lambda image: provider.load_image(cluster.name,
-                                                                                 image),
-                                    node_probe=node, log=self.log)
+        return dns_pods.PodDnsProbe(
+            cluster,
+            raw.with_name("dns_pods.jsonl"),
+            dns_pods.probe_names(services[0] if services else None),
+            self.cfg.dns_rate_hz,
+            bound_s,
+            load_image=lambda image: provider.load_image(cluster.name, image),
+            node_probe=node,
+            log=self.log,
+        )
 
-    def _new_service(self, cluster: Cluster, probe: dns_pods.DnsMeasurement,
-                     changed_at: list[float]) -> None:
+    def _new_service(
+        self, cluster: Cluster, probe: dns_pods.DnsMeasurement, changed_at: list[float]
+    ) -> None:
         name = f"lt-propagation-{int(time.time())}"
         try:
             fqdn = probe_service.create(cluster, name)
@@ -393,15 +465,24 @@ class MainJob:
             return
         left = max(changed_at) + self.cfg.dns_min_probe_s - time.time()
         if left > 0:
-            self.log(f"probing DNS {left:.0f}s more (at least {self.cfg.dns_min_probe_s:.0f}s "
-                     "after the change: caches hide failures at first)")
+            self.log(
+                f"probing DNS {left:.0f}s more (at least {self.cfg.dns_min_probe_s:.0f}s "
+                "after the change: caches hide failures at first)"
+            )
             time.sleep(left)  # bounded: the probe thread does the work meanwhile
 
     def _verdict(self) -> None:
         results = slo.evaluate(self.summary, self.slos)
-        self.summary["slo"] = [{"name": r.name, "status": r.status, "expected": r.expected,
-                                "measured": r.measured, "violations": r.violations}
-                               for r in results]
+        self.summary["slo"] = [
+            {
+                "name": r.name,
+                "status": r.status,
+                "expected": r.expected,
+                "measured": r.measured,
+                "violations": r.violations,
+            }
+            for r in results
+        ]
         failed = [r for r in results if r.status != "pass"]
         self.summary["verdict"] = "fail" if failed else "pass"
         self.save()
@@ -414,10 +495,21 @@ class MainJob:
 
 def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
     """The SLO verdict through pytest (one test per SLO, junit XML in the results)."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "loadtest.pytest_plugin", "-q",
-           "--no-header", "-p", "no:cacheprovider",
-           str(Path(__file__).with_name("verdict.py")), "--loadtest-results", str(run_dir),
-           f"--junitxml={run_dir / 'verdict.xml'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "loadtest.pytest_plugin",
+        "-q",
+        "--no-header",
+        "-p",
+        "no:cacheprovider",
+        str(Path(__file__).with_name("verdict.py")),
+        "--loadtest-results",
+        str(run_dir),
+        f"--junitxml={run_dir / 'verdict.xml'}",
+    ]
     if slo_file:
         cmd += ["--loadtest-slo", slo_file]
     return subprocess.run(cmd).returncode
@@ -434,8 +526,7 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
         propagation_error = (m.get("dns") or {}).get("propagation_error")  # not in raw
         m["dns"] = dns_m.summarize(read_jsonl(run_dir / "raw" / "dns.jsonl"))
         if (run_dir / "raw" / "dns_pods.jsonl").exists():  # kind: the pods' view, node's beside
-            m["dns"] = dns_pods.summarize(read_jsonl(run_dir / "raw" / "dns_pods.jsonl"),
-                                          m["dns"])
+            m["dns"] = dns_pods.summarize(read_jsonl(run_dir / "raw" / "dns_pods.jsonl"), m["dns"])
         if propagation_error:
             m["dns"]["propagation_error"] = propagation_error
     if (run_dir / "raw" / "coredns.jsonl").exists():

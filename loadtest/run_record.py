@@ -86,8 +86,10 @@ def _migrate(data: dict[str, Any], source: str) -> dict[str, Any]:
         data = {k: v for k, v in data.items() if k != "version"}
         version = SCHEMA_VERSION
     if version != SCHEMA_VERSION:
-        raise ConfigError(f"{source}: run record schema {version!r}, this harness reads "
-                          f"{SCHEMA_VERSION} (and migrates 1)")
+        raise ConfigError(
+            f"{source}: run record schema {version!r}, this harness reads "
+            f"{SCHEMA_VERSION} (and migrates 1)"
+        )
     return {**data, "schema_version": SCHEMA_VERSION}
 
 
@@ -119,8 +121,9 @@ def run_profile(record: RunRecord) -> tuple[AgentProfile | None, str]:
         return record.profile, ""
     name = record.config.profile if record.config else ""
     try:
-        return load_profile(name), (f"profile {name}: not recorded by the run, "
-                                    "read from today's profiles/")
+        return load_profile(name), (
+            f"profile {name}: not recorded by the run, read from today's profiles/"
+        )
     except LoadtestError:
         return None, f"profile {name or '?'}: not recorded by the run, and not found here"
 

@@ -53,8 +53,10 @@ def invalid_reason(s: RecordLike) -> str:
     access = api.get("harness_access", {})
     if access.get("failed"):
         # it fails the SLOs (api-availability), but what it cost is no point of a cost law
-        return (f"the API server stopped answering ({access['failed']} of "
-                f"{access['scrapes']} scrapes failed): not a cost measurement")
+        return (
+            f"the API server stopped answering ({access['failed']} of "
+            f"{access['scrapes']} scrapes failed): not a cost measurement"
+        )
     req = api.get("requests", {})
     refused = (req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
     # Agents the API server refused (429, 5xx) are the finding, not a broken run.
@@ -67,13 +69,20 @@ def invalid_reason(s: RecordLike) -> str:
 def point_from_run(run_dir: Path, loadavg_1m: float | None = None) -> Point:
     r = load_record(run_dir)
     v, notes = run_costs(run_dir)
-    return Point(nodes=r.config.inventory.nodes if r.config else 0, agents=r.agents,
-                 cpu_cores=v["apiserver_cpu"], cpu_per_agent=v["apiserver_cpu_per_agent"],
-                 bytes_per_agent_s=v["bytes_per_agent_s"], list_p99_s=v["p99_list"],
-                 verdict=r.verdict or "?",
-                 failed_slos=[x.name for x in r.slo if x.status != "pass"],
-                 run_dir=str(run_dir), loadavg_1m=loadavg_1m, invalid=invalid_reason(r),
-                 cpu_not_measurable=next((n for n in notes if "above idle" in n), ""))
+    return Point(
+        nodes=r.config.inventory.nodes if r.config else 0,
+        agents=r.agents,
+        cpu_cores=v["apiserver_cpu"],
+        cpu_per_agent=v["apiserver_cpu_per_agent"],
+        bytes_per_agent_s=v["bytes_per_agent_s"],
+        list_p99_s=v["p99_list"],
+        verdict=r.verdict or "?",
+        failed_slos=[x.name for x in r.slo if x.status != "pass"],
+        run_dir=str(run_dir),
+        loadavg_1m=loadavg_1m,
+        invalid=invalid_reason(r),
+        cpu_not_measurable=next((n for n in notes if "above idle" in n), ""),
+    )
 
 
 def saturation_nodes(per_agent: Line, agents_per_node: float, cores: float) -> float | None:
@@ -139,30 +148,42 @@ class Sweep:
         return d
 
     def lines(self) -> list[str]:
-        out = [f"sweep {self.profile}: " + ", ".join(
-            f"{p.nodes} nodes {p.verdict}" + (" (not fitted)" if p.invalid else "")
-            for p in self.points)]
+        out = [
+            f"sweep {self.profile}: "
+            + ", ".join(
+                f"{p.nodes} nodes {p.verdict}" + (" (not fitted)" if p.invalid else "")
+                for p in self.points
+            )
+        ]
         fc = self.forecast
         if fc:
             out.append(f"  {fc['line']} (capacity model: unit costs x work, 1/(1-rho))")
-            out += [f"    {b['slo']} breaks at ~{b['nodes']:.0f} nodes: {b['why']}"
-                    for b in fc.get("breaks", [])]
+            out += [
+                f"    {b['slo']} breaks at ~{b['nodes']:.0f} nodes: {b['why']}"
+                for b in fc.get("breaks", [])
+            ]
             out += [f"    assumption: {a}" for a in fc.get("assumptions", [])]
-        law = "" if fc else (f"; saturates {self.cores:g} cores at N ~ "
-                             f"{_n(self.saturation_nodes)}")
+        law = "" if fc else (f"; saturates {self.cores:g} cores at N ~ {_n(self.saturation_nodes)}")
         if self.cpu_fit:
-            out.append(f"  API server CPU per agent = {self.cpu_fit.intercept:.3g} + "
-                       f"{self.cpu_fit.slope:.3g}*N cores (+ {self.idle_cores:.2g} idle)"
-                       + law)
+            out.append(
+                f"  API server CPU per agent = {self.cpu_fit.intercept:.3g} + "
+                f"{self.cpu_fit.slope:.3g}*N cores (+ {self.idle_cores:.2g} idle)" + law
+            )
         if self.bytes_fit:
-            out.append(f"  bytes per agent per s = {self.bytes_fit.intercept:.4g} + "
-                       f"{self.bytes_fit.slope:.4g}*N")
+            out.append(
+                f"  bytes per agent per s = {self.bytes_fit.intercept:.4g} + "
+                f"{self.bytes_fit.slope:.4g}*N"
+            )
         if self.p99_fit and not fc:
-            out.append(f"  LIST p99 = {self.p99_fit.intercept:.3g} + {self.p99_fit.slope:.3g}*N^2"
-                       f" s; reaches {self.slo_list_p99_s:g} s at N ~ {_n(self.slo_break_nodes)}")
-        out += [f"  check at {c.nodes} nodes: {c.what} predicted {c.predicted:.4g}, measured "
-                f"{c.measured:.4g} (prediction off by {c.error:+.0%} of the measurement)"
-                for c in self.checks]
+            out.append(
+                f"  LIST p99 = {self.p99_fit.intercept:.3g} + {self.p99_fit.slope:.3g}*N^2"
+                f" s; reaches {self.slo_list_p99_s:g} s at N ~ {_n(self.slo_break_nodes)}"
+            )
+        out += [
+            f"  check at {c.nodes} nodes: {c.what} predicted {c.predicted:.4g}, measured "
+            f"{c.measured:.4g} (prediction off by {c.error:+.0%} of the measurement)"
+            for c in self.checks
+        ]
         out += [f"  note: {n}" for n in self.notes]
         return out
 
@@ -172,36 +193,49 @@ def _n(x: float | None) -> str:
 
 
 def _fit(points: Sequence[Point], attr: str, square: bool = False) -> Line | None:
-    pts = [(p.nodes ** 2 if square else p.nodes, getattr(p, attr)) for p in points
-           if getattr(p, attr) is not None]
+    pts = [
+        (p.nodes**2 if square else p.nodes, getattr(p, attr))
+        for p in points
+        if getattr(p, attr) is not None
+    ]
     if len({x for x, _ in pts}) < 2:
         return None
     return fit_nonnegative([x for x, _ in pts], [y for _, y in pts])
 
 
-def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
-            slo_list_p99_s: float = 30.0) -> Sweep:
+def analyse(
+    profile: str, points: Sequence[Point], cores: float | None = None, slo_list_p99_s: float = 30.0
+) -> Sweep:
     """Fit the sweep; with three sizes or more, check the fit of the rest on the largest."""
     everything = sorted(points, key=lambda p: p.nodes)
     pts = [p for p in everything if not p.invalid]
     ratios = {round(p.agents / p.nodes, 6) for p in pts if p.nodes}
-    sw = Sweep(profile, everything, cores or float(os.cpu_count() or 1), slo_list_p99_s,
-               agents_per_node=min(ratios) if ratios else 1.0)
-    sw.notes += [f"{p.nodes} nodes left out of the fit: {p.invalid}" for p in everything
-                 if p.invalid]
-    sw.notes += [f"{p.nodes} nodes: {p.cpu_not_measurable}" for p in pts
-                 if p.cpu_not_measurable]
+    sw = Sweep(
+        profile,
+        everything,
+        cores or float(os.cpu_count() or 1),
+        slo_list_p99_s,
+        agents_per_node=min(ratios) if ratios else 1.0,
+    )
+    sw.notes += [
+        f"{p.nodes} nodes left out of the fit: {p.invalid}" for p in everything if p.invalid
+    ]
+    sw.notes += [f"{p.nodes} nodes: {p.cpu_not_measurable}" for p in pts if p.cpu_not_measurable]
     if len(ratios) > 1:
         sw.notes.append(f"agents per node vary ({sorted(ratios)}): the total uses the lowest")
     sw.cpu_fit = _fit(pts, "cpu_per_agent")
     sw.bytes_fit = _fit(pts, "bytes_per_agent_s")
     sw.p99_fit = _fit(pts, "list_p99_s", square=True)
-    idle = [p.cpu_cores - p.agents * p.cpu_per_agent for p in pts
-            if p.cpu_cores is not None and p.cpu_per_agent is not None]
+    idle = [
+        p.cpu_cores - p.agents * p.cpu_per_agent
+        for p in pts
+        if p.cpu_cores is not None and p.cpu_per_agent is not None
+    ]
     sw.idle_cores = max(0.0, sum(idle) / len(idle)) if idle else 0.0
     if sw.cpu_fit:
-        sw.saturation_nodes = saturation_nodes(sw.cpu_fit, sw.agents_per_node,
-                                               sw.cores - sw.idle_cores)
+        sw.saturation_nodes = saturation_nodes(
+            sw.cpu_fit, sw.agents_per_node, sw.cores - sw.idle_cores
+        )
     if sw.p99_fit:
         sw.slo_break_nodes = slo_break_nodes(sw.p99_fit, slo_list_p99_s)
     if len(pts) >= 3:
@@ -209,8 +243,10 @@ def analyse(profile: str, points: Sequence[Point], cores: float | None = None,
     else:
         sw.notes.append(f"{len(pts)} valid size(s): a third checks the fit")
     if any(p.cpu_cores is not None and p.cpu_cores > 0.8 * sw.cores for p in pts):
-        sw.notes.append("the API server used > 80% of the cores at some size: past saturation "
-                        "per-agent cost is capped by the machine, not the agent")
+        sw.notes.append(
+            "the API server used > 80% of the cores at some size: past saturation "
+            "per-agent cost is capped by the machine, not the agent"
+        )
     return sw
 
 
@@ -218,23 +254,29 @@ def _holdout(pts: Sequence[Point]) -> list[Check]:
     """Fit all but the largest size, predict the largest, set it against the measurement."""
     rest, last = pts[:-1], pts[-1]
     out = []
-    for attr, square, what in (("cpu_per_agent", False, "API server cores per agent"),
-                               ("bytes_per_agent_s", False, "bytes per agent per s"),
-                               ("list_p99_s", True, "LIST p99 s")):
+    for attr, square, what in (
+        ("cpu_per_agent", False, "API server cores per agent"),
+        ("bytes_per_agent_s", False, "bytes per agent per s"),
+        ("list_p99_s", True, "LIST p99 s"),
+    ):
         fit = _fit(rest, attr, square)
         measured = getattr(last, attr)
         if fit is not None and measured is not None:
-            out.append(Check(last.nodes, what, fit(last.nodes ** 2 if square else last.nodes),
-                             measured))
+            out.append(
+                Check(last.nodes, what, fit(last.nodes**2 if square else last.nodes), measured)
+            )
     return out
 
 
 def load_sweep(d: Path) -> Sweep:
     """A sweep re-analysed; points are re-read from their runs when those are still there."""
     data = json.loads((d / "sweep.json").read_text())
-    points = [point_from_run(Path(p["run_dir"]), p.get("loadavg_1m"))
-              if p.get("run_dir") and (Path(p["run_dir"]) / "summary.json").exists()
-              else Point(**p) for p in data["points"]]
+    points = [
+        point_from_run(Path(p["run_dir"]), p.get("loadavg_1m"))
+        if p.get("run_dir") and (Path(p["run_dir"]) / "summary.json").exists()
+        else Point(**p)
+        for p in data["points"]
+    ]
     sw = analyse(data["profile"], points, data["cores"], data["slo_list_p99_s"])
     if data.get("forecast"):  # as the sweep made it (refitting could differ in its cores)
         sw.forecast = data["forecast"]
@@ -243,23 +285,35 @@ def load_sweep(d: Path) -> Sweep:
     return sw
 
 
-def with_forecast(sw: Sweep, slo_file: str = "", memory_bytes: float | None = None,
-                  cores: float | None = None) -> Sweep:
+def with_forecast(
+    sw: Sweep, slo_file: str = "", memory_bytes: float | None = None, cores: float | None = None
+) -> Sweep:
     """Set the capacity model's forecast on a sweep (fitted on its passing runs); its break
     points replace the law's. Without raw streams there is nothing to fit: the law stays,
     with a note."""
     from loadtest.forecast import forecast_from_runs
 
-    dirs = [Path(p.run_dir) for p in sw.fitted if p.verdict == "pass" and p.run_dir
-            and (Path(p.run_dir) / "raw" / "apiserver.jsonl").exists()]
+    dirs = [
+        Path(p.run_dir)
+        for p in sw.fitted
+        if p.verdict == "pass"
+        and p.run_dir
+        and (Path(p.run_dir) / "raw" / "apiserver.jsonl").exists()
+    ]
     if not dirs:
-        sw.notes.append("no passing run with its raw API server stream: break points from "
-                        "the cost law, not the capacity model")
+        sw.notes.append(
+            "no passing run with its raw API server stream: break points from "
+            "the cost law, not the capacity model"
+        )
         return sw
     try:
-        sw.forecast = forecast_from_runs(dirs, agents_per_node=sw.agents_per_node,
-                                         cores=cores, memory_bytes=memory_bytes,
-                                         slo_file=slo_file)
+        sw.forecast = forecast_from_runs(
+            dirs,
+            agents_per_node=sw.agents_per_node,
+            cores=cores,
+            memory_bytes=memory_bytes,
+            slo_file=slo_file,
+        )
     except ValueError as e:
         sw.notes.append(f"capacity model not fitted: {e}")
         return sw

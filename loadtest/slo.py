@@ -115,9 +115,12 @@ def agents_synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
     want, got = a.get("agents_to_sync", 0), a.get("agents_synced", 0)
     if not want:
         return None  # a profile without watches, or a run recorded before the counter
-    return SLOResult("agents-synced", "pass" if got >= s.synced_ratio_min * want else "fail",
-                     f">= {s.synced_ratio_min:.0%} of started agents synced their watches",
-                     f"{got} of {want} ({got / want:.0%})")
+    return SLOResult(
+        "agents-synced",
+        "pass" if got >= s.synced_ratio_min * want else "fail",
+        f">= {s.synced_ratio_min:.0%} of started agents synced their watches",
+        f"{got} of {want} ({got / want:.0%})",
+    )
 
 
 def _api_availability(a: dict[str, Any]) -> SLOResult:
@@ -128,51 +131,82 @@ def _api_availability(a: dict[str, Any]) -> SLOResult:
     servers = a.get("by_server") or {}
     down = {s: v for s, v in servers.items() if v["failed"]}
     why = f"; {a['errors'][0]}" if a.get("errors") else ""
-    return SLOResult("api-availability", "pass" if not a["failed"] else "fail",
-                     "every API server answers every metrics scrape (exempt identity)",
-                     f"{a['failed']} of {a['scrapes']} scrapes failed"
-                     + (f" ({len(servers)} servers)" if len(servers) > 1 else "") + why,
-                     [f"{s}: {v['failed']} of {v['scrapes']} scrapes failed in "
-                      f"{len(v['outages'])} outage(s)" for s, v in sorted(down.items())])
+    return SLOResult(
+        "api-availability",
+        "pass" if not a["failed"] else "fail",
+        "every API server answers every metrics scrape (exempt identity)",
+        f"{a['failed']} of {a['scrapes']} scrapes failed"
+        + (f" ({len(servers)} servers)" if len(servers) > 1 else "")
+        + why,
+        [
+            f"{s}: {v['failed']} of {v['scrapes']} scrapes failed in {len(v['outages'])} outage(s)"
+            for s, v in sorted(down.items())
+        ],
+    )
 
 
 def _break_glass(b: dict[str, Any], s: ApiSLO) -> SLOResult:
     """The operator's rollback path (exempt from APF): every write succeeds, p99 as any
     mutating call's SLO, over every scheduled write (failures at their latency or timeout)."""
-    expected = (f"no failure, p99 <= {s.mutating_p99_s:g}s over every scheduled write (admin "
-                "PATCH, as the client sees it)")
+    expected = (
+        f"no failure, p99 <= {s.mutating_p99_s:g}s over every scheduled write (admin "
+        "PATCH, as the client sees it)"
+    )
     if "error" in b:
         return _broken("break-glass", expected, b["error"])
     p99 = b["p99_ms"]
     ok = b["failed"] == 0 and p99 is not None and p99 / 1000 <= s.mutating_p99_s
-    return SLOResult("break-glass", "pass" if ok else "fail", expected,
-                     f"p99 {'-' if p99 is None else f'{p99 / 1000:.3g}s'}, {b['failed']} "
-                     f"failed of {b['scheduled']}{_causes(b)}")
+    return SLOResult(
+        "break-glass",
+        "pass" if ok else "fail",
+        expected,
+        f"p99 {'-' if p99 is None else f'{p99 / 1000:.3g}s'}, {b['failed']} "
+        f"failed of {b['scheduled']}{_causes(b)}",
+    )
 
 
 def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
     """Another tenant's namespace LISTs, timed at the client from their scheduled times: APF
     queueing included, failed requests too."""
-    lat = (f"p99 <= {s.read_namespace_p99_s:g}s over every scheduled request (namespace "
-           "LIST, as the client sees it)")
+    lat = (
+        f"p99 <= {s.read_namespace_p99_s:g}s over every scheduled request (namespace "
+        "LIST, as the client sees it)"
+    )
     thr = f"429 <= {s.throttled_ratio_max:.2%}"
     err = f"failures other than 429 <= {s.others_error_ratio_max:.2%} of scheduled requests"
     if "error" in b:
-        return [_broken(n, e, b["error"]) for n, e in (
-            ("others-latency", lat), ("others-throttling", thr), ("others-errors", err))]
+        return [
+            _broken(n, e, b["error"])
+            for n, e in (
+                ("others-latency", lat),
+                ("others-throttling", thr),
+                ("others-errors", err),
+            )
+        ]
     p99, n = b["p99_ms"], b["scheduled"]
     ratio = b["throttled_429"] / n if n else 0.0
     other = b["failed"] - b["throttled_429"]
     return [
-        SLOResult("others-latency",
-                  "fail" if p99 is None or p99 / 1000 > s.read_namespace_p99_s else "pass",
-                  lat, "nothing scheduled" if p99 is None else
-                  f"{p99 / 1000:.3g}s over {n} requests by {b['user']} ({b['failed']} failed)"),
-        SLOResult("others-throttling", "fail" if ratio > s.throttled_ratio_max else "pass",
-                  thr, f"{ratio:.2%} ({b['throttled_429']} of {n})"),
-        SLOResult("others-errors",
-                  "fail" if n and other / n > s.others_error_ratio_max else "pass", err,
-                  f"{other / n if n else 0:.2%} ({other} of {n}){_causes(b)}"),
+        SLOResult(
+            "others-latency",
+            "fail" if p99 is None or p99 / 1000 > s.read_namespace_p99_s else "pass",
+            lat,
+            "nothing scheduled"
+            if p99 is None
+            else f"{p99 / 1000:.3g}s over {n} requests by {b['user']} ({b['failed']} failed)",
+        ),
+        SLOResult(
+            "others-throttling",
+            "fail" if ratio > s.throttled_ratio_max else "pass",
+            thr,
+            f"{ratio:.2%} ({b['throttled_429']} of {n})",
+        ),
+        SLOResult(
+            "others-errors",
+            "fail" if n and other / n > s.others_error_ratio_max else "pass",
+            err,
+            f"{other / n if n else 0:.2%} ({other} of {n}){_causes(b)}",
+        ),
     ]
 
 
@@ -186,16 +220,28 @@ def _broken(name: str, expected: str, why: str) -> SLOResult:
 
 
 def _api_latency(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
-    metric = ("apiserver_request_sli_duration_seconds" if s.metric == "sli"
-              else "apiserver_request_duration_seconds")
+    metric = (
+        "apiserver_request_sli_duration_seconds"
+        if s.metric == "sli"
+        else "apiserver_request_duration_seconds"
+    )
     classes = [
         ("api-latency-mutating", s.mutating_p99_s, lambda v, sc: v in MUTATING_VERBS),
-        ("api-latency-read-resource", s.read_resource_p99_s,
-         lambda v, sc: v in READ_VERBS and sc == "resource"),
-        ("api-latency-read-namespace", s.read_namespace_p99_s,
-         lambda v, sc: v in READ_VERBS and sc == "namespace"),
-        ("api-latency-read-cluster", s.read_cluster_p99_s,
-         lambda v, sc: v in READ_VERBS and sc == "cluster"),
+        (
+            "api-latency-read-resource",
+            s.read_resource_p99_s,
+            lambda v, sc: v in READ_VERBS and sc == "resource",
+        ),
+        (
+            "api-latency-read-namespace",
+            s.read_namespace_p99_s,
+            lambda v, sc: v in READ_VERBS and sc == "namespace",
+        ),
+        (
+            "api-latency-read-cluster",
+            s.read_cluster_p99_s,
+            lambda v, sc: v in READ_VERBS and sc == "cluster",
+        ),
     ]
     out = []
     for name, limit, match in classes:
@@ -203,20 +249,26 @@ def _api_latency(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
         if "latency" not in api:
             out.append(_broken(name, expected, api.get("error", "no API server metrics")))
             continue
-        rows = [r for r in api["latency"] if r["metric"] == metric
-                and match(r["verb"], r["scope"])]
+        rows = [r for r in api["latency"] if r["metric"] == metric and match(r["verb"], r["scope"])]
         if not rows:
             out.append(SLOResult(name, "pass", expected, "no such requests in the run"))
             continue
         worst = max(rows, key=lambda r: r["p99_worst_window"] or r["p99"] or 0)
         bad = [r for r in rows if (r["p99_worst_window"] or r["p99"] or 0) > limit]
-        out.append(SLOResult(
-            name, "fail" if bad else "pass", expected,
-            f"worst p99 {_s(worst)} for {worst['verb']} {worst['resource']} "
-            f"scope={worst['scope']}",
-            [f"{r['verb']} {r['resource'] or '-'} scope={r['scope']}: p99 {_s(r)} over "
-             f"{r['count']:.0f} requests" for r in sorted(
-                 bad, key=lambda r: -(r["p99_worst_window"] or r["p99"] or 0))]))
+        out.append(
+            SLOResult(
+                name,
+                "fail" if bad else "pass",
+                expected,
+                f"worst p99 {_s(worst)} for {worst['verb']} {worst['resource']} "
+                f"scope={worst['scope']}",
+                [
+                    f"{r['verb']} {r['resource'] or '-'} scope={r['scope']}: p99 {_s(r)} over "
+                    f"{r['count']:.0f} requests"
+                    for r in sorted(bad, key=lambda r: -(r["p99_worst_window"] or r["p99"] or 0))
+                ],
+            )
+        )
     return out
 
 
@@ -229,50 +281,87 @@ def _api_ratios(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
     req = api.get("requests")
     if not req:
         why = api.get("error", "no API server metrics")
-        return [_broken("api-throttling", f"429s <= {s.throttled_ratio_max:.2%}", why),
-                _broken("api-errors", f"5xx <= {s.errors_5xx_ratio_max:.2%}", why)]
+        return [
+            _broken("api-throttling", f"429s <= {s.throttled_ratio_max:.2%}", why),
+            _broken("api-errors", f"5xx <= {s.errors_5xx_ratio_max:.2%}", why),
+        ]
     total = max(req["total"], 1.0)
     out = []
     for name, count, limit, what in (
-            ("api-throttling", req["throttled_429"], s.throttled_ratio_max, "429"),
-            ("api-errors", req["errors_5xx"], s.errors_5xx_ratio_max, "5xx")):
+        ("api-throttling", req["throttled_429"], s.throttled_ratio_max, "429"),
+        ("api-errors", req["errors_5xx"], s.errors_5xx_ratio_max, "5xx"),
+    ):
         ratio = count / total
-        out.append(SLOResult(name, "fail" if ratio > limit else "pass",
-                             f"{what} <= {limit:.2%} of requests",
-                             f"{ratio:.2%} ({count:.0f} of {req['total']:.0f})"))
+        out.append(
+            SLOResult(
+                name,
+                "fail" if ratio > limit else "pass",
+                f"{what} <= {limit:.2%} of requests",
+                f"{ratio:.2%} ({count:.0f} of {req['total']:.0f})",
+            )
+        )
     return out
 
 
 def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
     if "error" in d:
-        return [_broken(n, e, d["error"]) for n, e in (
-            ("dns-errors", f"<= {s.error_ratio_max:.2%}"), ("dns-latency-p50", f"<= {s.p50_ms}ms"),
-            ("dns-latency-p99", f"<= {s.p99_ms}ms"),
-            ("dns-propagation", f"<= {s.propagation_s_max}s"))]
-    out = [SLOResult("dns-errors", "fail" if d["error_rate"] > s.error_ratio_max else "pass",
-                     f"errors <= {s.error_ratio_max:.2%} of scheduled lookups",
-                     f"{d['error_rate']:.2%} ({d['failed']} of {d['scheduled']}{_causes(d)})",
-                     [f"{n}: {v['failed']} of {v['scheduled']}" for n, v in d["by_name"].items()
-                      if v["failed"]])]
+        return [
+            _broken(n, e, d["error"])
+            for n, e in (
+                ("dns-errors", f"<= {s.error_ratio_max:.2%}"),
+                ("dns-latency-p50", f"<= {s.p50_ms}ms"),
+                ("dns-latency-p99", f"<= {s.p99_ms}ms"),
+                ("dns-propagation", f"<= {s.propagation_s_max}s"),
+            )
+        ]
+    out = [
+        SLOResult(
+            "dns-errors",
+            "fail" if d["error_rate"] > s.error_ratio_max else "pass",
+            f"errors <= {s.error_ratio_max:.2%} of scheduled lookups",
+            f"{d['error_rate']:.2%} ({d['failed']} of {d['scheduled']}{_causes(d)})",
+            [
+                f"{n}: {v['failed']} of {v['scheduled']}"
+                for n, v in d["by_name"].items()
+                if v["failed"]
+            ],
+        )
+    ]
     for q, limit in (("p50", s.p50_ms), ("p99", s.p99_ms)):
         v = d[f"{q}_ms"]
-        out.append(SLOResult(f"dns-latency-{q}", "fail" if v is None or v > limit else "pass",
-                             f"{q} <= {limit:g}ms over every scheduled lookup (a timeout at "
-                             "its timeout)",
-                             "nothing scheduled" if v is None else f"{v:.1f}ms"))
+        out.append(
+            SLOResult(
+                f"dns-latency-{q}",
+                "fail" if v is None or v > limit else "pass",
+                f"{q} <= {limit:g}ms over every scheduled lookup (a timeout at its timeout)",
+                "nothing scheduled" if v is None else f"{v:.1f}ms",
+            )
+        )
     props = d.get("propagation", [])
     if d.get("propagation_error"):  # the probe Service could not be made: nothing timed
-        out.append(_broken("dns-propagation", f"a new Service resolves within "
-                           f"{s.propagation_s_max:g}s", d["propagation_error"]))
+        out.append(
+            _broken(
+                "dns-propagation",
+                f"a new Service resolves within {s.propagation_s_max:g}s",
+                d["propagation_error"],
+            )
+        )
     elif props:
         slow = [p for p in props if p["seconds"] is None or p["seconds"] > s.propagation_s_max]
         worst = max((p["seconds"] for p in props if p["seconds"] is not None), default=None)
-        out.append(SLOResult(
-            "dns-propagation", "fail" if slow else "pass",
-            f"a new Service resolves within {s.propagation_s_max:g}s",
-            f"slowest {worst:.1f}s" if worst is not None else "never resolved",
-            [f"{p['name']}: " + ("never resolved" if p["seconds"] is None
-                                 else f"{p['seconds']:.1f}s") for p in slow]))
+        out.append(
+            SLOResult(
+                "dns-propagation",
+                "fail" if slow else "pass",
+                f"a new Service resolves within {s.propagation_s_max:g}s",
+                f"slowest {worst:.1f}s" if worst is not None else "never resolved",
+                [
+                    f"{p['name']}: "
+                    + ("never resolved" if p["seconds"] is None else f"{p['seconds']:.1f}s")
+                    for p in slow
+                ],
+            )
+        )
     return out
 
 
@@ -280,8 +369,14 @@ def _client(c: dict[str, Any], s: ClientSLO) -> SLOResult:
     total = c.get("requests", 0)
     failures = c.get("failures", 0)
     ratio = failures / total if total else 0.0
-    return SLOResult("client-failures", "fail" if ratio > s.failure_ratio_max else "pass",
-                     f"agent request failures <= {s.failure_ratio_max:.2%}",
-                     f"{ratio:.2%} ({failures} of {total})",
-                     [f"{r['name']}: {r['failures']} of {r['requests']}"
-                      for r in c.get("by_name", []) if r["failures"]])
+    return SLOResult(
+        "client-failures",
+        "fail" if ratio > s.failure_ratio_max else "pass",
+        f"agent request failures <= {s.failure_ratio_max:.2%}",
+        f"{ratio:.2%} ({failures} of {total})",
+        [
+            f"{r['name']}: {r['failures']} of {r['requests']}"
+            for r in c.get("by_name", [])
+            if r["failures"]
+        ],
+    )

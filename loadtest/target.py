@@ -85,61 +85,95 @@ def load_target(path: Path) -> TargetSpec:
     return config.load(TargetSpec, path)
 
 
-def translate(t: TargetSpec, fit: dict[str, Any], pods_share: float
-              ) -> tuple[Capacity, Scaling, list[str]]:
+def translate(
+    t: TargetSpec, fit: dict[str, Any], pods_share: float
+) -> tuple[Capacity, Scaling, list[str]]:
     """Capacity and scaling of the target against the fit's runs; the assumptions made.
 
     fit: the fitted runs' shape: pods_per_node, pod_bytes, node_bytes, consistent_cache
     (bool), cores (what the fit's API server had). pods_share: the share of LIST bytes that
     were pods in the fit (the rest nodes)."""
-    notes = [f"per-core speed of {t.name} equals this machine's (unit costs are CPU-seconds "
-             "measured here)"]
+    notes = [
+        f"per-core speed of {t.name} equals this machine's (unit costs are CPU-seconds "
+        "measured here)"
+    ]
     cores = t.apiserver.cores
     if not t.etcd.separate:
         cores *= 1 - ETCD_SHARE
-        notes.append(f"etcd shares the API servers' machines: {ETCD_SHARE:.0%} of their cores "
-                     "left to it (not measured)")
+        notes.append(
+            f"etcd shares the API servers' machines: {ETCD_SHARE:.0%} of their cores "
+            "left to it (not measured)"
+        )
     else:
         notes.append("etcd on machines of its own: the API servers keep all their cores")
     if t.apiserver.replicas > 1:
-        notes.append(f"{t.apiserver.replicas} API servers behind a load balancer share the "
-                     "agents' LISTs and watches evenly; each keeps its own idle cost")
+        notes.append(
+            f"{t.apiserver.replicas} API servers behind a load balancer share the "
+            "agents' LISTs and watches evenly; each keeps its own idle cost"
+        )
     mem = cgroups.parse_bytes(t.apiserver.memory) if t.apiserver.memory else None
-    notes.append(f"{t.apiserver.memory} of memory per API server: OOM beyond it" if mem
-                 else "no memory budget given: memory is not a breaking point here")
+    notes.append(
+        f"{t.apiserver.memory} of memory per API server: OOM beyond it"
+        if mem
+        else "no memory budget given: memory is not a breaking point here"
+    )
     ppn = t.inventory.pods_per_node / max(1, fit.get("pods_per_node") or 1)
     pod_b = t.inventory.pod_bytes / max(1, fit.get("pod_bytes") or 1)
     node_b = t.inventory.node_bytes / max(1, fit.get("node_bytes") or 1)
     list_bytes = pods_share * ppn * pod_b + (1 - pods_share) * node_b
-    notes.append(f"bytes per LIST scale with objects x size: pods x{ppn * pod_b:.3g} "
-                 f"({pods_share:.0%} of the fit's LIST bytes), nodes x{node_b:.3g}: "
-                 f"x{list_bytes:.3g} overall; CPU per byte listed as measured")
-    notes.append(f"watch events scale with pods per node (x{ppn:.3g}): the node-local watches "
-                 "see their node's pods")
+    notes.append(
+        f"bytes per LIST scale with objects x size: pods x{ppn * pod_b:.3g} "
+        f"({pods_share:.0%} of the fit's LIST bytes), nodes x{node_b:.3g}: "
+        f"x{list_bytes:.3g} overall; CPU per byte listed as measured"
+    )
+    notes.append(
+        f"watch events scale with pods per node (x{ppn:.3g}): the node-local watches "
+        "see their node's pods"
+    )
     list_cost = 1.0
     here, there = fit.get("consistent_cache", True), t.kubernetes.consistent_list_from_cache()
     if here and not there:
         list_cost = ETCD_LIST_FACTOR
-        notes.append(f"Kubernetes {t.kubernetes.version} serves consistent LISTs from etcd "
-                     f"(ConsistentListFromCache off): x{ETCD_LIST_FACTOR:.2f} API server time "
-                     "per LIST (measured here at 2,000 pods), for every LIST alike")
+        notes.append(
+            f"Kubernetes {t.kubernetes.version} serves consistent LISTs from etcd "
+            f"(ConsistentListFromCache off): x{ETCD_LIST_FACTOR:.2f} API server time "
+            "per LIST (measured here at 2,000 pods), for every LIST alike"
+        )
     elif there and not here:
         list_cost = 1 / ETCD_LIST_FACTOR
-        notes.append("the target serves consistent LISTs from the watch cache, the fit from "
-                     f"etcd: x{1 / ETCD_LIST_FACTOR:.2f} per LIST")
+        notes.append(
+            "the target serves consistent LISTs from the watch cache, the fit from "
+            f"etcd: x{1 / ETCD_LIST_FACTOR:.2f} per LIST"
+        )
     else:
-        notes.append("consistent LISTs served " + ("from the watch cache" if there else
-                                                   "from etcd") + " on both")
-    gates = {k: v for k, v in t.kubernetes.feature_gates.items()
-             if k != "ConsistentListFromCache"}
+        notes.append(
+            "consistent LISTs served "
+            + ("from the watch cache" if there else "from etcd")
+            + " on both"
+        )
+    gates = {k: v for k, v in t.kubernetes.feature_gates.items() if k != "ConsistentListFromCache"}
     if gates:
         notes.append(f"feature gates {gates} are not modelled (no unit cost measured with them)")
-    notes.append(f"latency on an idle server and APF seats per agent as measured here; "
-                 f"{t.agents_per_node:g} agent(s) per node")
-    cap = Capacity(cores=cores, replicas=t.apiserver.replicas,
-                   level_seats=t.apiserver.agent_level_seats, memory_bytes=mem)
-    return cap, Scaling(agents_per_node=t.agents_per_node, list_bytes=list_bytes,
-                        watch_events=ppn, list_cost=list_cost), notes
+    notes.append(
+        f"latency on an idle server and APF seats per agent as measured here; "
+        f"{t.agents_per_node:g} agent(s) per node"
+    )
+    cap = Capacity(
+        cores=cores,
+        replicas=t.apiserver.replicas,
+        level_seats=t.apiserver.agent_level_seats,
+        memory_bytes=mem,
+    )
+    return (
+        cap,
+        Scaling(
+            agents_per_node=t.agents_per_node,
+            list_bytes=list_bytes,
+            watch_events=ppn,
+            list_cost=list_cost,
+        ),
+        notes,
+    )
 
 
 def local_target(cores: float, replicas: int = 1, memory: str | None = None) -> TargetSpec:

@@ -91,8 +91,9 @@ def _go_version() -> str:
         go = shutil.which("go")
         if go is None:
             raise ToolsMissing("the Go toolchain is not on PATH: install Go to build the tools")
-        _GO_VERSION = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
-                                     check=True).stdout.strip()
+        _GO_VERSION = subprocess.run(
+            [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     return _GO_VERSION
 
 
@@ -106,15 +107,17 @@ def load_components(path: Path = TOOLCHAIN_FILE) -> list[Component]:
     for name, entry in data.items():
         try:
             version = entry["version"]
-            out.append(Component(
-                name=name,
-                version=version,
-                module=entry["module"],
-                packages=tuple(entry["packages"]),
-                ldflags=tuple(f.format(version=version) for f in entry.get("ldflags", [])),
-                rename=dict(entry.get("rename", {})),
-                version_check=tuple(entry.get("version_check", [])),
-            ))
+            out.append(
+                Component(
+                    name=name,
+                    version=version,
+                    module=entry["module"],
+                    packages=tuple(entry["packages"]),
+                    ldflags=tuple(f.format(version=version) for f in entry.get("ldflags", [])),
+                    rename=dict(entry.get("rename", {})),
+                    version_check=tuple(entry.get("version_check", [])),
+                )
+            )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"{path}: [{name}] is missing or has a bad field: {e}") from e
     return out
@@ -131,8 +134,11 @@ def _stamp(c: Component) -> Path:
 
 def is_built(c: Component) -> bool:
     stamp = _stamp(c)
-    return (stamp.exists() and stamp.read_text().strip() == c.fingerprint()
-            and all((bin_dir() / b).exists() for b in c.binaries))
+    return (
+        stamp.exists()
+        and stamp.read_text().strip() == c.fingerprint()
+        and all((bin_dir() / b).exists() for b in c.binaries)
+    )
 
 
 def build(names: list[str] | None = None, log: Log = _stderr, force: bool = False) -> None:
@@ -141,8 +147,10 @@ def build(names: list[str] | None = None, log: Log = _stderr, force: bool = Fals
     if names:
         unknown = set(names) - {c.name for c in comps}
         if unknown:
-            raise ConfigError(f"unknown tool component(s): {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(c.name for c in comps)}")
+            raise ConfigError(
+                f"unknown tool component(s): {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(c.name for c in comps)}"
+            )
         comps = [c for c in comps if c.name in names]
     bin_dir().mkdir(parents=True, exist_ok=True)
     total = time.monotonic()
@@ -169,8 +177,9 @@ def _build_one(c: Component, log: Log, prefix: str) -> None:
         env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
         logfile = Path(tmp) / "build.log"
         with logfile.open("w") as out:
-            proc = subprocess.Popen(cmd, cwd=c.module_dir, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                cmd, cwd=c.module_dir, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
             t0 = last = time.monotonic()
             # A cold Kubernetes build takes minutes: say it is still going.
             while proc.poll() is None:
@@ -180,8 +189,9 @@ def _build_one(c: Component, log: Log, prefix: str) -> None:
                     elapsed = int(last - t0)
                     log(f"{prefix}: still compiling ({elapsed // 60}m{elapsed % 60:02d}s)")
         if proc.returncode != 0:
-            raise CommandError(f"building {c.name} {c.version}", cmd, proc.returncode,
-                               logfile.read_text())
+            raise CommandError(
+                f"building {c.name} {c.version}", cmd, proc.returncode, logfile.read_text()
+            )
         for pkg in c.packages:
             src = _go_binary_name(pkg)
             os.replace(Path(tmp) / src, bin_dir() / c.rename.get(src, src))
@@ -211,6 +221,9 @@ def reported_versions() -> dict[str, str]:
             out[c.name] = "not built"
             continue
         r = subprocess.run([str(exe), *c.version_check[1:]], capture_output=True, text=True)
-        out[c.name] = (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) \
+        out[c.name] = (
+            (r.stdout or r.stderr).strip().splitlines()[0]
+            if (r.stdout or r.stderr)
             else f"exit {r.returncode}"
+        )
     return out

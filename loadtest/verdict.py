@@ -31,8 +31,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     slo_file = metafunc.config.getoption("--loadtest-slo")
     summary = read_summary(Path(results))
     evaluated = slo.evaluate(summary, slo.load_slos(Path(slo_file) if slo_file else None))
-    metafunc.parametrize("slo_result", evaluated, ids=[r.name for r in evaluated],
-                         indirect=True)
+    metafunc.parametrize("slo_result", evaluated, ids=[r.name for r in evaluated], indirect=True)
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ class WaitTimeout(LoadtestError):
     """A condition did not hold before its deadline."""
 
 
-def until(check: Callable[[], T | None], what: str, timeout: float,
-          interval: float = 0.25) -> T:
+def until(check: Callable[[], T | None], what: str, timeout: float, interval: float = 0.25) -> T:
     """Call `check` until it returns a truthy value; exceptions count as 'not yet'."""
     deadline = time.monotonic() + timeout
     last: str = "condition false"

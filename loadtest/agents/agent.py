@@ -84,20 +84,31 @@ class AgentStats:
     first_event_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"events": dict(self.events), "bytes": dict(self.bytes),
-                "requests": dict(self.requests), "content_types": dict(self.content_types),
-                "reconnects": self.reconnects,
-                "relists_410": self.relists_410, "throttled_429": self.throttled_429,
-                "errors": self.errors, "agents_started": self.agents_started,
-                "agents_synced": self.agents_synced, "agents_to_sync": self.agents_to_sync,
-                "watch_first_event_ms": _summary(self.first_event_ms)}
+        return {
+            "events": dict(self.events),
+            "bytes": dict(self.bytes),
+            "requests": dict(self.requests),
+            "content_types": dict(self.content_types),
+            "reconnects": self.reconnects,
+            "relists_410": self.relists_410,
+            "throttled_429": self.throttled_429,
+            "errors": self.errors,
+            "agents_started": self.agents_started,
+            "agents_synced": self.agents_synced,
+            "agents_to_sync": self.agents_to_sync,
+            "watch_first_event_ms": _summary(self.first_event_ms),
+        }
 
 
 def _summary(xs: list[float]) -> dict[str, float | None]:
     if not xs:
         return {"count": 0}
-    return {"count": len(xs), "p50": percentile(xs, 0.5), "p99": percentile(xs, 0.99),
-            "max": max(xs)}
+    return {
+        "count": len(xs),
+        "p50": percentile(xs, 0.5),
+        "p99": percentile(xs, 0.99),
+        "max": max(xs),
+    }
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,9 @@ class Endpoint:
         return u.hostname or "127.0.0.1", u.port or 443
 
 
-def ssl_context(ca_file: str | None, cert: str | None = None,
-                key: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+def ssl_context(
+    ca_file: str | None, cert: str | None = None, key: str | None = None, insecure: bool = False
+) -> ssl.SSLContext:
     # gevent's SSLContext (not create_default_context, which returns the stdlib class):
     # a stdlib SSL socket would block the whole process on every read.
     ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -134,8 +146,11 @@ def ssl_context(ca_file: str | None, cert: str | None = None,
 def target_path(t: Target, node: str) -> tuple[str, dict[str, str]]:
     """The collection path and selector parameters for a target, as this agent's node sees it."""
     base = "/api/" + t.api_version if not t.group else f"/apis/{t.group}/{t.api_version}"
-    path = f"{base}/namespaces/{t.namespace}/{t.resource}" if t.scope == "namespace" \
+    path = (
+        f"{base}/namespaces/{t.namespace}/{t.resource}"
+        if t.scope == "namespace"
         else f"{base}/{t.resource}"
+    )
     fields = [f for f in (t.field_selector,) if f]
     if t.scope == "node":
         fields.insert(0, ("metadata.name=" if t.resource == "nodes" else "spec.nodeName=") + node)
@@ -166,8 +181,15 @@ class BackoffTimer:
 class Agent:
     """One agent on one node: a greenlet per watch and per poll, started by `start`."""
 
-    def __init__(self, profile: AgentProfile, node: str, endpoint: Endpoint, report: Report,
-                 stats: AgentStats, decode: bool = False) -> None:
+    def __init__(
+        self,
+        profile: AgentProfile,
+        node: str,
+        endpoint: Endpoint,
+        report: Report,
+        stats: AgentStats,
+        decode: bool = False,
+    ) -> None:
         self.profile = profile
         self.node = node
         self.endpoint = endpoint
@@ -176,15 +198,26 @@ class Agent:
         self.decode = decode
         host, port = endpoint.host_port
         streams = len(profile.watches) + len(profile.polls)
-        max_timeout = max([w.timeout_seconds * (1 + w.timeout_jitter) for w in profile.watches]
-                          + [60.0])
+        max_timeout = max(
+            [w.timeout_seconds * (1 + w.timeout_jitter) for w in profile.watches] + [60.0]
+        )
         self.http = HTTPClient(
-            host, port, ssl=True, ssl_context_factory=lambda *a, **k: endpoint.ssl_context,
-            concurrency=streams, connection_timeout=10,
+            host,
+            port,
+            ssl=True,
+            ssl_context_factory=lambda *a, **k: endpoint.ssl_context,
+            concurrency=streams,
+            connection_timeout=10,
             # A watch may be quiet between bookmarks (about a minute) until its timeout.
-            network_timeout=max_timeout + 30, block_size=65536,
-            headers={"User-Agent": profile.user_agent, "Accept": JSON,
-                     "Accept-Encoding": "gzip", **endpoint.headers})
+            network_timeout=max_timeout + 30,
+            block_size=65536,
+            headers={
+                "User-Agent": profile.user_agent,
+                "Accept": JSON,
+                "Accept-Encoding": "gzip",
+                **endpoint.headers,
+            },
+        )
         self.greenlets: list[gevent.Greenlet] = []
         self._synced: set[int] = set()  # the watches whose initial list has completed
 
@@ -287,8 +320,9 @@ class Agent:
             params = {**params, "continue": cont}
             params.pop("resourceVersion", None)  # a continue token carries its own version
 
-    def _list_page(self, path: str, params: dict[str, str],
-                   accept: str = JSON) -> tuple[str, str, int]:
+    def _list_page(
+        self, path: str, params: dict[str, str], accept: str = JSON
+    ) -> tuple[str, str, int]:
         resp = self.http.get(f"{path}?{urlencode(params)}", headers={"Accept": accept})
         try:
             _check(resp)
@@ -328,13 +362,16 @@ class Agent:
     def watch(self, w: Watch, rv: str | None, send_initial_events: bool = False) -> str:
         """One WATCH until the server ends it; returns the last resourceVersion seen."""
         path, params = target_path(w, self.node)
-        params.update(watch="1", timeoutSeconds=str(int(
-            w.timeout_seconds * (1 + random.random() * w.timeout_jitter))))
+        params.update(
+            watch="1",
+            timeoutSeconds=str(int(w.timeout_seconds * (1 + random.random() * w.timeout_jitter))),
+        )
         if w.bookmarks or send_initial_events:
             params["allowWatchBookmarks"] = "true"
         if send_initial_events:
-            params.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
-                          resourceVersion="")
+            params.update(
+                sendInitialEvents="true", resourceVersionMatch="NotOlderThan", resourceVersion=""
+            )
         elif rv is not None:
             params["resourceVersion"] = rv
         name = f"WATCH {w.label}"
@@ -355,8 +392,11 @@ class Agent:
                 self._report("WATCH", name, t0, 0, e)
                 raise
             self._report("WATCH", name, t0, 0, None)
-            stream = _proto_events(resp) if self._served_protobuf(resp) else \
-                _json_events(resp, self.decode)
+            stream = (
+                _proto_events(resp)
+                if self._served_protobuf(resp)
+                else _json_events(resp, self.decode)
+            )
             for size, ev in stream:
                 self.stats.bytes[name] += size
                 if first:
@@ -381,8 +421,14 @@ class Agent:
     def _report(self, verb: str, name: str, t0: float, size: int, exc: Exception | None) -> None:
         self.stats.requests[name] += 1
         self.stats.bytes[name] += size
-        self.report(request_type=verb, name=name, response_time=(time.perf_counter() - t0) * 1000,
-                    response_length=size, exception=exc, context={})
+        self.report(
+            request_type=verb,
+            name=name,
+            response_time=(time.perf_counter() - t0) * 1000,
+            response_length=size,
+            exception=exc,
+            context={},
+        )
 
 
 def _accept(t: Target) -> str:
@@ -396,8 +442,14 @@ def _json_events(resp: Any, decode: bool) -> Iterator[tuple[int, wire.Event]]:
         etype = kind.group(1).decode() if kind else "UNKNOWN"
         if etype == "ERROR":
             status = json.loads(line).get("object", {})
-            yield len(line), wire.Event(etype, code=int(status.get("code", 500)),
-                                        message=status.get("message", line.decode()[:200]))
+            yield (
+                len(line),
+                wire.Event(
+                    etype,
+                    code=int(status.get("code", 500)),
+                    message=status.get("message", line.decode()[:200]),
+                ),
+            )
             continue
         m = _RV.search(line, 0, 2048)
         if decode:

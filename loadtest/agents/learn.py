@@ -52,13 +52,24 @@ from loadtest.errors import ConfigError
 
 # A WATCH this soon after a LIST's end (same client, same target) makes it an informer's list.
 INFORMER_GAP_S = 5.0
-CREDENTIAL_EXTRAS = ("authentication.kubernetes.io/credential-id",
-                     "authentication.kubernetes.io/pod-uid")
+CREDENTIAL_EXTRAS = (
+    "authentication.kubernetes.io/credential-id",
+    "authentication.kubernetes.io/pod-uid",
+)
 NODE_EXTRA = "authentication.kubernetes.io/node-name"
 # Query parameters the profile schema models (others make a request unmodelable).
-MODELLED_PARAMS = {"fieldSelector", "labelSelector", "resourceVersion", "limit", "continue",
-                   "watch", "allowWatchBookmarks", "timeoutSeconds", "sendInitialEvents",
-                   "resourceVersionMatch"}
+MODELLED_PARAMS = {
+    "fieldSelector",
+    "labelSelector",
+    "resourceVersion",
+    "limit",
+    "continue",
+    "watch",
+    "allowWatchBookmarks",
+    "timeoutSeconds",
+    "sendInitialEvents",
+    "resourceVersionMatch",
+}
 STAGE_RANK = {"ResponseComplete": 0, "Panic": 1, "RequestReceived": 2, "ResponseStarted": 3}
 
 
@@ -91,8 +102,7 @@ def _time(text: Any, lineno: int, what: str) -> float:
     try:
         return datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
-        raise ConfigError(f"line {lineno}: {what} is not a timestamp: {str(text)[:40]!r}") \
-            from None
+        raise ConfigError(f"line {lineno}: {what} is not a timestamp: {str(text)[:40]!r}") from None
 
 
 def _parse_event(ev: Any, lineno: int) -> tuple[str, str, Request]:
@@ -100,8 +110,9 @@ def _parse_event(ev: Any, lineno: int) -> tuple[str, str, Request]:
     if not isinstance(ev, dict) or ev.get("kind") != "Event":
         raise ConfigError(f"line {lineno}: not an audit.k8s.io Event")
     try:
-        audit_id, stage, uri, verb = (str(ev[k]) for k in ("auditID", "stage", "requestURI",
-                                                            "verb"))
+        audit_id, stage, uri, verb = (
+            str(ev[k]) for k in ("auditID", "stage", "requestURI", "verb")
+        )
         user = ev["user"]
         received = ev["requestReceivedTimestamp"]
     except KeyError as e:
@@ -111,19 +122,32 @@ def _parse_event(ev: Any, lineno: int) -> tuple[str, str, Request]:
     extra = user.get("extra") or {}
     cred = next((str(extra[k][0]) for k in CREDENTIAL_EXTRAS if extra.get(k)), "")
     u = urlsplit(uri)
-    end = _time(ev["stageTimestamp"], lineno, "stageTimestamp") \
-        if stage == "ResponseComplete" and ev.get("stageTimestamp") else None
+    end = (
+        _time(ev["stageTimestamp"], lineno, "stageTimestamp")
+        if stage == "ResponseComplete" and ev.get("stageTimestamp")
+        else None
+    )
     req = Request(
-        line=lineno, verb=verb, path=u.path, query=dict(parse_qsl(u.query, keep_blank_values=True)),
-        group=str(ref.get("apiGroup", "")), version=str(ref.get("apiVersion", "")),
-        resource=str(ref.get("resource", "")), namespace=str(ref.get("namespace", "")),
-        name=str(ref.get("name", "")), subresource=str(ref.get("subresource", "")),
+        line=lineno,
+        verb=verb,
+        path=u.path,
+        query=dict(parse_qsl(u.query, keep_blank_values=True)),
+        group=str(ref.get("apiGroup", "")),
+        version=str(ref.get("apiVersion", "")),
+        resource=str(ref.get("resource", "")),
+        namespace=str(ref.get("namespace", "")),
+        name=str(ref.get("name", "")),
+        subresource=str(ref.get("subresource", "")),
         user=str(user.get("username", "")),
         effective_user=str(imp.get("username") or user.get("username", "")),
-        impersonated=bool(imp.get("username")), credential=cred,
+        impersonated=bool(imp.get("username")),
+        credential=cred,
         node_extra=str((extra.get(NODE_EXTRA) or [""])[0]),
-        source=str((ev.get("sourceIPs") or [""])[0]), user_agent=str(ev.get("userAgent", "")),
-        start=_time(received, lineno, "requestReceivedTimestamp"), end=end)
+        source=str((ev.get("sourceIPs") or [""])[0]),
+        user_agent=str(ev.get("userAgent", "")),
+        start=_time(received, lineno, "requestReceivedTimestamp"),
+        end=end,
+    )
     return audit_id, stage, req
 
 
@@ -187,8 +211,11 @@ class Shape:
 def split_node(resource: str, field_selector: str) -> tuple[NodeKey, str, str]:
     """(node key, node, the rest of the selector) for a selector naming one node."""
     parts = [p for p in field_selector.split(",") if p]
-    keys: dict[str, NodeKey] = {"pods": "spec.nodeName", "nodes": "metadata.name",
-                                "events": "involvedObject.name"}
+    keys: dict[str, NodeKey] = {
+        "pods": "spec.nodeName",
+        "nodes": "metadata.name",
+        "events": "involvedObject.name",
+    }
     key = keys.get(resource)
     if key is None:
         return "", "", field_selector
@@ -197,16 +224,21 @@ def split_node(resource: str, field_selector: str) -> tuple[NodeKey, str, str]:
     for p in parts:
         k, sep, v = p.partition("=")
         if sep and k == key and not v.startswith("="):
-            rest = [x for x in parts if x != p
-                    and not (resource == "events" and x == "involvedObject.kind=Node")]
+            rest = [
+                x
+                for x in parts
+                if x != p and not (resource == "events" and x == "involvedObject.kind=Node")
+            ]
             return key, v, ",".join(rest)
     return "", "", field_selector
 
 
 def _unmodelled_reason(r: Request) -> str | None:
     """Why a request is outside the profile schema, or None when it is a LIST or WATCH."""
-    what = f"{r.verb.upper()} {r.group + '/' if r.group else ''}{r.resource or r.path}" \
+    what = (
+        f"{r.verb.upper()} {r.group + '/' if r.group else ''}{r.resource or r.path}"
         f"{'/' + r.subresource if r.subresource else ''}"
+    )
     if r.verb not in ("list", "watch"):
         return what
     # A collection's LIST/WATCH with fieldSelector=metadata.name=X has objectRef.name X too.
@@ -243,23 +275,30 @@ class Learned:
 
     def header(self) -> str:
         def ts(t: float | None) -> str:
-            return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds") \
-                if t is not None else "-"
-        span = (self.last - self.first) if self.first is not None and self.last is not None \
-            else 0.0
-        lines = [f"Learned by `loadtest learn` from {self.source}",
-                 f"user agent pattern: {self.pattern}",
-                 f"time span: {ts(self.first)} .. {ts(self.last)} ({span:.0f} s)",
-                 f"agents seen: {self.agents} ({self.clients} clients)",
-                 f"requests used: {self.used}; left out: {sum(self.left_out.values())} "
-                 f"(below); other clients' requests ignored: {self.other_requests}",
-                 *self.notes]
+            return (
+                datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+                if t is not None
+                else "-"
+            )
+
+        span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
+        lines = [
+            f"Learned by `loadtest learn` from {self.source}",
+            f"user agent pattern: {self.pattern}",
+            f"time span: {ts(self.first)} .. {ts(self.last)} ({span:.0f} s)",
+            f"agents seen: {self.agents} ({self.clients} clients)",
+            f"requests used: {self.used}; left out: {sum(self.left_out.values())} "
+            f"(below); other clients' requests ignored: {self.other_requests}",
+            *self.notes,
+        ]
         return "".join(f"# {x}\n" for x in lines)
 
     def to_yaml(self) -> str:
-        body = yaml.safe_dump(self.profile.model_dump(mode="json", exclude_defaults=True,
-                                                      exclude={"version"}),
-                              sort_keys=False, width=100)
+        body = yaml.safe_dump(
+            self.profile.model_dump(mode="json", exclude_defaults=True, exclude={"version"}),
+            sort_keys=False,
+            width=100,
+        )
         out = self.header() + "version: 1\n" + body
         out += "# Requests it cannot model (left out), with counts:\n"
         if not self.left_out:
@@ -290,26 +329,35 @@ def _uniform_bounds(xs: list[float]) -> tuple[float, float]:
     return max(lo - gap, 1.0), hi + gap
 
 
-def learn(requests: list[Request], pattern: str, name: str, source: str = "audit log",
-          user_pattern: str | None = None,
-          content_type: Literal["json", "protobuf"] = "json") -> Learned:
+def learn(
+    requests: list[Request],
+    pattern: str,
+    name: str,
+    source: str = "audit log",
+    user_pattern: str | None = None,
+    content_type: Literal["json", "protobuf"] = "json",
+) -> Learned:
     """Derive one profile from the requests of the clients matching `pattern`."""
     try:
         ua = re.compile(pattern)
         users = re.compile(user_pattern) if user_pattern else None
     except re.error as e:
         raise ConfigError(f"bad pattern: {e}") from None
-    mine = [r for r in requests if ua.search(r.user_agent)
-            and (users is None or users.search(r.user))]
+    mine = [
+        r for r in requests if ua.search(r.user_agent) and (users is None or users.search(r.user))
+    ]
     if not mine:
-        raise ConfigError(f"{source}: no requests with a user agent matching {pattern!r}"
-                          + (f" and a user matching {user_pattern!r}" if user_pattern else "")
-                          + f" (of {len(requests)} requests)")
+        raise ConfigError(
+            f"{source}: no requests with a user agent matching {pattern!r}"
+            + (f" and a user matching {user_pattern!r}" if user_pattern else "")
+            + f" (of {len(requests)} requests)"
+        )
     left_out: Counter[str] = Counter()
     agents: dict[tuple[tuple[str, str, str], str], _Agent] = {}
     nodes_of: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     node_values: dict[Shape, dict[tuple[str, str, str], set[str]]] = defaultdict(
-        lambda: defaultdict(set))
+        lambda: defaultdict(set)
+    )
     clients: set[tuple[str, str, str]] = set()
     for r in mine:
         client = (r.source, r.effective_user, r.credential)
@@ -319,8 +367,9 @@ def learn(requests: list[Request], pattern: str, name: str, source: str = "audit
             left_out[reason] += 1
             continue
         key, node, rest = split_node(r.resource, r.query.get("fieldSelector", ""))
-        shape = Shape(r.group, r.version, r.resource, r.namespace,
-                      r.query.get("labelSelector", ""), rest, key)
+        shape = Shape(
+            r.group, r.version, r.resource, r.namespace, r.query.get("labelSelector", ""), rest, key
+        )
         node = (node or r.node_extra) if key else ""
         if key:
             nodes_of[client].add(node)
@@ -330,17 +379,19 @@ def learn(requests: list[Request], pattern: str, name: str, source: str = "audit
     notes: list[str] = []
     shared_node = _shared_node_shapes(node_values, notes)
     merged = {c: len(n) for c, n in nodes_of.items() if len(n) > 1}
-    n_agents = sum(max(1, len(nodes_of.get(c, ()))) for c in
-                   {a.client for a in agents.values()})
+    n_agents = sum(max(1, len(nodes_of.get(c, ()))) for c in {a.client for a in agents.values()})
     if merged:
-        notes.append(f"{len(merged)} client(s) shared one credential across "
-                     f"{sum(merged.values())} nodes: counted one agent per node")
+        notes.append(
+            f"{len(merged)} client(s) shared one credential across "
+            f"{sum(merged.values())} nodes: counted one agent per node"
+        )
 
     watches: list[Watch] = []
     polls: list[Poll] = []
     shapes = list(dict.fromkeys(s for a in agents.values() for s in a.by_shape))
-    shapes.sort(key=lambda s: min(a.by_shape[s][0].start for a in agents.values()
-                                  if s in a.by_shape))
+    shapes.sort(
+        key=lambda s: min(a.by_shape[s][0].start for a in agents.values() if s in a.by_shape)
+    )
     used = 0
     for shape in shapes:
         per_agent = [(a, a.by_shape[shape]) for a in agents.values() if shape in a.by_shape]
@@ -360,8 +411,7 @@ def learn(requests: list[Request], pattern: str, name: str, source: str = "audit
                     poll_first.append(first_page)
                     run_times.append((first_page.start, end))
             if run_times:
-                poll_runs.append((merged.get(a.client, 1) if not shape.node_key else 1,
-                                  run_times))
+                poll_runs.append((merged.get(a.client, 1) if not shape.node_key else 1, run_times))
             watch_reqs += [r for r in rs if r.verb == "watch"]
             used += len(rs)
         if watched:
@@ -377,32 +427,53 @@ def learn(requests: list[Request], pattern: str, name: str, source: str = "audit
         identity = "shared-serviceaccount"
         if not next(iter(ids), "").startswith("system:serviceaccount:"):
             notes.append(f"the agents' user {next(iter(ids), '')!r} is not a ServiceAccount")
-    notes.append(f"content_type: {content_type} (audit logs do not record the Accept header; "
-                 "set with --content-type)")
+    notes.append(
+        f"content_type: {content_type} (audit logs do not record the Accept header; "
+        "set with --content-type)"
+    )
     notes.append("backoff: client-go defaults (errors and retries are not learned)")
     user_agent = _mode((r.user_agent for r in mine), "loadtest-agent/0")
-    profile = config.parse(AgentProfile, {
-        "name": name, "description": f"learned from the audit log ({n_agents} agents)",
-        "user_agent": user_agent, "identity": identity,
-        "watches": [w.model_dump() for w in watches], "polls": [p.model_dump() for p in polls],
-    }, f"learned profile {name!r}")
+    profile = config.parse(
+        AgentProfile,
+        {
+            "name": name,
+            "description": f"learned from the audit log ({n_agents} agents)",
+            "user_agent": user_agent,
+            "identity": identity,
+            "watches": [w.model_dump() for w in watches],
+            "polls": [p.model_dump() for p in polls],
+        },
+        f"learned profile {name!r}",
+    )
     starts = [r.start for r in mine]
-    return Learned(profile=profile, source=source, pattern=pattern, first=min(starts),
-                   last=max([r.end or r.start for r in mine]), agents=n_agents,
-                   clients=len(clients), used=used, left_out=left_out,
-                   other_requests=len(requests) - len(mine), notes=notes)
+    return Learned(
+        profile=profile,
+        source=source,
+        pattern=pattern,
+        first=min(starts),
+        last=max([r.end or r.start for r in mine]),
+        agents=n_agents,
+        clients=len(clients),
+        used=used,
+        left_out=left_out,
+        other_requests=len(requests) - len(mine),
+        notes=notes,
+    )
 
 
-def _shared_node_shapes(values: dict[Shape, dict[tuple[str, str, str], set[str]]],
-                        notes: list[str]) -> dict[Shape, str]:
+def _shared_node_shapes(
+    values: dict[Shape, dict[tuple[str, str, str], set[str]]], notes: list[str]
+) -> dict[Shape, str]:
     """Shapes whose 'node' is one fixed name for several clients: a literal, not scope node."""
     out = {}
     for shape, per_client in values.items():
         names = set().union(*per_client.values())
         if len(per_client) > 1 and len(names) == 1:
             out[shape] = next(iter(names))
-            notes.append(f"{shape.describe()}: every client names node {next(iter(names))!r}: "
-                         "kept as a cluster-scoped field selector")
+            notes.append(
+                f"{shape.describe()}: every client names node {next(iter(names))!r}: "
+                "kept as a cluster-scoped field selector"
+            )
     return out
 
 
@@ -418,11 +489,16 @@ def _scope(shape: Shape, shared_node: str | None, content_type: str) -> dict[str
         scope = "node"
     if shape.namespace and scope != "node":
         scope = "namespace"
-    d: dict[str, Any] = {"resource": shape.resource, "group": shape.group,
-                         "api_version": shape.version, "scope": scope,
-                         "namespace": shape.namespace or None, "label_selector":
-                         shape.label_selector, "field_selector": fields,
-                         "content_type": content_type}
+    d: dict[str, Any] = {
+        "resource": shape.resource,
+        "group": shape.group,
+        "api_version": shape.version,
+        "scope": scope,
+        "namespace": shape.namespace or None,
+        "label_selector": shape.label_selector,
+        "field_selector": fields,
+        "content_type": content_type,
+    }
     return d
 
 
@@ -456,8 +532,9 @@ def _limit(r: Request) -> int:
         return 0
 
 
-def _watch(shape: Shape, base: dict[str, Any], lists: list[Request], ws: list[Request],
-           notes: list[str]) -> Watch:
+def _watch(
+    shape: Shape, base: dict[str, Any], lists: list[Request], ws: list[Request], notes: list[str]
+) -> Watch:
     d = dict(base)
     first_lists = _first_per_client(lists)
     rvs = [rv for rv in map(_rv, first_lists) if rv is not None]
@@ -465,8 +542,9 @@ def _watch(shape: Shape, base: dict[str, Any], lists: list[Request], ws: list[Re
     d["page_size"] = _mode(map(_limit, first_lists), 500)
     d["watch_list"] = any(r.query.get("sendInitialEvents") == "true" for r in ws)
     d["bookmarks"] = _mode((r.query.get("allowWatchBookmarks") == "true" for r in ws), True)
-    timeouts = [float(r.query["timeoutSeconds"]) for r in ws
-                if r.query.get("timeoutSeconds", "").isdigit()]
+    timeouts = [
+        float(r.query["timeoutSeconds"]) for r in ws if r.query.get("timeoutSeconds", "").isdigit()
+    ]
     if timeouts:
         lo, hi = _uniform_bounds(timeouts)
         d["timeout_seconds"] = max(1, min(3600, round(lo)))
@@ -474,26 +552,36 @@ def _watch(shape: Shape, base: dict[str, Any], lists: list[Request], ws: list[Re
     else:
         notes.append(f"{shape.describe()}: watches without timeoutSeconds: default kept")
     if not first_lists and not d["watch_list"]:
-        notes.append(f"{shape.describe()}: no initial LIST seen (started before the log?): "
-                     "list defaults kept")
+        notes.append(
+            f"{shape.describe()}: no initial LIST seen (started before the log?): "
+            "list defaults kept"
+        )
     return Watch.model_validate(d)
 
 
 def _first_per_client(rs: list[Request]) -> list[Request]:
     seen: dict[tuple[str, str, str, str], Request] = {}
     for r in sorted(rs, key=lambda r: r.start):
-        seen.setdefault((r.source, r.effective_user, r.credential,
-                         r.query.get("fieldSelector", "")), r)
+        seen.setdefault(
+            (r.source, r.effective_user, r.credential, r.query.get("fieldSelector", "")), r
+        )
     return list(seen.values())
 
 
-def _poll(shape: Shape, base: dict[str, Any], firsts: list[Request],
-          runs: list[tuple[int, list[tuple[float, float]]]], notes: list[str]) -> Poll:
+def _poll(
+    shape: Shape,
+    base: dict[str, Any],
+    firsts: list[Request],
+    runs: list[tuple[int, list[tuple[float, float]]]],
+    notes: list[str],
+) -> Poll:
     d = dict(base)
     rvs = [rv for rv in map(_rv, firsts) if rv is not None]
     if len(rvs) < len(firsts):
-        notes.append(f"{shape.describe()}: {len(firsts) - len(rvs)} poll LISTs with an exact "
-                     "resourceVersion: learned from the others")
+        notes.append(
+            f"{shape.describe()}: {len(firsts) - len(rvs)} poll LISTs with an exact "
+            "resourceVersion: learned from the others"
+        )
     d["list_resource_version"] = _mode(rvs, "")
     d["page_size"] = _mode(map(_limit, firsts), 0)
     gaps: list[float] = []
@@ -512,13 +600,17 @@ def _poll(shape: Shape, base: dict[str, Any], firsts: list[Request],
         d["jitter"] = round(min(1.0, math.sqrt(3) * sd / mean), 2) if mean > 0 else 0.0
     elif merged_rates:
         d["interval_seconds"] = round(statistics.fmean(merged_rates), 3)
-        notes.append(f"{shape.describe()}: agents shared one credential: interval from the "
-                     "rate, jitter not observable (0.1 kept)")
+        notes.append(
+            f"{shape.describe()}: agents shared one credential: interval from the "
+            "rate, jitter not observable (0.1 kept)"
+        )
     else:
         span = max(t[-1][1] for _, t in runs) - min(t[0][0] for _, t in runs) if runs else 0
         d["interval_seconds"] = round(max(span, 1.0), 3)
-        notes.append(f"{shape.describe()}: one LIST per client: interval unknown, set to the "
-                     "log's span (a lower bound; record for longer)")
+        notes.append(
+            f"{shape.describe()}: one LIST per client: interval unknown, set to the "
+            "log's span (a lower bound; record for longer)"
+        )
     return Poll.model_validate(d)
 
 
@@ -526,4 +618,3 @@ def write(learned: Learned, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(learned.to_yaml())
     return out
-

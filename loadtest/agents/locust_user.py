@@ -84,11 +84,13 @@ class Indexes:
         self.pool = IndexPool()
         self.ledger = Ledger(add_counters)
         if not isinstance(runner, WorkerRunner):  # master or local: the pool lives here
+
             def take(msg: Any, **_: Any) -> None:
                 k = self.pool.take()
                 self.ledger.granted(k, str(msg.node_id))
-                runner.send_message(GRANT, {"req": msg.data["req"], "index": k},
-                                    client_id=msg.node_id)
+                runner.send_message(
+                    GRANT, {"req": msg.data["req"], "index": k}, client_id=msg.node_id
+                )
 
             def give(msg: Any, **_: Any) -> None:
                 self.pool.give(int(msg.data))
@@ -106,8 +108,7 @@ class Indexes:
             self.runner.send_message(TAKE, {"req": req})
             return int(result.get(timeout=INDEX_TIMEOUT_S))
         except gevent.Timeout:
-            raise RuntimeError(f"no agent index from the master in {INDEX_TIMEOUT_S:g}s") \
-                from None
+            raise RuntimeError(f"no agent index from the master in {INDEX_TIMEOUT_S:g}s") from None
         finally:
             self._pending.pop(req, None)
 
@@ -139,9 +140,16 @@ def _init(environment: Environment, **_: Any) -> None:
     profile = load_profile(opts.agent_profile)
     ensure_rbac(cluster, profile)
     nodes = list_nodes(cluster, opts.node_selector)
-    if greeter is not None:
-        _serve_workers(runner, greeter, cluster, profile, nodes, bool(opts.decode),
-                       int(opts.expect_workers or 1))
+    if greeter is not None and isinstance(runner, MasterRunner):
+        _serve_workers(
+            runner,
+            greeter,
+            cluster,
+            profile,
+            nodes,
+            bool(opts.decode),
+            int(opts.expect_workers or 1),
+        )
     else:
         _use(cluster, profile, nodes, bool(opts.decode))
         _Process.counters = _Process.stats.as_dict
@@ -150,8 +158,13 @@ def _init(environment: Environment, **_: Any) -> None:
         gevent.spawn(_flush_stats, environment)
 
 
-def _use(cluster: Cluster, profile: AgentProfile, nodes: list[str], decode: bool,
-         shared_token: str | None = None) -> None:
+def _use(
+    cluster: Cluster,
+    profile: AgentProfile,
+    nodes: list[str],
+    decode: bool,
+    shared_token: str | None = None,
+) -> None:
     p = _Process
     p.cluster, p.profile, p.nodes, p.decode = cluster, profile, nodes, decode
     p.identities = Identities(cluster, profile, shared_token=shared_token)
@@ -159,6 +172,7 @@ def _use(cluster: Cluster, profile: AgentProfile, nodes: list[str], decode: bool
 
 def _join_master(runner: WorkerRunner, api_server: str) -> None:
     """Worker: ask the master for the cluster handle, credentials, profile and nodes."""
+
     def setup(msg: Any, **_: Any) -> None:
         if _Process.ready.ready():
             return
@@ -186,12 +200,19 @@ def _join_master(runner: WorkerRunner, api_server: str) -> None:
         data["loadtest_agents"] = _Process.stats.as_dict()
 
 
-def _serve_workers(runner: MasterRunner, greeter: Greeter, cluster: Cluster,
-                   profile: AgentProfile, nodes: list[str], decode: bool,
-                   expected: int) -> None:
+def _serve_workers(
+    runner: MasterRunner,
+    greeter: Greeter,
+    cluster: Cluster,
+    profile: AgentProfile,
+    nodes: list[str],
+    decode: bool,
+    expected: int,
+) -> None:
     """Master: hand each worker its setup, keep its counters, notice the ones that vanish."""
-    shared = request_token(cluster, SHARED_SA) \
-        if profile.identity == "shared-serviceaccount" else None
+    shared = (
+        request_token(cluster, SHARED_SA) if profile.identity == "shared-serviceaccount" else None
+    )
     greeter.ready(worker_payload(cluster, profile, nodes, decode, shared))
     ledger, pool = _Process.indexes.ledger, _Process.indexes.pool
     t0 = time.monotonic()
@@ -205,8 +226,10 @@ def _serve_workers(runner: MasterRunner, greeter: Greeter, cluster: Cluster,
         while len(runner.clients.ready) + len(runner.clients.running) < expected:
             n = len(runner.clients.ready)
             if n != shown or int(time.monotonic() - t0) % 10 == 0:
-                progress(f"waiting for workers: {n} of {expected} connected "
-                         f"({time.monotonic() - t0:.0f}s)")
+                progress(
+                    f"waiting for workers: {n} of {expected} connected "
+                    f"({time.monotonic() - t0:.0f}s)"
+                )
                 shown = n
             gevent.sleep(1)
         progress(f"{expected} worker(s) connected after {time.monotonic() - t0:.0f}s")
@@ -216,8 +239,10 @@ def _serve_workers(runner: MasterRunner, greeter: Greeter, cluster: Cluster,
                 if lost is not None:
                     for k in lost:
                         pool.give(k)
-                    progress(f"worker {c.id} lost after {time.monotonic() - t0:.0f}s with "
-                             f"{len(lost)} agents; the run goes on")
+                    progress(
+                        f"worker {c.id} lost after {time.monotonic() - t0:.0f}s with "
+                        f"{len(lost)} agents; the run goes on"
+                    )
             gevent.sleep(1)
 
     gevent.spawn(watch)
@@ -234,28 +259,56 @@ def _serve_workers(runner: MasterRunner, greeter: Greeter, cluster: Cluster,
         while not asked <= finals and time.monotonic() < deadline:
             gevent.sleep(0.2)
         if not asked <= finals:
-            progress(f"no final report from {len(asked - finals)} worker(s) in "
-                     f"{FINAL_TIMEOUT_S:g}s: their last seconds are not counted")
+            progress(
+                f"no final report from {len(asked - finals)} worker(s) in "
+                f"{FINAL_TIMEOUT_S:g}s: their last seconds are not counted"
+            )
 
     _Process.counters = lambda: ledger.summary(expected)
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--cluster-json", env_var="LOADTEST_CLUSTER_JSON", default="",
-                        help="the harness's Cluster handle (cluster.json)")
+    parser.add_argument(
+        "--cluster-json",
+        env_var="LOADTEST_CLUSTER_JSON",
+        default="",
+        help="the harness's Cluster handle (cluster.json)",
+    )
     parser.add_argument("--agent-profile", env_var="LOADTEST_PROFILE", default="kubelet-like")
     parser.add_argument("--node-selector", env_var="LOADTEST_NODE_SELECTOR", default="")
-    parser.add_argument("--decode", env_var="LOADTEST_DECODE", action="store_true",
-                        default=False, help="decode every list and event (as an informer)")
-    parser.add_argument("--agent-stats", env_var="LOADTEST_AGENT_STATS", default="",
-                        help="write the agents' counters (JSON) here at the end")
-    parser.add_argument("--ramp-rate", env_var="LOADTEST_RAMP_RATE", type=float, default=0,
-                        help="rollout shape: agents joining per second")
-    parser.add_argument("--steps", env_var="LOADTEST_STEPS", default="",
-                        help="step shape: 'agents:seconds,...' e.g. 100:60,200:60")
-    parser.add_argument("--worker-api-server", env_var="LOADTEST_WORKER_API_SERVER",
-                        default="", help="worker: the API server as this worker reaches it")
+    parser.add_argument(
+        "--decode",
+        env_var="LOADTEST_DECODE",
+        action="store_true",
+        default=False,
+        help="decode every list and event (as an informer)",
+    )
+    parser.add_argument(
+        "--agent-stats",
+        env_var="LOADTEST_AGENT_STATS",
+        default="",
+        help="write the agents' counters (JSON) here at the end",
+    )
+    parser.add_argument(
+        "--ramp-rate",
+        env_var="LOADTEST_RAMP_RATE",
+        type=float,
+        default=0,
+        help="rollout shape: agents joining per second",
+    )
+    parser.add_argument(
+        "--steps",
+        env_var="LOADTEST_STEPS",
+        default="",
+        help="step shape: 'agents:seconds,...' e.g. 100:60,200:60",
+    )
+    parser.add_argument(
+        "--worker-api-server",
+        env_var="LOADTEST_WORKER_API_SERVER",
+        default="",
+        help="worker: the API server as this worker reaches it",
+    )
 
 
 def _write_stats(environment: Environment) -> None:
@@ -281,9 +334,11 @@ def _flush_stats(environment: Environment, every_s: float = 5.0) -> None:
 
 def list_nodes(cluster: Cluster, selector: str) -> list[str]:
     with http_client(cluster, timeout=60) as c:
-        r = c.get("/api/v1/nodes", params={"labelSelector": selector},
-                  headers={"Accept": "application/json;as=PartialObjectMetadataList;"
-                                     "g=meta.k8s.io;v=v1"})
+        r = c.get(
+            "/api/v1/nodes",
+            params={"labelSelector": selector},
+            headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+        )
         r.raise_for_status()
     names = sorted(i["metadata"]["name"] for i in r.json()["items"])
     if not names:
@@ -298,8 +353,14 @@ class AgentUser(User):
         p = _Process
         p.ready.get(timeout=SETUP_TIMEOUT_S)  # a worker's setup comes from the master
         self.index = i = p.indexes.take()
-        self.agent = Agent(p.profile, p.nodes[i % len(p.nodes)], p.identities.endpoint(i),
-                           self.environment.events.request.fire, p.stats, decode=p.decode)
+        self.agent = Agent(
+            p.profile,
+            p.nodes[i % len(p.nodes)],
+            p.identities.endpoint(i),
+            self.environment.events.request.fire,
+            p.stats,
+            decode=p.decode,
+        )
         self.agent.start()
 
     @task
@@ -329,8 +390,12 @@ class RolloutShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         opts = _parsed_options(self)
-        return rollout_tick(int(opts.num_users), float(opts.ramp_rate or opts.spawn_rate),
-                            self.get_run_time(), float(opts.run_time or 0))
+        return rollout_tick(
+            int(opts.num_users),
+            float(opts.ramp_rate or opts.spawn_rate),
+            self.get_run_time(),
+            float(opts.run_time or 0),
+        )
 
 
 class StepShape(LoadTestShape):

@@ -79,8 +79,9 @@ class AgentProfile(Strict):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     description: str = ""
     user_agent: str = "loadtest-agent/0"
-    identity: Literal["shared-serviceaccount", "impersonate", "serviceaccount-per-agent"] = \
+    identity: Literal["shared-serviceaccount", "impersonate", "serviceaccount-per-agent"] = (
         "shared-serviceaccount"
+    )
     watches: list[Watch] = []
     polls: list[Poll] = []
     backoff: Backoff = Backoff()

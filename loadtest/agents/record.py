@@ -37,8 +37,7 @@ from loadtest.errors import ClusterError, CommandError, ConfigError
 from loadtest.inventory import Seeder, namespace_name, node_name, pod_name, pod_placement
 
 Log = Callable[[str], None]
-AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-                "rules": [{"level": "Metadata"}]}
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}
 # The recording cluster is throwaway: the agents may read anything, as an unknown agent might.
 READ_ALL = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]
 AGENT_USERS = f"^system:serviceaccount:{NAMESPACE}:"
@@ -52,8 +51,7 @@ class Recording:
     command: list[str]
     duration_s: float = 60.0
     cluster: str = ""  # default rec-<name>
-    identity: Literal["shared-serviceaccount", "serviceaccount-per-agent"] = \
-        "shared-serviceaccount"
+    identity: Literal["shared-serviceaccount", "serviceaccount-per-agent"] = "shared-serviceaccount"
     user_agent: str = "."  # pattern; the agents' ServiceAccounts select their requests anyway
     content_type: Literal["json", "protobuf"] = "json"
     pods_per_node: int = 3
@@ -72,8 +70,11 @@ class Recording:
         if not 0 < self.duration_s <= 3600:
             raise ConfigError("record: --duration between 0 and 3600 seconds")
         # a bad profile name fails now, not after the recording
-        config.parse(AgentProfile, {"name": self.name, "polls": [
-            {"resource": "pods", "interval_seconds": 1}]}, "record --name")
+        config.parse(
+            AgentProfile,
+            {"name": self.name, "polls": [{"resource": "pods", "interval_seconds": 1}]},
+            "record --name",
+        )
 
 
 def workdir(cluster: str) -> Path:
@@ -96,12 +97,21 @@ def agent_kubeconfig(cluster: Cluster, token: str) -> str:
     cl: dict[str, object] = {"server": cluster.server}
     if cluster.ca_file:
         cl["certificate-authority"] = cluster.ca_file
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "agent",
-        "clusters": [{"name": cluster.name, "cluster": cl}],
-        "users": [{"name": "agent", "user": user}],
-        "contexts": [{"name": "agent", "context": {"cluster": cluster.name, "user": "agent",
-                                                   "namespace": NAMESPACE}}]})
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "agent",
+            "clusters": [{"name": cluster.name, "cluster": cl}],
+            "users": [{"name": "agent", "user": user}],
+            "contexts": [
+                {
+                    "name": "agent",
+                    "context": {"cluster": cluster.name, "user": "agent", "namespace": NAMESPACE},
+                }
+            ],
+        }
+    )
 
 
 class Churn(threading.Thread):
@@ -121,10 +131,12 @@ class Churn(threading.Thread):
             p = 0
             while not self.stopped.wait(1 / self.per_second):
                 _, ns = pod_placement(self.spec, p)
-                r = c.patch(f"/api/v1/namespaces/{namespace_name(self.spec, ns)}/pods/"
-                            f"{pod_name(self.spec, p)}",
-                            json={"metadata": {"annotations": {"loadtest.io/churn": str(p)}}},
-                            headers={"Content-Type": "application/merge-patch+json"})
+                r = c.patch(
+                    f"/api/v1/namespaces/{namespace_name(self.spec, ns)}/pods/"
+                    f"{pod_name(self.spec, p)}",
+                    json={"metadata": {"annotations": {"loadtest.io/churn": str(p)}}},
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
                 self.updates += r.status_code == 200
                 self.failures += r.status_code != 200
                 p = (p + 1) % self.spec.pods
@@ -139,13 +151,19 @@ def record(rec: Recording, log: Log) -> tuple[Learned, Path]:
     rec.check()
     command = resolve(rec.command)
     d = workdir(rec.cluster_name)
-    provider = LocalProvider(log=log, apiserver_args={
-        "audit-policy-file": str(d / "audit-policy.yaml"),
-        "audit-log-path": str(d / "audit.log")})
+    provider = LocalProvider(
+        log=log,
+        apiserver_args={
+            "audit-policy-file": str(d / "audit-policy.yaml"),
+            "audit-log-path": str(d / "audit.log"),
+        },
+    )
     if provider.get(rec.cluster_name) is not None:
-        raise ClusterError(f"local cluster {rec.cluster_name!r} exists: a recording needs a "
-                           f"fresh one (remove it with: loadtest cluster down --name "
-                           f"{rec.cluster_name})")
+        raise ClusterError(
+            f"local cluster {rec.cluster_name!r} exists: a recording needs a "
+            f"fresh one (remove it with: loadtest cluster down --name "
+            f"{rec.cluster_name})"
+        )
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     (d / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
@@ -153,8 +171,14 @@ def record(rec: Recording, log: Log) -> tuple[Learned, Path]:
     cluster = provider.create(rec.cluster_name)
     ok = False
     try:
-        spec = InventorySpec(name="rec", nodes=rec.nodes, pods_per_node=rec.pods_per_node,
-                             namespaces=2, services_per_namespace=2, configmaps_per_namespace=1)
+        spec = InventorySpec(
+            name="rec",
+            nodes=rec.nodes,
+            pods_per_node=rec.pods_per_node,
+            namespaces=2,
+            services_per_namespace=2,
+            configmaps_per_namespace=1,
+        )
         seeder = Seeder(cluster, spec, log=log, progress=False)
         seeder.seed()
         log(f"inventory: {seeder.wait_ready(timeout=120)}")
@@ -166,8 +190,15 @@ def record(rec: Recording, log: Log) -> tuple[Learned, Path]:
             kc = secrets / f"agent-{i}.kubeconfig"
             kc.touch(mode=0o600)
             kc.write_text(agent_kubeconfig(cluster, request_token(cluster, sa)))
-            envs.append({**os.environ, "KUBECONFIG": str(kc), "NODE_NAME": node_name(spec, i),
-                         "POD_NAME": f"{rec.name}-agent-{i}"[:63], "POD_NAMESPACE": NAMESPACE})
+            envs.append(
+                {
+                    **os.environ,
+                    "KUBECONFIG": str(kc),
+                    "NODE_NAME": node_name(spec, i),
+                    "POD_NAME": f"{rec.name}-agent-{i}"[:63],
+                    "POD_NAMESPACE": NAMESPACE,
+                }
+            )
         churn = Churn(cluster, spec, rec.churn_per_second)
         churn.start()
         try:
@@ -186,32 +217,49 @@ def record(rec: Recording, log: Log) -> tuple[Learned, Path]:
         if not (ok and rec.keep_cluster):  # a failed recording leaves nothing running
             provider.delete(rec.cluster_name)
     audit = d / "audit.log"
-    learned = learn(read_audit_log(audit), rec.user_agent, rec.name, source=str(audit),
-                    user_pattern=AGENT_USERS, content_type=rec.content_type)
-    learned.notes.insert(0, f"recorded by `loadtest record`: {rec.nodes} agents, "
-                            f"{rec.duration_s:g} s, identity {rec.identity}, command: "
-                            f"{' '.join(rec.command)}")
+    learned = learn(
+        read_audit_log(audit),
+        rec.user_agent,
+        rec.name,
+        source=str(audit),
+        user_pattern=AGENT_USERS,
+        content_type=rec.content_type,
+    )
+    learned.notes.insert(
+        0,
+        f"recorded by `loadtest record`: {rec.nodes} agents, "
+        f"{rec.duration_s:g} s, identity {rec.identity}, command: "
+        f"{' '.join(rec.command)}",
+    )
     return learned, audit
 
 
-def _run_agents(command: list[str], envs: list[dict[str, str]], d: Path, duration_s: float,
-                log: Log) -> tuple[int, int] | None:
+def _run_agents(
+    command: list[str], envs: list[dict[str, str]], d: Path, duration_s: float, log: Log
+) -> tuple[int, int] | None:
     """Start one process per env, stop them after duration_s (TERM, then KILL after a grace).
     Returns (index, exit code) of the first that failed before the end, or None."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, env in enumerate(envs):
             with open(d / f"agent-{i}.log", "wb") as out:
-                procs.append(subprocess.Popen(command, env=env, stdout=out,
-                                              stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL))
+                procs.append(
+                    subprocess.Popen(
+                        command,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
         log(f"{len(procs)} agents running: {' '.join(command)} ({duration_s:g} s)")
         deadline = time.monotonic() + duration_s
         failed: tuple[int, int] | None = None
         while time.monotonic() < deadline and failed is None:
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-            failed = next(((i, p.returncode) for i, p in enumerate(procs)
-                           if p.poll() not in (None, 0)), None)
+            failed = next(
+                ((i, p.returncode) for i, p in enumerate(procs) if p.poll() not in (None, 0)), None
+            )
         return failed
     except FileNotFoundError as e:
         raise ConfigError(f"record: cannot run {command[0]!r}: {e.strerror}") from None

@@ -30,21 +30,35 @@ def _read(path: str | None) -> str | None:
     return Path(path).read_text() if path else None
 
 
-def worker_payload(cluster: Cluster, profile: AgentProfile, nodes: list[str], decode: bool,
-                   shared_token: str | None = None) -> dict[str, Any]:
+def worker_payload(
+    cluster: Cluster,
+    profile: AgentProfile,
+    nodes: list[str],
+    decode: bool,
+    shared_token: str | None = None,
+) -> dict[str, Any]:
     """What the master sends each worker once, when it says hello."""
     creds: dict[str, str | None] = {"ca": _read(cluster.ca_file)}
     if profile.identity == "shared-serviceaccount":
         creds["shared_token"] = shared_token  # the agents' own identity, nothing more
     else:
-        creds.update(cert=_read(cluster.client_cert), key=_read(cluster.client_key),
-                     token=cluster.token)
-    return {"cluster": {"name": cluster.name, "provider": cluster.provider,
-                        "context": cluster.context, "server": cluster.server,
-                        "insecure": cluster.insecure,
-                        "created_by_harness": cluster.created_by_harness},
-            "creds": creds, "profile": profile.model_dump(mode="json"), "nodes": nodes,
-            "decode": decode}
+        creds.update(
+            cert=_read(cluster.client_cert), key=_read(cluster.client_key), token=cluster.token
+        )
+    return {
+        "cluster": {
+            "name": cluster.name,
+            "provider": cluster.provider,
+            "context": cluster.context,
+            "server": cluster.server,
+            "insecure": cluster.insecure,
+            "created_by_harness": cluster.created_by_harness,
+        },
+        "creds": creds,
+        "profile": profile.model_dump(mode="json"),
+        "nodes": nodes,
+        "decode": decode,
+    }
 
 
 @dataclass
@@ -76,16 +90,27 @@ def materialize(payload: dict[str, Any], api_server: str = "") -> WorkerSetup:
     `kubernetes` Service, a worker elsewhere whatever route it has)."""
     tmp = tempfile.TemporaryDirectory(prefix="loadtest-worker-")  # mode 0700
     d, c, creds = Path(tmp.name), payload["cluster"], payload["creds"]
-    cluster = Cluster(name=c["name"], provider=c["provider"], kubeconfig=d / "none",
-                      context=c["context"], server=api_server or c["server"],
-                      ca_file=_private(d, "ca.crt", creds.get("ca")),
-                      client_cert=_private(d, "client.crt", creds.get("cert")),
-                      client_key=_private(d, "client.key", creds.get("key")),
-                      token=creds.get("token"), insecure=bool(c.get("insecure")),
-                      created_by_harness=c["created_by_harness"])
-    return WorkerSetup(cluster, AgentProfile.model_validate(payload["profile"]),
-                       list(payload["nodes"]), bool(payload["decode"]),
-                       creds.get("shared_token"), tmp)
+    cluster = Cluster(
+        name=c["name"],
+        provider=c["provider"],
+        kubeconfig=d / "none",
+        context=c["context"],
+        server=api_server or c["server"],
+        ca_file=_private(d, "ca.crt", creds.get("ca")),
+        client_cert=_private(d, "client.crt", creds.get("cert")),
+        client_key=_private(d, "client.key", creds.get("key")),
+        token=creds.get("token"),
+        insecure=bool(c.get("insecure")),
+        created_by_harness=c["created_by_harness"],
+    )
+    return WorkerSetup(
+        cluster,
+        AgentProfile.model_validate(payload["profile"]),
+        list(payload["nodes"]),
+        bool(payload["decode"]),
+        creds.get("shared_token"),
+        tmp,
+    )
 
 
 class Messenger(Protocol):
@@ -93,8 +118,9 @@ class Messenger(Protocol):
 
     def register_message(self, msg_type: str, listener: Callable[..., None]) -> None: ...
 
-    def send_message(self, msg_type: str, data: Any = None,
-                     client_id: str | None = None) -> None: ...
+    def send_message(
+        self, msg_type: str, data: Any = None, client_id: str | None = None
+    ) -> None: ...
 
 
 class Greeter:
@@ -156,8 +182,9 @@ class Ledger:
         held = self.held(worker)
         for k in held:
             del self.owner[k]
-        self.lost.append({"worker": worker, "at_s": round(at_s, 1), "agents": len(held),
-                          "indexes": held})
+        self.lost.append(
+            {"worker": worker, "at_s": round(at_s, 1), "agents": len(held), "indexes": held}
+        )
         return held
 
     def summary(self, expected: int) -> Counters:
@@ -167,10 +194,17 @@ class Ledger:
         for w in sorted(self.snapshots):
             self._merge(total, self.snapshots[w])
         total["workers"] = {
-            "expected": expected, "seen": len(self.seen),
-            "lost": self.lost, "agents_lost": sum(x["agents"] for x in self.lost),
-            "by_worker": {w: {"agents_started": s.get("agents_started", 0),
-                              "agents_synced": s.get("agents_synced", 0),
-                              "requests": sum(s.get("requests", {}).values())}
-                          for w, s in sorted(self.snapshots.items())}}
+            "expected": expected,
+            "seen": len(self.seen),
+            "lost": self.lost,
+            "agents_lost": sum(x["agents"] for x in self.lost),
+            "by_worker": {
+                w: {
+                    "agents_started": s.get("agents_started", 0),
+                    "agents_synced": s.get("agents_synced", 0),
+                    "requests": sum(s.get("requests", {}).values()),
+                }
+                for w, s in sorted(self.snapshots.items())
+            },
+        }
         return total

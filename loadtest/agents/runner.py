@@ -64,20 +64,48 @@ def locust_command(run: AgentRun, cluster_json: Path, out_dir: Path) -> list[str
     if run.agents < 1 or run.duration_s <= 0 or run.spawn_rate <= 0 or run.processes < 1:
         raise ConfigError("agents, duration, spawn rate and processes must be positive")
     if run.workers and run.processes > 1:
-        raise ConfigError("--workers and --processes exclude each other (run more "
-                          "`loadtest worker`s instead)")
+        raise ConfigError(
+            "--workers and --processes exclude each other (run more `loadtest worker`s instead)"
+        )
     if run.workers < 0 or (run.workers and not run.master_bind):
         raise ConfigError("--workers K needs --master-bind HOST:PORT (where workers connect)")
     load_profile(run.profile)  # a bad profile fails here, in one line, before Locust starts
-    locustfile = LOCUSTFILES / {"fixed": "agents.py", "rollout": "rollout.py",
-                                "steps": "steps.py"}[run.shape]
-    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
-           "-u", str(run.agents), "-r", str(run.spawn_rate), "-t", f"{int(run.duration_s)}s",
-           "--stop-timeout", "1", "--csv", str(out_dir / "locust"), "--csv-full-history",
-           "--html", str(out_dir / "locust.html"), "--only-summary",
-           "--cluster-json", str(cluster_json), "--agent-profile", run.profile,
-           "--node-selector", run.node_selector, "--agent-stats", str(out_dir / "agents.json"),
-           "--loglevel", "WARNING"]
+    locustfile = (
+        LOCUSTFILES
+        / {"fixed": "agents.py", "rollout": "rollout.py", "steps": "steps.py"}[run.shape]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--headless",
+        "-u",
+        str(run.agents),
+        "-r",
+        str(run.spawn_rate),
+        "-t",
+        f"{int(run.duration_s)}s",
+        "--stop-timeout",
+        "1",
+        "--csv",
+        str(out_dir / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(out_dir / "locust.html"),
+        "--only-summary",
+        "--cluster-json",
+        str(cluster_json),
+        "--agent-profile",
+        run.profile,
+        "--node-selector",
+        run.node_selector,
+        "--agent-stats",
+        str(out_dir / "agents.json"),
+        "--loglevel",
+        "WARNING",
+    ]
     if run.shape == "rollout":
         cmd += ["--ramp-rate", str(run.spawn_rate)]
     if run.shape == "steps":
@@ -88,9 +116,17 @@ def locust_command(run: AgentRun, cluster_json: Path, out_dir: Path) -> list[str
         cmd += ["--processes", str(run.processes)]
     if run.workers:
         host, port = split_host_port(run.master_bind)
-        cmd += ["--master", "--master-bind-host", host, "--master-bind-port", str(port),
-                "--expect-workers", str(run.workers),
-                "--expect-workers-max-wait", str(int(run.workers_wait_s))]
+        cmd += [
+            "--master",
+            "--master-bind-host",
+            host,
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(run.workers),
+            "--expect-workers-max-wait",
+            str(int(run.workers_wait_s)),
+        ]
     return cmd
 
 
@@ -101,11 +137,24 @@ def worker_command(master: str, api_server: str = "") -> list[str]:
     if api_server == "in-cluster":
         h, p = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
         if not h or not p:
-            raise ConfigError("--api-server in-cluster: KUBERNETES_SERVICE_HOST/PORT not set "
-                              "(not in a pod?)")
+            raise ConfigError(
+                "--api-server in-cluster: KUBERNETES_SERVICE_HOST/PORT not set (not in a pod?)"
+            )
         api_server = f"https://{h}:{p}" if ":" not in h else f"https://[{h}]:{p}"
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "agents.py"), "--worker",
-           "--master-host", host, "--master-port", str(port), "--loglevel", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILES / "agents.py"),
+        "--worker",
+        "--master-host",
+        host,
+        "--master-port",
+        str(port),
+        "--loglevel",
+        "WARNING",
+    ]
     if api_server:
         cmd += ["--worker-api-server", api_server]
     return cmd
@@ -115,8 +164,9 @@ class LocalWorkers:
     """A WorkerPool of `loadtest worker` processes on this machine, each behind an optional
     command prefix (e.g. `ip netns exec NS` for a worker in another network namespace)."""
 
-    def __init__(self, n: int, log_dir: Path, prefix: Sequence[str] = (),
-                 api_server: str = "") -> None:
+    def __init__(
+        self, n: int, log_dir: Path, prefix: Sequence[str] = (), api_server: str = ""
+    ) -> None:
         self.n, self.log_dir, self.prefix, self.api_server = n, log_dir, list(prefix), api_server
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -127,8 +177,9 @@ class LocalWorkers:
             cmd += ["--api-server", self.api_server]
         for i in range(self.n):
             with (self.log_dir / f"worker-{i}.log").open("wb") as f:
-                self.procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                                   cwd=REPO_ROOT))
+                self.procs.append(
+                    subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+                )
 
     def stop(self) -> None:
         for p in self.procs:
@@ -142,21 +193,32 @@ class LocalWorkers:
                 p.wait()
 
 
-def run_agents(cluster: Cluster, run: AgentRun, out_dir: Path,
-               log: Callable[[str], None], pool: WorkerPool | None = None) -> dict[str, object]:
+def run_agents(
+    cluster: Cluster,
+    run: AgentRun,
+    out_dir: Path,
+    log: Callable[[str], None],
+    pool: WorkerPool | None = None,
+) -> dict[str, object]:
     """Run Locust to completion (bounded by its -t) and return the agents' merged counters."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cluster_json = out_dir / "cluster.json"
     cluster_json.write_text(cluster.to_json())  # no token: to_json never writes it
     cmd = locust_command(run, cluster_json, out_dir)
-    where = f"{run.workers} worker(s) via {run.master_bind}" if run.workers else \
-        f"{run.processes} process(es)"
-    log(f"running {run.agents} {run.profile} agents for {run.duration_s:.0f}s "
-        f"({run.shape}, {where})")
+    where = (
+        f"{run.workers} worker(s) via {run.master_bind}"
+        if run.workers
+        else f"{run.processes} process(es)"
+    )
+    log(
+        f"running {run.agents} {run.profile} agents for {run.duration_s:.0f}s "
+        f"({run.shape}, {where})"
+    )
     t0 = time.monotonic()
     logfile = out_dir / "locust.log"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=REPO_ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT
+    )
     killer = threading.Timer(run.duration_s + run.workers_wait_s + 180, proc.kill)
     killer.start()
     try:
@@ -177,8 +239,13 @@ def run_agents(cluster: Cluster, run: AgentRun, out_dir: Path,
             pool.stop()
     text = logfile.read_text()
     if "Gave up waiting for workers" in text:
-        raise CommandError("locust", cmd, rc, f"fewer than {run.workers} workers connected to "
-                           f"{run.master_bind} in {run.workers_wait_s:.0f}s")
+        raise CommandError(
+            "locust",
+            cmd,
+            rc,
+            f"fewer than {run.workers} workers connected to "
+            f"{run.master_bind} in {run.workers_wait_s:.0f}s",
+        )
     # Locust exits 1 when any request failed: that is a measurement, not a crash.
     if rc not in (0, 1) or not (out_dir / "locust_stats.csv").exists():
         raise CommandError("locust", cmd, rc, text[-4000:])

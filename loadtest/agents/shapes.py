@@ -26,8 +26,9 @@ def rollout_users(total: int, rate: float, elapsed: float) -> int:
     return min(total, int(rate * max(elapsed, 0.0)))
 
 
-def rollout_tick(total: int, rate: float, elapsed: float,
-                 run_time: float) -> tuple[int, float] | None:
+def rollout_tick(
+    total: int, rate: float, elapsed: float, run_time: float
+) -> tuple[int, float] | None:
     """Locust's shape tick for a rollout: (users now, spawn rate), or None once the run is over.
     The spawn rate is the ramp rate, so Locust reaches each second's target within it."""
     if run_time and elapsed > run_time:

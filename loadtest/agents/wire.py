@@ -112,8 +112,8 @@ def _field(buf: bytes, want: int, pos: int = 0, end: int | None = None) -> tuple
 
 def unwrap(buf: bytes, pos: int = 0, end: int | None = None) -> tuple[int, int]:
     """The span of the object an envelope carries (Unknown.raw)."""
-    if buf[pos:pos + len(MAGIC)] != MAGIC:
-        raise WireError(f"no protobuf envelope (starts {buf[pos:pos + 8]!r})")
+    if buf[pos : pos + len(MAGIC)] != MAGIC:
+        raise WireError(f"no protobuf envelope (starts {buf[pos : pos + 8]!r})")
     raw = _field(buf, 2, pos + len(MAGIC), end)
     if raw is None:
         raise WireError("envelope without an object")
@@ -150,8 +150,11 @@ def _object_meta(buf: bytes, start: int, stop: int) -> tuple[str, str, str]:
     if meta is None:
         return "", "", ""
     name, ns, rv = (_field(buf, f, *meta) for f in (1, 3, 6))
-    return (_string(buf, *ns) if ns else "", _string(buf, *name) if name else "",
-            _string(buf, *rv) if rv else "")
+    return (
+        _string(buf, *ns) if ns else "",
+        _string(buf, *name) if name else "",
+        _string(buf, *rv) if rv else "",
+    )
 
 
 def _resource_version(buf: bytes, start: int, stop: int) -> str:

@@ -32,8 +32,15 @@ def require_load_allowed(cluster: Cluster, allow_existing: bool) -> None:
     if not cluster.created_by_harness and not allow_existing:
         raise ClusterError(
             f"cluster {cluster.name!r} ({cluster.server}) was not created by loadtest; "
-            "pass --allow-existing-cluster to send load to it on purpose")
+            "pass --allow-existing-cluster to send load to it on purpose"
+        )
 
 
-__all__ = ["PROVIDERS", "Cluster", "ClusterProvider", "get_provider", "http_client",
-           "require_load_allowed"]
+__all__ = [
+    "PROVIDERS",
+    "Cluster",
+    "ClusterProvider",
+    "get_provider",
+    "http_client",
+    "require_load_allowed",
+]

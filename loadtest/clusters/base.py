@@ -66,8 +66,10 @@ class Cluster:
 def check_name(name: str, max_len: int) -> None:
     """Cluster names become DNS labels, container and directory names: keep them plain."""
     if not re.fullmatch(rf"[a-z0-9]([-a-z0-9]{{0,{max_len - 2}}}[a-z0-9])?", name):
-        raise ClusterError(f"invalid cluster name {name!r}: use lowercase letters, digits "
-                           f"and '-', at most {max_len} characters")
+        raise ClusterError(
+            f"invalid cluster name {name!r}: use lowercase letters, digits "
+            f"and '-', at most {max_len} characters"
+        )
 
 
 class ClusterProvider(Protocol):
@@ -101,8 +103,7 @@ def client_options(cluster: Cluster, timeout: float = 10.0) -> dict[str, Any]:
         verify.verify_mode = ssl.CERT_NONE
     if cluster.client_cert:
         verify.load_cert_chain(cluster.client_cert, cluster.client_key)
-    return {"base_url": cluster.server, "headers": headers, "verify": verify,
-            "timeout": timeout}
+    return {"base_url": cluster.server, "headers": headers, "verify": verify, "timeout": timeout}
 
 
 def http_client(cluster: Cluster, timeout: float = 10.0, **kwargs: Any) -> httpx.Client:
@@ -130,8 +131,9 @@ def response_message(r: httpx.Response) -> str:
     return " ".join(text.split())[:300]
 
 
-def apply_object(c: httpx.Client, collection: str, obj: dict[str, Any],
-                 dry_run: bool = False) -> dict[str, Any]:
+def apply_object(
+    c: httpx.Client, collection: str, obj: dict[str, Any], dry_run: bool = False
+) -> dict[str, Any]:
     """Server-side apply one of the harness's own objects (it needs apiVersion and kind) as
     field manager `loadtest`, taking over fields another manager set (force). Returns the
     object as the API server has it; a refusal or no answer is a one-line ClusterError."""
@@ -141,8 +143,12 @@ def apply_object(c: httpx.Client, collection: str, obj: dict[str, Any],
     if dry_run:
         params["dryRun"] = "All"
     try:
-        r = c.patch(f"{collection}/{name}", content=json.dumps(obj), params=params,
-                    headers={"Content-Type": "application/apply-patch+yaml"})
+        r = c.patch(
+            f"{collection}/{name}",
+            content=json.dumps(obj),
+            params=params,
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
     except httpx.HTTPError as e:
         raise ClusterError(f"apply {what}: no answer: {type(e).__name__}: {e}") from None
     if r.status_code not in (200, 201):
@@ -151,10 +157,13 @@ def apply_object(c: httpx.Client, collection: str, obj: dict[str, Any],
 
 
 def unreachable(cluster: Cluster, e: Exception) -> ClusterError:
-    return ClusterError(f"cannot reach the API server of {cluster.name!r} at "
-                        f"{cluster.server}: {type(e).__name__}: {e}")
+    return ClusterError(
+        f"cannot reach the API server of {cluster.name!r} at "
+        f"{cluster.server}: {type(e).__name__}: {e}"
+    )
 
 
 def not_ready(cluster: Cluster, r: httpx.Response) -> ClusterError:
-    return ClusterError(f"API server of {cluster.name!r} is not ready: /readyz "
-                        f"{r.status_code} {r.text[:200]}")
+    return ClusterError(
+        f"API server of {cluster.name!r} is not ready: /readyz {r.status_code} {r.text[:200]}"
+    )

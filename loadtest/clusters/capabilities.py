@@ -57,8 +57,9 @@ class BudgetsApiserverMemory(Protocol):
     # bytes the API server may use; None: this provider instance sets no budget
     apiserver_memory: int | None
 
-    def apiserver_memory_usage(self, cluster_name: str, reset: bool = False
-                               ) -> dict[str, int | None] | None:
+    def apiserver_memory_usage(
+        self, cluster_name: str, reset: bool = False
+    ) -> dict[str, int | None] | None:
         """OOM kills and the peak charge since the last reset (then starts it over); None
         when the cluster's API server has no budget."""
         ...

@@ -21,24 +21,34 @@ class ExistingProvider:
         self.kubeconfig = str(kubeconfig_path or kubeconfig.default_spec())
 
     def create(self, cluster_name: str) -> Cluster:
-        raise ClusterError("the existing provider never creates clusters; "
-                           "use --provider local or kind, or name a kubeconfig context")
+        raise ClusterError(
+            "the existing provider never creates clusters; "
+            "use --provider local or kind, or name a kubeconfig context"
+        )
 
     def get(self, cluster_name: str) -> Cluster | None:
         """`cluster_name` is a context of the kubeconfig ('' for its current context); None
         when there is no such context. A kubeconfig that cannot be read is a ConfigError."""
         try:
-            creds = kubeconfig.read(self.kubeconfig, cluster_name or None,
-                                    data_dir=toolchain.cache_dir() / "existing")
+            creds = kubeconfig.read(
+                self.kubeconfig, cluster_name or None, data_dir=toolchain.cache_dir() / "existing"
+            )
         except kubeconfig.NoSuchContext:
             return None
-        return Cluster(name=creds.context, provider=self.name,
-                       kubeconfig=creds.source or Path(self.kubeconfig),
-                       context=creds.context, server=creds.server, ca_file=creds.ca_file,
-                       client_cert=creds.client_cert, client_key=creds.client_key,
-                       token=creds.token, insecure=creds.insecure,
-                       metrics={"apiserver": creds.server + "/metrics"},
-                       created_by_harness=False)
+        return Cluster(
+            name=creds.context,
+            provider=self.name,
+            kubeconfig=creds.source or Path(self.kubeconfig),
+            context=creds.context,
+            server=creds.server,
+            ca_file=creds.ca_file,
+            client_cert=creds.client_cert,
+            client_key=creds.client_key,
+            token=creds.token,
+            insecure=creds.insecure,
+            metrics={"apiserver": creds.server + "/metrics"},
+            created_by_harness=False,
+        )
 
     def list(self) -> list[str]:
         try:

@@ -59,10 +59,16 @@ class KindProvider:
 
     name = "kind"
 
-    def __init__(self, log: Log = _quiet, config: str | Path | None = None,
-                 image: str | None = None, apiserver_port: int | None = None,
-                 apiserver_args: Mapping[str, str] | None = None, feature_gates: str = "",
-                 timeout: float = 600) -> None:
+    def __init__(
+        self,
+        log: Log = _quiet,
+        config: str | Path | None = None,
+        image: str | None = None,
+        apiserver_port: int | None = None,
+        apiserver_args: Mapping[str, str] | None = None,
+        feature_gates: str = "",
+        timeout: float = 600,
+    ) -> None:
         """`config`: a kind config path or a name in clusters/kind/ ("default", "ha");
         default $LOADTEST_KIND_CONFIG or "default". `image`: the node image; default
         $LOADTEST_KIND_IMAGE, else the local build if present, else kind's own default."""
@@ -81,8 +87,10 @@ class KindProvider:
         kind, kubectl = toolchain.binary("kind"), toolchain.binary("kubectl")
         _require_docker()
         if cluster_name in self.list():
-            raise ClusterError(f"kind cluster {cluster_name!r} already exists (remove it with: "
-                               f"loadtest cluster down --provider kind --name {cluster_name})")
+            raise ClusterError(
+                f"kind cluster {cluster_name!r} already exists (remove it with: "
+                f"loadtest cluster down --provider kind --name {cluster_name})"
+            )
         image = self._node_image()
         d = state_root() / cluster_name
         t0 = time.monotonic()
@@ -93,10 +101,20 @@ class KindProvider:
             conf.write_text(yaml.safe_dump(self._kind_config(), sort_keys=False))
             # 2. kind creates the node containers, runs kubeadm, installs the CNI
             shown = image or "kind's default"
-            self.log(f"creating kind cluster {cluster_name!r} from {self.config.name} "
-                     f"with image {shown}")
-            cmd: list[str | Path] = [kind, "create", "cluster", "--name", cluster_name,
-                                     "--config", conf, "--kubeconfig", d / "kubeconfig"]
+            self.log(
+                f"creating kind cluster {cluster_name!r} from {self.config.name} with image {shown}"
+            )
+            cmd: list[str | Path] = [
+                kind,
+                "create",
+                "cluster",
+                "--name",
+                cluster_name,
+                "--config",
+                conf,
+                "--kubeconfig",
+                d / "kubeconfig",
+            ]
             if image:
                 cmd += ["--image", image]
             run(cmd, "kind create cluster", timeout=self.timeout)
@@ -122,12 +140,35 @@ class KindProvider:
         try:
             # kind knows the endpoint and credentials; our copy is refreshed from it each time.
             kcfg.unlink(missing_ok=True)
-            run([toolchain.binary("kind"), "export", "kubeconfig", "--name", cluster_name,
-                 "--kubeconfig", kcfg], "kind export kubeconfig", timeout=60)
+            run(
+                [
+                    toolchain.binary("kind"),
+                    "export",
+                    "kubeconfig",
+                    "--name",
+                    cluster_name,
+                    "--kubeconfig",
+                    kcfg,
+                ],
+                "kind export kubeconfig",
+                timeout=60,
+            )
             # Our mark on the nodes tells a harness-made cluster from one made by hand.
-            mark = run([toolchain.binary("kubectl"), "--kubeconfig", kcfg, "get", "nodes",
-                        "-l", "=".join(CREATED_BY), "-o", "name"], "kubectl get nodes",
-                       timeout=30)
+            mark = run(
+                [
+                    toolchain.binary("kubectl"),
+                    "--kubeconfig",
+                    kcfg,
+                    "get",
+                    "nodes",
+                    "-l",
+                    "=".join(CREATED_BY),
+                    "-o",
+                    "name",
+                ],
+                "kubectl get nodes",
+                timeout=30,
+            )
         except CommandError as e:
             # A stopped or broken cluster: not usable, but `delete` still removes it.
             self.log(f"kind cluster {cluster_name!r} exists but cannot be read: {e}")
@@ -140,11 +181,19 @@ class KindProvider:
         if cluster is None:
             raise ClusterError(f"no kind cluster named {cluster_name!r}")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        patch = {"spec": {"template": {"metadata": {"annotations": {
-            "kubectl.kubernetes.io/restartedAt": now}}}}}
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}
+                }
+            }
+        }
         with http_client(cluster) as c:
-            r = c.patch("/apis/apps/v1/namespaces/kube-system/deployments/coredns", json=patch,
-                        headers={"Content-Type": "application/strategic-merge-patch+json"})
+            r = c.patch(
+                "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+                json=patch,
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
         if r.status_code != 200:
             raise ClusterError(f"restarting CoreDNS: HTTP {r.status_code}: {r.text[:200]}")
 
@@ -158,25 +207,42 @@ class KindProvider:
 
     def load_image(self, cluster_name: str, image: str) -> None:
         """`kind load docker-image`: into every node's containerd, no registry."""
-        run([toolchain.binary("kind"), "load", "docker-image", image, "--name", cluster_name],
-            f"kind load docker-image {image}", timeout=300)
+        run(
+            [toolchain.binary("kind"), "load", "docker-image", image, "--name", cluster_name],
+            f"kind load docker-image {image}",
+            timeout=300,
+        )
 
     def list(self) -> list[str]:
-        return sorted(set(_docker_lines(["ps", "-a", "--filter", f"label={CLUSTER_LABEL}",
-                                         "--format", f'{{{{.Label "{CLUSTER_LABEL}"}}}}'])))
+        return sorted(
+            set(
+                _docker_lines(
+                    [
+                        "ps",
+                        "-a",
+                        "--filter",
+                        f"label={CLUSTER_LABEL}",
+                        "--format",
+                        f'{{{{.Label "{CLUSTER_LABEL}"}}}}',
+                    ]
+                )
+            )
+        )
 
     def delete(self, cluster_name: str) -> None:
         if shutil.which("docker") is None:
             return
         if cluster_name in self.list():
             self.log(f"deleting kind cluster {cluster_name!r}")
-            run([toolchain.binary("kind"), "delete", "cluster", "--name", cluster_name],
-                "kind delete cluster", timeout=300)
+            run(
+                [toolchain.binary("kind"), "delete", "cluster", "--name", cluster_name],
+                "kind delete cluster",
+                timeout=300,
+            )
         stop_beside(state_root() / cluster_name)  # the KWOK controller for fake nodes
         shutil.rmtree(state_root() / cluster_name, ignore_errors=True)
         # kind leaves its docker network behind; remove it once no kind cluster remains.
-        if not self.list() and NETWORK in _docker_lines(["network", "ls", "--format",
-                                                          "{{.Name}}"]):
+        if not self.list() and NETWORK in _docker_lines(["network", "ls", "--format", "{{.Name}}"]):
             try:
                 run(["docker", "network", "rm", NETWORK], "docker network rm kind", timeout=60)
             except CommandError as e:
@@ -191,8 +257,10 @@ class KindProvider:
         try:
             run(["docker", "image", "inspect", local], "docker image inspect", timeout=30)
         except CommandError:
-            self.log(f"no local node image {local} (make node-image builds it); "
-                     "kind will use its default image, which needs a registry")
+            self.log(
+                f"no local node image {local} (make node-image builds it); "
+                "kind will use its default image, which needs a registry"
+            )
             return None
         return local
 
@@ -211,8 +279,10 @@ class KindProvider:
         if self.feature_gates:
             args["feature-gates"] = self.feature_gates
         if args:
-            patch = {"kind": "ClusterConfiguration",
-                     "apiServer": {"extraArgs": {k: str(v) for k, v in args.items()}}}
+            patch = {
+                "kind": "ClusterConfiguration",
+                "apiServer": {"extraArgs": {k: str(v) for k, v in args.items()}},
+            }
             conf.setdefault("kubeadmConfigPatches", []).append(yaml.safe_dump(patch))
         nodes = conf.setdefault("nodes", [{"role": "control-plane"}])
         for node in nodes:
@@ -224,8 +294,14 @@ class KindProvider:
 
         def ready() -> bool:
             nodes = _kubectl_json(kubectl, kcfg, "get", "nodes")["items"]
-            ok = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                          for c in n["status"].get("conditions", []))]
+            ok = [
+                n
+                for n in nodes
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n["status"].get("conditions", [])
+                )
+            ]
             return len(nodes) == want and len(ok) == want
 
         until(ready, f"all {want} nodes Ready", timeout=self.timeout, interval=2)
@@ -233,41 +309,61 @@ class KindProvider:
     def _wait_system_pods(self, kubectl: Path, kcfg: Path) -> None:
         def running(selector: dict[str, str]) -> bool:
             sel = ",".join(f"{k}={v}" for k, v in selector.items())
-            pods = _kubectl_json(kubectl, kcfg, "-n", "kube-system", "get", "pods", "-l",
-                                 sel)["items"]
+            pods = _kubectl_json(kubectl, kcfg, "-n", "kube-system", "get", "pods", "-l", sel)[
+                "items"
+            ]
             return bool(pods) and all(_pod_ready(p) for p in pods)
 
-        until(lambda: running({"k8s-app": "kube-dns"}), "CoreDNS pods Running and ready",
-              timeout=self.timeout, interval=2)
-        until(lambda: any(running(s) for s in CNI_AGENTS),
-              "CNI agent pods (loadtest-cni or kindnet) Running", timeout=self.timeout,
-              interval=2)
+        until(
+            lambda: running({"k8s-app": "kube-dns"}),
+            "CoreDNS pods Running and ready",
+            timeout=self.timeout,
+            interval=2,
+        )
+        until(
+            lambda: any(running(s) for s in CNI_AGENTS),
+            "CNI agent pods (loadtest-cni or kindnet) Running",
+            timeout=self.timeout,
+            interval=2,
+        )
 
     def _handle(self, name: str, kcfg: Path, created_by_harness: bool) -> Cluster:
         creds = kubeconfig.read(kcfg, data_dir=kcfg.parent)
         return Cluster(
-            name=name, provider=self.name, kubeconfig=kcfg, context=creds.context,
-            server=creds.server, ca_file=creds.ca_file, client_cert=creds.client_cert,
-            client_key=creds.client_key, token=creds.token,
+            name=name,
+            provider=self.name,
+            kubeconfig=kcfg,
+            context=creds.context,
+            server=creds.server,
+            ca_file=creds.ca_file,
+            client_cert=creds.client_cert,
+            client_key=creds.client_key,
+            token=creds.token,
             # Cluster DNS (kind's default service subnet: kube-dns at 10.96.0.10) is reachable
             # only inside the cluster: probes run in a worker node's network namespace.
-            dns=("10.96.0.10", 53), dns_via_container=_probe_node(name),
+            dns=("10.96.0.10", 53),
+            dns_via_container=_probe_node(name),
             metrics={"apiserver": creds.server + "/metrics"},
-            created_by_harness=created_by_harness)
+            created_by_harness=created_by_harness,
+        )
 
 
 def _probe_node(name: str) -> str:
     """A worker's container (a control-plane one if there is none), for in-cluster probes."""
-    nodes = _docker_lines(["ps", "--filter", f"label={CLUSTER_LABEL}={name}",
-                           "--format", "{{.Names}}"])
+    nodes = _docker_lines(
+        ["ps", "--filter", f"label={CLUSTER_LABEL}={name}", "--format", "{{.Names}}"]
+    )
     workers = sorted(n for n in nodes if "-worker" in n)
     return (workers or sorted(nodes) or [f"{name}-control-plane"])[0]
 
 
 def container_pid(container: str) -> int:
     """The host pid of a container's init, for nsenter into its namespaces."""
-    out = run(["docker", "inspect", "-f", "{{.State.Pid}}", container],
-              f"docker inspect {container}", timeout=30)
+    out = run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", container],
+        f"docker inspect {container}",
+        timeout=30,
+    )
     return int(out.strip())
 
 
@@ -298,14 +394,16 @@ def _docker_lines(args: list[str]) -> list[str]:
 
 
 def _kubectl_json(kubectl: Path, kcfg: Path, *args: str) -> dict[str, Any]:
-    out = run([kubectl, "--kubeconfig", kcfg, *args, "-o", "json"], f"kubectl {args[-1]}",
-              timeout=30)
+    out = run(
+        [kubectl, "--kubeconfig", kcfg, *args, "-o", "json"], f"kubectl {args[-1]}", timeout=30
+    )
     # stdout (the JSON) comes first; kubectl may add warnings on stderr after it.
-    doc, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
+    doc, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
     return doc
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
     status = pod.get("status", {})
     return status.get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+    )

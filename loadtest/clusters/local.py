@@ -61,11 +61,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def dns_query(server: tuple[str, int], name: str, rdtype: str = "A",
-              timeout: float = 2.0) -> dns.message.Message:
+def dns_query(
+    server: tuple[str, int], name: str, rdtype: str = "A", timeout: float = 2.0
+) -> dns.message.Message:
     """One UDP query to the cluster DNS; raises dns.exception.Timeout on no answer."""
-    return dns.query.udp(dns.message.make_query(name, rdtype), server[0], timeout=timeout,
-                         port=server[1])
+    return dns.query.udp(
+        dns.message.make_query(name, rdtype), server[0], timeout=timeout, port=server[1]
+    )
 
 
 class LocalProvider:
@@ -73,11 +75,16 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, log: Log = _quiet, apiserver_port: int | None = None,
-                 apiserver_args: Mapping[str, str] | None = None,
-                 feature_gates: str = "", timeout: float = 180,
-                 apiserver_memory: int | None = None,
-                 apiserver_cpu: float | None = None) -> None:
+    def __init__(
+        self,
+        log: Log = _quiet,
+        apiserver_port: int | None = None,
+        apiserver_args: Mapping[str, str] | None = None,
+        feature_gates: str = "",
+        timeout: float = 180,
+        apiserver_memory: int | None = None,
+        apiserver_cpu: float | None = None,
+    ) -> None:
         self.log = log
         # cores the API server may use (a control plane's size); None: what it can get
         self.apiserver_cpu = apiserver_cpu
@@ -94,28 +101,44 @@ class LocalProvider:
         check_name(cluster_name, 42)
         d = state_root() / cluster_name
         if d.exists():
-            raise ClusterError(f"local cluster {cluster_name!r} already exists "
-                               f"(remove it with: loadtest cluster down --name {cluster_name})")
-        bins = {b: toolchain.binary(b) for b in (
-            "kwokctl", "kwok", "etcd", "kube-apiserver", "kube-controller-manager",
-            "kube-scheduler", "kubectl", "coredns")}
+            raise ClusterError(
+                f"local cluster {cluster_name!r} already exists "
+                f"(remove it with: loadtest cluster down --name {cluster_name})"
+            )
+        bins = {
+            b: toolchain.binary(b)
+            for b in (
+                "kwokctl",
+                "kwok",
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubectl",
+                "coredns",
+            )
+        }
         if self.apiserver_port and not port_free(self.apiserver_port):
-            raise ClusterError(f"port {self.apiserver_port} on {HOST} is in use: "
-                               "choose another with --port")
+            raise ClusterError(
+                f"port {self.apiserver_port} on {HOST} is in use: choose another with --port"
+            )
         d.mkdir(parents=True)
         t0 = time.monotonic()
         try:
             # 1. control plane through kwokctl, bound to loopback, from our own binaries
             if self.apiserver_memory:
                 group = cgroups.cap(cluster_name, self.apiserver_memory)
-                self.log(f"kube-apiserver limited to {self.apiserver_memory / 2**30:.2g} GiB "
-                         f"of memory ({group})")
+                self.log(
+                    f"kube-apiserver limited to {self.apiserver_memory / 2**30:.2g} GiB "
+                    f"of memory ({group})"
+                )
             if self.apiserver_cpu:
                 group = cgroups.cap_cpu(cluster_name, self.apiserver_cpu)
                 self.log(f"kube-apiserver limited to {self.apiserver_cpu:g} cores ({group})")
             if self.apiserver_memory or self.apiserver_cpu:
                 bins["kube-apiserver"] = cgroups.launcher(
-                    cluster_name, bins["kube-apiserver"], d / "kube-apiserver-in-budget")
+                    cluster_name, bins["kube-apiserver"], d / "kube-apiserver-in-budget"
+                )
             self._kwokctl_create(cluster_name, d, bins)
             self.log(f"control plane up ({time.monotonic() - t0:.1f}s)")
             creds = kubeconfig.read(d / "kubeconfig")
@@ -124,12 +147,18 @@ class LocalProvider:
             self._coredns_identity(d, creds)
             dns_addr, coredns_metrics = self._start_coredns(d, bins["coredns"])
             cluster = Cluster(
-                name=cluster_name, provider=self.name, kubeconfig=d / "kubeconfig",
-                context=creds.context, server=creds.server, ca_file=creds.ca_file,
-                client_cert=creds.client_cert, client_key=creds.client_key, dns=dns_addr,
-                metrics={"apiserver": creds.server + "/metrics",
-                         "coredns": coredns_metrics},
-                created_by_harness=True)
+                name=cluster_name,
+                provider=self.name,
+                kubeconfig=d / "kubeconfig",
+                context=creds.context,
+                server=creds.server,
+                ca_file=creds.ca_file,
+                client_cert=creds.client_cert,
+                client_key=creds.client_key,
+                dns=dns_addr,
+                metrics={"apiserver": creds.server + "/metrics", "coredns": coredns_metrics},
+                created_by_harness=True,
+            )
             (d / "cluster.json").write_text(cluster.to_json())
             # 3. ready means /readyz ok and DNS answering for the kubernetes Service
             self._wait_ready(cluster)
@@ -153,12 +182,16 @@ class LocalProvider:
         # (ready throughout) would answer for it.
         ready = free_port()
         corefile = d / "Corefile"
-        corefile.write_text(re.sub(r"(?m)^(\s*ready \S+:)\d+$", rf"\g<1>{ready}",
-                                   corefile.read_text()))
+        corefile.write_text(
+            re.sub(r"(?m)^(\s*ready \S+:)\d+$", rf"\g<1>{ready}", corefile.read_text())
+        )
         _launch_coredns(d, toolchain.binary("coredns"))
         try:
-            until(lambda: _http_ok(f"http://{HOST}:{ready}/ready"), "new CoreDNS ready",
-                  timeout=DNS_REPLACE_S)
+            until(
+                lambda: _http_ok(f"http://{HOST}:{ready}/ready"),
+                "new CoreDNS ready",
+                timeout=DNS_REPLACE_S,
+            )
         except LoadtestError:
             self.log(f"new CoreDNS not ready after {DNS_REPLACE_S:g}s: stopping the old one")
         stop_group(old, grace=2)
@@ -167,15 +200,18 @@ class LocalProvider:
         """The cores the API server's group may use (None: no quota)."""
         return cgroups.cpu_quota(cluster_name)
 
-    def apiserver_memory_usage(self, cluster_name: str, reset: bool = False
-                               ) -> dict[str, int | None] | None:
+    def apiserver_memory_usage(
+        self, cluster_name: str, reset: bool = False
+    ) -> dict[str, int | None] | None:
         """The API server's memory group: OOM kills so far and the peak charge since the
         last reset (then starts it over); None when it has no budget."""
         kills = cgroups.oom_kills(cluster_name)
         if kills is None:
             return None
-        usage = {"apiserver_oom_kills": kills,
-                 "apiserver_memory_peak_bytes": cgroups.peak(cluster_name)}
+        usage = {
+            "apiserver_oom_kills": kills,
+            "apiserver_memory_peak_bytes": cgroups.peak(cluster_name),
+        }
         if reset:
             cgroups.reset_peak(cluster_name)
         return usage
@@ -198,16 +234,24 @@ class LocalProvider:
         kwokctl = toolchain.bin_dir() / "kwokctl"
         if (d / "kwok").exists() and kwokctl.exists():
             try:
-                run([kwokctl, "delete", "cluster", "--name", cluster_name],
-                    "kwokctl delete cluster", env={"KWOK_WORKDIR": str(d / "kwok")}, timeout=120)
+                run(
+                    [kwokctl, "delete", "cluster", "--name", cluster_name],
+                    "kwokctl delete cluster",
+                    env={"KWOK_WORKDIR": str(d / "kwok")},
+                    timeout=120,
+                )
             except CommandError as e:
                 self.log(f"warning: {e}")
         for pid in processes.mentioning(str(d)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         # Return only when every process is gone, so its ports are free for the next cluster.
-        until(lambda: not any(map(processes.running, pids)), timeout=30, interval=0.1,
-              what=f"processes of cluster {cluster_name} to exit")
+        until(
+            lambda: not any(map(processes.running, pids)),
+            timeout=30,
+            interval=0.1,
+            what=f"processes of cluster {cluster_name} to exit",
+        )
         cgroups.remove(cluster_name)
         shutil.rmtree(d, ignore_errors=True)
 
@@ -219,8 +263,12 @@ class LocalProvider:
         if self.feature_gates:
             args["feature-gates"] = self.feature_gates
         if args:
-            patches.append({"name": "kube-apiserver",
-                            "extraArgs": [{"key": k, "value": v} for k, v in args.items()]})
+            patches.append(
+                {
+                    "name": "kube-apiserver",
+                    "extraArgs": [{"key": k, "value": v} for k, v in args.items()],
+                }
+            )
         options: dict[str, object] = {
             "runtime": "binary",
             # kwokctl binds kube-apiserver and etcd to 0.0.0.0 unless told otherwise.
@@ -236,51 +284,117 @@ class LocalProvider:
         }
         if self.apiserver_port:
             options["kubeApiserverPort"] = self.apiserver_port
-        conf = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
-                "options": options, "componentsPatches": patches}
+        conf = {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": options,
+            "componentsPatches": patches,
+        }
         (d / "kwokctl.yaml").write_text(yaml.safe_dump(conf))
         self.log("starting etcd, kube-apiserver, controller-manager, scheduler, kwok (kwokctl)")
-        run([bins["kwokctl"], "--config", d / "kwokctl.yaml", "create", "cluster",
-             "--name", name, "--kubeconfig", d / "kubeconfig", "--wait", f"{int(self.timeout)}s"],
-            "kwokctl create cluster", env={"KWOK_WORKDIR": str(d / "kwok")},
-            timeout=self.timeout + 30)
+        run(
+            [
+                bins["kwokctl"],
+                "--config",
+                d / "kwokctl.yaml",
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--kubeconfig",
+                d / "kubeconfig",
+                "--wait",
+                f"{int(self.timeout)}s",
+            ],
+            "kwokctl create cluster",
+            env={"KWOK_WORKDIR": str(d / "kwok")},
+            timeout=self.timeout + 30,
+        )
 
     def _coredns_identity(self, d: Path, creds: kubeconfig.Credentials) -> None:
         """kube-system/coredns with kubeadm's system:coredns rules, and a kubeconfig for it."""
-        admin = Cluster(name="", provider=self.name, kubeconfig=d / "kubeconfig", context="",
-                        server=creds.server, ca_file=creds.ca_file,
-                        client_cert=creds.client_cert, client_key=creds.client_key)
+        admin = Cluster(
+            name="",
+            provider=self.name,
+            kubeconfig=d / "kubeconfig",
+            context="",
+            server=creds.server,
+            ca_file=creds.ca_file,
+            client_cert=creds.client_cert,
+            client_key=creds.client_key,
+        )
         rbac = "/apis/rbac.authorization.k8s.io/v1"
         with http_client(admin) as c:
-            until(lambda: c.get("/readyz").status_code == 200, "kube-apiserver /readyz",
-                  timeout=self.timeout)
+            until(
+                lambda: c.get("/readyz").status_code == 200,
+                "kube-apiserver /readyz",
+                timeout=self.timeout,
+            )
             for path, obj in (
-                ("/api/v1/namespaces/kube-system/serviceaccounts",
-                 {"metadata": {"name": "coredns"}}),
-                (f"{rbac}/clusterroles", {"metadata": {"name": "system:coredns"}, "rules": [
-                    {"apiGroups": [""], "resources": ["endpoints", "services", "pods",
-                                                       "namespaces"], "verbs": ["list", "watch"]},
-                    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                     "verbs": ["list", "watch"]}]}),
-                (f"{rbac}/clusterrolebindings", {
-                    "metadata": {"name": "system:coredns"},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                "name": "system:coredns"},
-                    "subjects": [{"kind": "ServiceAccount", "name": "coredns",
-                                  "namespace": "kube-system"}]})):
+                (
+                    "/api/v1/namespaces/kube-system/serviceaccounts",
+                    {"metadata": {"name": "coredns"}},
+                ),
+                (
+                    f"{rbac}/clusterroles",
+                    {
+                        "metadata": {"name": "system:coredns"},
+                        "rules": [
+                            {
+                                "apiGroups": [""],
+                                "resources": ["endpoints", "services", "pods", "namespaces"],
+                                "verbs": ["list", "watch"],
+                            },
+                            {
+                                "apiGroups": ["discovery.k8s.io"],
+                                "resources": ["endpointslices"],
+                                "verbs": ["list", "watch"],
+                            },
+                        ],
+                    },
+                ),
+                (
+                    f"{rbac}/clusterrolebindings",
+                    {
+                        "metadata": {"name": "system:coredns"},
+                        "roleRef": {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "ClusterRole",
+                            "name": "system:coredns",
+                        },
+                        "subjects": [
+                            {
+                                "kind": "ServiceAccount",
+                                "name": "coredns",
+                                "namespace": "kube-system",
+                            }
+                        ],
+                    },
+                ),
+            ):
                 r = c.post(path, json=obj)
                 if r.status_code not in (201, 409):
                     raise ClusterError(f"CoreDNS identity: {path}: HTTP {r.status_code}")
-            r = c.post("/api/v1/namespaces/kube-system/serviceaccounts/coredns/token",
-                       json={"spec": {"expirationSeconds": 7 * 86400}})
+            r = c.post(
+                "/api/v1/namespaces/kube-system/serviceaccounts/coredns/token",
+                json={"spec": {"expirationSeconds": 7 * 86400}},
+            )
             if r.status_code != 201:
                 raise ClusterError(f"CoreDNS token: HTTP {r.status_code}: {r.text[:200]}")
             token = r.json()["status"]["token"]
-        doc = {"apiVersion": "v1", "kind": "Config", "current-context": "coredns",
-               "clusters": [{"name": "c", "cluster": {"server": creds.server,
-                                                       "certificate-authority": creds.ca_file}}],
-               "users": [{"name": "coredns", "user": {"token": token}}],
-               "contexts": [{"name": "coredns", "context": {"cluster": "c", "user": "coredns"}}]}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "coredns",
+            "clusters": [
+                {
+                    "name": "c",
+                    "cluster": {"server": creds.server, "certificate-authority": creds.ca_file},
+                }
+            ],
+            "users": [{"name": "coredns", "user": {"token": token}}],
+            "contexts": [{"name": "coredns", "context": {"cluster": "c", "user": "coredns"}}],
+        }
         kcfg = d / "coredns.kubeconfig"
         kcfg.write_text(yaml.safe_dump(doc))
         kcfg.chmod(0o600)
@@ -307,24 +421,34 @@ class LocalProvider:
         self.log(f"starting CoreDNS on {HOST}:{port}")
         proc = _launch_coredns(d, coredns)
         try:
-            until(lambda: proc.poll() is None and _http_ok(f"http://{HOST}:{ready}/ready"),
-                  "CoreDNS ready plugin", timeout=60)
+            until(
+                lambda: proc.poll() is None and _http_ok(f"http://{HOST}:{ready}/ready"),
+                "CoreDNS ready plugin",
+                timeout=60,
+            )
         except LoadtestError as e:
             if proc.poll() is not None:
                 tail = (d / "coredns.log").read_text()[-2000:]
-                raise CommandError("CoreDNS", _coredns_cmd(d, coredns), proc.returncode or -1,
-                                   tail) from e
+                raise CommandError(
+                    "CoreDNS", _coredns_cmd(d, coredns), proc.returncode or -1, tail
+                ) from e
             raise
         return (HOST, port), f"http://{HOST}:{metrics}/metrics"
 
     def _wait_ready(self, cluster: Cluster) -> None:
         with http_client(cluster) as c:
-            until(lambda: c.get("/readyz").status_code == 200, "kube-apiserver /readyz",
-                  timeout=self.timeout)
+            until(
+                lambda: c.get("/readyz").status_code == 200,
+                "kube-apiserver /readyz",
+                timeout=self.timeout,
+            )
         assert cluster.dns is not None
         dns_addr = cluster.dns
-        until(lambda: dns_query(dns_addr, "kubernetes.default.svc.cluster.local.").answer,
-              "CoreDNS to answer kubernetes.default.svc.cluster.local", timeout=60)
+        until(
+            lambda: dns_query(dns_addr, "kubernetes.default.svc.cluster.local.").answer,
+            "CoreDNS to answer kubernetes.default.svc.cluster.local",
+            timeout=60,
+        )
 
 
 def _coredns_cmd(d: Path, coredns: Path) -> list[str]:
@@ -333,9 +457,14 @@ def _coredns_cmd(d: Path, coredns: Path) -> list[str]:
 
 def _launch_coredns(d: Path, coredns: Path) -> subprocess.Popen[bytes]:
     with (d / "coredns.log").open("ab") as out:
-        proc = subprocess.Popen(_coredns_cmd(d, coredns), cwd=d,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _coredns_cmd(d, coredns),
+            cwd=d,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     (d / "coredns.pid").write_text(str(proc.pid))
     return proc
 

@@ -70,6 +70,7 @@ T = TypeVar("T")
 
 # --- discovery --------------------------------------------------------------------------
 
+
 def endpoint_urls(slices: dict[str, Any]) -> list[str]:
     """https://IP:PORT of every endpoint in an EndpointSliceList (pure). Not-ready endpoints
     are kept: a server that is down is a server whose outage is measured."""
@@ -88,11 +89,19 @@ def endpoint_urls(slices: dict[str, Any]) -> list[str]:
 
 def endpoints_urls(ep: dict[str, Any]) -> list[str]:
     """The same from a (core/v1) Endpoints object, as Prometheus's `endpoints` role reads."""
-    return endpoint_urls({"items": [
-        {"addressType": "IPv6" if ":" in a["ip"] else "IPv4", "ports": sub.get("ports"),
-         "endpoints": [{"addresses": [a["ip"]]}]}
-        for sub in ep.get("subsets") or []
-        for a in (sub.get("addresses") or []) + (sub.get("notReadyAddresses") or [])]})
+    return endpoint_urls(
+        {
+            "items": [
+                {
+                    "addressType": "IPv6" if ":" in a["ip"] else "IPv4",
+                    "ports": sub.get("ports"),
+                    "endpoints": [{"addresses": [a["ip"]]}],
+                }
+                for sub in ep.get("subsets") or []
+                for a in (sub.get("addresses") or []) + (sub.get("notReadyAddresses") or [])
+            ]
+        }
+    )
 
 
 def discover(client: httpx.Client) -> tuple[list[str], str]:
@@ -113,23 +122,32 @@ def discover(client: httpx.Client) -> tuple[list[str], str]:
 def _fallback_note(listed: list[str], why: str, server: str) -> str:
     if not listed:
         return f"{why}: scraping the cluster's URL {server} (one view, however many servers)"
-    head = (f"the endpoints list {len(listed)} API server(s) ({', '.join(listed)}), none "
-            f"reachable from here: scraping the cluster's URL {server}")
+    head = (
+        f"the endpoints list {len(listed)} API server(s) ({', '.join(listed)}), none "
+        f"reachable from here: scraping the cluster's URL {server}"
+    )
     # one server listed (the local provider advertises an address it does not serve on):
     # the URL reaches that server; with more, a load balancer mixes them
     return head + ("" if len(listed) == 1 else "; behind a load balancer it mixes them")
 
 
 def pod_row(pod: dict[str, Any]) -> dict[str, Any]:
-    st = [c for c in pod.get("status", {}).get("containerStatuses") or []
-          if c.get("name") == "kube-apiserver"]
+    st = [
+        c
+        for c in pod.get("status", {}).get("containerStatuses") or []
+        if c.get("name") == "kube-apiserver"
+    ]
     last = (st[0].get("lastState") or {}).get("terminated") or {} if st else {}
-    return {"pod": pod.get("metadata", {}).get("name"), "ip": pod.get("status", {}).get("podIP"),
-            "restarts": sum(c.get("restartCount", 0) for c in st),
-            "last_termination": last.get("reason")}
+    return {
+        "pod": pod.get("metadata", {}).get("name"),
+        "ip": pod.get("status", {}).get("podIP"),
+        "restarts": sum(c.get("restartCount", 0) for c in st),
+        "last_termination": last.get("reason"),
+    }
 
 
 # --- the measurement --------------------------------------------------------------------
+
 
 class _Server:
     def __init__(self, sid: str, client: httpx.Client) -> None:
@@ -144,9 +162,14 @@ class _Server:
 class ApiserverMetrics:
     name = "apiserver"
 
-    def __init__(self, cluster: Cluster, raw: Path, interval: float = 5.0,
-                 rediscover_s: float = 30.0, transport: httpx.BaseTransport | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        raw: Path,
+        interval: float = 5.0,
+        rediscover_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.cluster = cluster
         self._transport = {"transport": transport} if transport else {}
         self.raw = raw
@@ -183,8 +206,9 @@ class ApiserverMetrics:
 
     def _http(self, url: str | None = None, timeout: float | None = None) -> httpx.Client:
         extra = {"base_url": url} if url else {}
-        return http_client(self.cluster, timeout=timeout or self._timeout, **extra,
-                           **self._transport)
+        return http_client(
+            self.cluster, timeout=timeout or self._timeout, **extra, **self._transport
+        )
 
     def _reachable(self, url: str) -> bool:
         """Any HTTP answer counts (even 500): only a server the harness cannot talk to at
@@ -217,9 +241,16 @@ class ApiserverMetrics:
                 self._fallback = True
                 urls = [self.cluster.server]
                 why = _fallback_note(listed, why, self.cluster.server)
-            self.writer.write({"t": time.time(), "discovery": {
-                "source": "cluster-url" if self._fallback else source,
-                "servers": urls, **({"note": why} if self._fallback else {})}})
+            self.writer.write(
+                {
+                    "t": time.time(),
+                    "discovery": {
+                        "source": "cluster-url" if self._fallback else source,
+                        "servers": urls,
+                        **({"note": why} if self._fallback else {}),
+                    },
+                }
+            )
         elif self._fallback:
             return  # the endpoints were unreachable at the start: no mixing of the two views
         with self._lock:
@@ -227,8 +258,9 @@ class ApiserverMetrics:
             for u in new:
                 self._servers[u] = _Server(u, self._http(u))
         if new and not first:
-            self.writer.write({"t": time.time(), "discovery": {
-                "source": source, "servers": urls, "added": new}})
+            self.writer.write(
+                {"t": time.time(), "discovery": {"source": source, "servers": urls, "added": new}}
+            )
 
     def _pods(self) -> None:
         """The kubelet's view of kubeadm's kube-apiserver static pods (kind): restarts and
@@ -273,9 +305,14 @@ class ApiserverMetrics:
                 r.raise_for_status()
             except httpx.HTTPError as e:  # the server did not answer, or answered an error
                 base["missed"] = s.missed
-                self.writer.write({"t": time.time(), **base,
-                                   "scrape_ms": (time.monotonic() - t0) * 1000,
-                                   "error": f"{type(e).__name__}: {e}"[:300]})
+                self.writer.write(
+                    {
+                        "t": time.time(),
+                        **base,
+                        "scrape_ms": (time.monotonic() - t0) * 1000,
+                        "error": f"{type(e).__name__}: {e}"[:300],
+                    }
+                )
                 return
             # the API server's answer time only: parsing below is the harness's own CPU
             scrape_ms = (time.monotonic() - t0) * 1000
@@ -283,14 +320,20 @@ class ApiserverMetrics:
             try:
                 samples = metrics.parse(r.text, FAMILIES)
             except Exception as e:  # noqa: BLE001 - the harness's failure, not the server's
-                self.writer.write({"t": time.time(), **base, "scrape_ms": scrape_ms,
-                                   "harness_error": f"parsing /metrics: "
-                                                    f"{type(e).__name__}: {e}"[:300]})
+                self.writer.write(
+                    {
+                        "t": time.time(),
+                        **base,
+                        "scrape_ms": scrape_ms,
+                        "harness_error": f"parsing /metrics: {type(e).__name__}: {e}"[:300],
+                    }
+                )
                 return
             # Only series that changed since this server's last scrape: most do not, and a
             # full scrape of the latency histograms is megabytes. `expand` restores them.
-            changed = [[n, [list(p) for p in lb], v] for n, lb, v in samples
-                       if s.last.get((n, lb)) != v]
+            changed = [
+                [n, [list(p) for p in lb], v] for n, lb, v in samples if s.last.get((n, lb)) != v
+            ]
             s.last = {(n, lb): v for n, lb, v in samples}
             now = time.time()
             cpu = metrics.gauge(s.last, "process_cpu_seconds_total").get(())
@@ -304,8 +347,9 @@ class ApiserverMetrics:
 
     # --- the idle baseline --------------------------------------------------------------
 
-    def wait_idle(self, window_s: float = 15.0, max_s: float = 90.0,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def wait_idle(
+        self, window_s: float = 15.0, max_s: float = 90.0, log: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
         """Wait, at most `max_s`, until the API servers' CPU rate is steady over `window_s`
         (after seeding the controllers and the watch cache still work for a while), and
         mark that window in the raw stream as the idle baseline. Call it with the probes
@@ -320,16 +364,28 @@ class ApiserverMetrics:
                 break
             time.sleep(self.interval / 2)  # bounded by max_s; the scrapes do the work
         if found is None:
-            rec: dict[str, Any] = {"settled": False, "waited_s": round(waited, 1),
-                                   "error": f"no two successive scrapes of every server in "
-                                            f"{waited:.0f}s"}
+            rec: dict[str, Any] = {
+                "settled": False,
+                "waited_s": round(waited, 1),
+                "error": f"no two successive scrapes of every server in {waited:.0f}s",
+            }
             said = rec["error"]
         else:
-            rec = {"rounds": [found.first, found.last], "settled": found.settled,
-                   "waited_s": round(waited, 1), "rates": [round(x, 4) for x in found.rates]}
-            said = (f"API server CPU {sum(found.rates) / len(found.rates):.3f} cores over "
-                    f"rounds {found.first}-{found.last}" + ("" if found.settled else
-                    f" (not steady after {max_s:.0f}s: the cost above it is uncertain)"))
+            rec = {
+                "rounds": [found.first, found.last],
+                "settled": found.settled,
+                "waited_s": round(waited, 1),
+                "rates": [round(x, 4) for x in found.rates],
+            }
+            said = (
+                f"API server CPU {sum(found.rates) / len(found.rates):.3f} cores over "
+                f"rounds {found.first}-{found.last}"
+                + (
+                    ""
+                    if found.settled
+                    else f" (not steady after {max_s:.0f}s: the cost above it is uncertain)"
+                )
+            )
         self.writer.write({"t": time.time(), "idle": rec})
         if log:
             log(f"idle baseline: {said}")
@@ -380,6 +436,7 @@ def idle_window(rates: list[tuple[int, int, float]], n: int) -> IdleWindow | Non
 
 # --- summary (pure) ---------------------------------------------------------------------
 
+
 def expand(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Turn one server's stream of changed series back into full scrapes ("samples")."""
     state: dict[tuple[str, metrics.Labels], float] = {}
@@ -415,7 +472,8 @@ def rounds(records: list[dict[str, Any]]) -> list[Round]:
     for i, r in enumerate(records):
         if "changed" in r or "samples" in r:
             per_server.setdefault(r.get("server", LEGACY), []).append(
-                r if "round" in r else {**r, "round": i})
+                r if "round" in r else {**r, "round": i}
+            )
     by_round: dict[int, dict[str, dict[str, Any]]] = {}
     first: dict[str, Index] = {}
     for sid, recs in per_server.items():
@@ -434,14 +492,17 @@ def rounds(records: list[dict[str, Any]]) -> list[Round]:
 
 def _counter(a: Round, b: Round, name: str, by: tuple[str, ...] = ()) -> dict[tuple, float]:
     """A counter's increase between two rounds, per server (resets handled), summed."""
-    return metrics.merge_counts([metrics.counter_delta(a.state.get(s, idx), idx, name, by)
-                                 for s, idx in b.state.items()])
+    return metrics.merge_counts(
+        [metrics.counter_delta(a.state.get(s, idx), idx, name, by) for s, idx in b.state.items()]
+    )
 
 
-def _hist(a: Round, b: Round, name: str,
-          by: tuple[str, ...]) -> dict[tuple, list[tuple[float, float]]]:
-    return metrics.merge_histograms([metrics.histogram_delta(a.state.get(s, idx), idx, name, by)
-                                     for s, idx in b.state.items()])
+def _hist(
+    a: Round, b: Round, name: str, by: tuple[str, ...]
+) -> dict[tuple, list[tuple[float, float]]]:
+    return metrics.merge_histograms(
+        [metrics.histogram_delta(a.state.get(s, idx), idx, name, by) for s, idx in b.state.items()]
+    )
 
 
 def _gauge(r: Round, name: str, by: tuple[str, ...] = ()) -> dict[tuple, float]:
@@ -460,38 +521,52 @@ def _guarded(errors: list[str], what: str, fn: Callable[[], T]) -> T | None:
 
 def summarize(records: list[dict[str, Any]], window_s: float = 300.0) -> dict[str, Any]:
     """Everything the SLOs and the report need, from the raw scrape stream (pure)."""
-    harness = [f"{r.get('server', LEGACY)}: {r['harness_error']}" for r in records
-               if "harness_error" in r]
+    harness = [
+        f"{r.get('server', LEGACY)}: {r['harness_error']}" for r in records if "harness_error" in r
+    ]
     scrapes = [r for r in records if "scrape_ms" in r]
     access = _access(scrapes)
     ok = rounds(records)
     answered = {r.get("server", LEGACY) for r in scrapes if "error" not in r}
-    head: dict[str, Any] = {"servers_measured": len(answered),
-                            "servers_scraped": len(access["by_server"]),
-                            "discovery": _discovery(records), "harness_access": access}
+    head: dict[str, Any] = {
+        "servers_measured": len(answered),
+        "servers_scraped": len(access["by_server"]),
+        "discovery": _discovery(records),
+        "harness_access": access,
+    }
     if len(ok) < 2:
-        return {**head, "error": f"fewer than two successful scrape rounds ({len(ok)} of "
-                                 f"{len({r.get('round', i) for i, r in enumerate(scrapes)})})",
-                "harness_errors": {"count": len(harness), "errors": harness[:5]}}
+        return {
+            **head,
+            "error": f"fewer than two successful scrape rounds ({len(ok)} of "
+            f"{len({r.get('round', i) for i, r in enumerate(scrapes)})})",
+            "harness_errors": {"count": len(harness), "errors": harness[:5]},
+        }
     first, last = ok[0], ok[-1]
     sections: dict[str, Callable[[], Any]] = {
         "requests": lambda: _requests(first, last),
         "latency": lambda: _latency(ok, window_s),
         "response_bytes": lambda: _response_bytes(first, last),
         "apf": lambda: _apf(ok, first, last),
-        "etcd": lambda: _quantiles(first, last, "etcd_request_duration_seconds",
-                                   ("operation", "type")),
-        "watches_max": lambda: max(_gauge(r, "apiserver_longrunning_requests", ("verb",))
-                                   .get(("WATCH",), 0.0) for r in ok),
-        "inflight_max": lambda: max(sum(_gauge(r, "apiserver_current_inflight_requests")
-                                        .values()) for r in ok),
+        "etcd": lambda: _quantiles(
+            first, last, "etcd_request_duration_seconds", ("operation", "type")
+        ),
+        "watches_max": lambda: max(
+            _gauge(r, "apiserver_longrunning_requests", ("verb",)).get(("WATCH",), 0.0) for r in ok
+        ),
+        "inflight_max": lambda: max(
+            sum(_gauge(r, "apiserver_current_inflight_requests").values()) for r in ok
+        ),
         "process": lambda: _process(ok, first, last),
         "servers": lambda: _servers(ok, access["by_server"], records),
         "idle": lambda: _idle(records, ok),
         "timeseries": lambda: _timeseries(ok),
     }
-    out: dict[str, Any] = {**head, "duration_s": last.t - first.t, "scrapes": len(ok),
-                           "origin_t": first.t}
+    out: dict[str, Any] = {
+        **head,
+        "duration_s": last.t - first.t,
+        "scrapes": len(ok),
+        "origin_t": first.t,
+    }
     for name, fn in sections.items():
         value = _guarded(harness, name, fn)
         if value is not None:
@@ -505,9 +580,13 @@ def _discovery(records: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r["discovery_error"] for r in records if "discovery_error" in r]
     if not found:
         return {"source": "unknown (a stream recorded before discovery)"}
-    return {**found[0], "servers": sorted({u for d in found for u in d["servers"]}),
-            "changes": sum(1 for d in found if d.get("added")), "failed": len(failed),
-            "errors": failed[:3]}
+    return {
+        **found[0],
+        "servers": sorted({u for d in found for u in d["servers"]}),
+        "changes": sum(1 for d in found if d.get("added")),
+        "failed": len(failed),
+        "errors": failed[:3],
+    }
 
 
 def _access(scrapes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -517,9 +596,10 @@ def _access(scrapes: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for r in scrapes if "error" in r]
     by_server: dict[str, dict[str, Any]] = {}
     for r in sorted(scrapes, key=lambda r: r["t"]):
-        s = by_server.setdefault(r.get("server", LEGACY), {"scrapes": 0, "failed": 0,
-                                                            "late": 0, "outages": [],
-                                                            "errors": []})
+        s = by_server.setdefault(
+            r.get("server", LEGACY),
+            {"scrapes": 0, "failed": 0, "late": 0, "outages": [], "errors": []},
+        )
         # rounds missed while this scrape was in flight share its outcome
         missed = r.get("missed", 0)
         s["scrapes"] += 1 + missed
@@ -538,33 +618,39 @@ def _access(scrapes: list[dict[str, Any]]) -> dict[str, Any]:
         s["_down"] = True
     for s in by_server.values():
         s.pop("_down", None)
-    return {"scrapes": sum(s["scrapes"] for s in by_server.values()),
-            "failed": sum(s["failed"] for s in by_server.values()),
-            "scrape_ms_p50": percentile(lat, 0.5),
-            "scrape_ms_max": lat[-1] if lat else None,
-            # the break-glass path is what an operator would use to roll back
-            "degraded": bool(failed) or (bool(lat) and lat[-1] > 5000),
-            "errors": [f"{r.get('server', LEGACY)}: {r['error']}" for r in failed[:5]],
-            "by_server": by_server}
+    return {
+        "scrapes": sum(s["scrapes"] for s in by_server.values()),
+        "failed": sum(s["failed"] for s in by_server.values()),
+        "scrape_ms_p50": percentile(lat, 0.5),
+        "scrape_ms_max": lat[-1] if lat else None,
+        # the break-glass path is what an operator would use to roll back
+        "degraded": bool(failed) or (bool(lat) and lat[-1] > 5000),
+        "errors": [f"{r.get('server', LEGACY)}: {r['error']}" for r in failed[:5]],
+        "by_server": by_server,
+    }
 
 
 def _requests(first: Round, last: Round) -> dict[str, Any]:
     codes = _counter(first, last, "apiserver_request_total", ("code",))
     by_verb = _counter(first, last, "apiserver_request_total", ("verb", "resource", "code"))
-    return {"total": sum(codes.values()),
-            "by_code": {k[0]: v for k, v in codes.items()},
-            "throttled_429": codes.get(("429",), 0.0),
-            "errors_5xx": sum(v for (c,), v in codes.items() if c.startswith("5")),
-            "by_verb_resource": [{"verb": v, "resource": r, "code": c, "count": n}
-                                 for (v, r, c), n in sorted(by_verb.items()) if n]}
+    return {
+        "total": sum(codes.values()),
+        "by_code": {k[0]: v for k, v in codes.items()},
+        "throttled_429": codes.get(("429",), 0.0),
+        "errors_5xx": sum(v for (c,), v in codes.items() if c.startswith("5")),
+        "by_verb_resource": [
+            {"verb": v, "resource": r, "code": c, "count": n}
+            for (v, r, c), n in sorted(by_verb.items())
+            if n
+        ],
+    }
 
 
 def _latency(ok: list[Round], window_s: float) -> list[dict[str, Any]]:
     """p50/p99 by verb, resource, scope over the run, and the worst p99 of any window."""
     first, last = ok[0], ok[-1]
     out = []
-    for metric in ("apiserver_request_sli_duration_seconds",
-                   "apiserver_request_duration_seconds"):
+    for metric in ("apiserver_request_sli_duration_seconds", "apiserver_request_duration_seconds"):
         whole = _hist(first, last, metric, LATENCY_BY)
         worst: dict[tuple[str, ...], float] = {}
         for a, b in _windows(ok, window_s):
@@ -576,10 +662,18 @@ def _latency(ok: list[Round], window_s: float) -> list[dict[str, Any]]:
             n = metrics.count(buckets)
             if n <= 0:
                 continue
-            out.append({"metric": metric, "verb": verb, "resource": resource, "scope": scope,
-                        "count": n, "p50": metrics.quantile(0.5, buckets),
-                        "p99": metrics.quantile(0.99, buckets),
-                        "p99_worst_window": worst.get((verb, resource, scope))})
+            out.append(
+                {
+                    "metric": metric,
+                    "verb": verb,
+                    "resource": resource,
+                    "scope": scope,
+                    "count": n,
+                    "p50": metrics.quantile(0.5, buckets),
+                    "p99": metrics.quantile(0.99, buckets),
+                    "p99_worst_window": worst.get((verb, resource, scope)),
+                }
+            )
     return out
 
 
@@ -595,49 +689,75 @@ def _windows(ok: list[Round], window_s: float) -> list[tuple[Round, Round]]:
     return out
 
 
-def _quantiles(first: Round, last: Round, metric: str,
-               by: tuple[str, ...]) -> list[dict[str, Any]]:
+def _quantiles(first: Round, last: Round, metric: str, by: tuple[str, ...]) -> list[dict[str, Any]]:
     out = []
     for g, buckets in sorted(_hist(first, last, metric, by).items()):
         if metrics.count(buckets) > 0:
-            out.append({**dict(zip(by, g, strict=True)), "count": metrics.count(buckets),
-                        "p50": metrics.quantile(0.5, buckets),
-                        "p99": metrics.quantile(0.99, buckets)})
+            out.append(
+                {
+                    **dict(zip(by, g, strict=True)),
+                    "count": metrics.count(buckets),
+                    "p50": metrics.quantile(0.5, buckets),
+                    "p99": metrics.quantile(0.99, buckets),
+                }
+            )
     return out
 
 
 def _apf(ok: list[Round], first: Round, last: Round) -> dict[str, Any]:
-    rejected = _counter(first, last, "apiserver_flowcontrol_rejected_requests_total",
-                        ("priority_level", "flow_schema", "reason"))
+    rejected = _counter(
+        first,
+        last,
+        "apiserver_flowcontrol_rejected_requests_total",
+        ("priority_level", "flow_schema", "reason"),
+    )
     inqueue_max: dict[str, float] = {}
     seats_max: dict[str, float] = {}
     for rec in ok:
-        for (pl,), v in _gauge(rec, "apiserver_flowcontrol_current_inqueue_requests",
-                               ("priority_level",)).items():
+        for (pl,), v in _gauge(
+            rec, "apiserver_flowcontrol_current_inqueue_requests", ("priority_level",)
+        ).items():
             inqueue_max[pl] = max(inqueue_max.get(pl, 0.0), v)
-        for (pl,), v in _gauge(rec, "apiserver_flowcontrol_current_executing_seats",
-                               ("priority_level",)).items():
+        for (pl,), v in _gauge(
+            rec, "apiserver_flowcontrol_current_executing_seats", ("priority_level",)
+        ).items():
             seats_max[pl] = max(seats_max.get(pl, 0.0), v)
-    dispatched = _counter(first, last, "apiserver_flowcontrol_dispatched_requests_total",
-                          ("priority_level", "flow_schema"))
+    dispatched = _counter(
+        first,
+        last,
+        "apiserver_flowcontrol_dispatched_requests_total",
+        ("priority_level", "flow_schema"),
+    )
     # each server has its own seats: the control plane's concurrency is their sum
-    nominal = metrics.merge_counts([metrics.gauge(
-        idx, "apiserver_flowcontrol_nominal_limit_seats", ("priority_level",))
-        for idx in last.state.values()])
+    nominal = metrics.merge_counts(
+        [
+            metrics.gauge(idx, "apiserver_flowcontrol_nominal_limit_seats", ("priority_level",))
+            for idx in last.state.values()
+        ]
+    )
     return {
         # the servers' concurrency, split by level (what a mitigation's share is taken of)
         "nominal_limit_seats": {pl: v for (pl,), v in sorted(nominal.items())},
         # who the API server served: which identity's flow schema took the seats
-        "dispatched": [{"priority_level": p, "flow_schema": f, "count": n}
-                       for (p, f), n in sorted(dispatched.items(), key=lambda kv: -kv[1])
-                       if n],
-        "rejected": [{"priority_level": p, "flow_schema": f, "reason": r, "count": n}
-                     for (p, f, r), n in sorted(rejected.items()) if n],
+        "dispatched": [
+            {"priority_level": p, "flow_schema": f, "count": n}
+            for (p, f), n in sorted(dispatched.items(), key=lambda kv: -kv[1])
+            if n
+        ],
+        "rejected": [
+            {"priority_level": p, "flow_schema": f, "reason": r, "count": n}
+            for (p, f, r), n in sorted(rejected.items())
+            if n
+        ],
         "rejected_total": sum(rejected.values()),
         "inqueue_max": {k: v for k, v in inqueue_max.items() if v},
         "executing_seats_max": {k: v for k, v in seats_max.items() if v},
-        "wait": _quantiles(first, last, "apiserver_flowcontrol_request_wait_duration_seconds",
-                           ("priority_level", "execute")),
+        "wait": _quantiles(
+            first,
+            last,
+            "apiserver_flowcontrol_request_wait_duration_seconds",
+            ("priority_level", "execute"),
+        ),
     }
 
 
@@ -646,10 +766,19 @@ def _response_bytes(first: Round, last: Round) -> list[dict[str, Any]]:
     by = ("verb", "resource", "scope")
     total = _counter(first, last, "apiserver_response_sizes_sum", by)
     count = _counter(first, last, "apiserver_response_sizes_count", by)
-    return [{"verb": v, "resource": r, "scope": sc, "bytes": b, "responses": count.get(k, 0),
-             "mean_bytes": b / count[k] if count.get(k) else None}
-            for k, b in sorted(total.items(), key=lambda kv: -kv[1]) if b
-            for v, r, sc in [k]]
+    return [
+        {
+            "verb": v,
+            "resource": r,
+            "scope": sc,
+            "bytes": b,
+            "responses": count.get(k, 0),
+            "mean_bytes": b / count[k] if count.get(k) else None,
+        }
+        for k, b in sorted(total.items(), key=lambda kv: -kv[1])
+        if b
+        for v, r, sc in [k]
+    ]
 
 
 def _one(idx: Index, name: str) -> float | None:
@@ -660,43 +789,62 @@ def _process(ok: list[Round], first: Round, last: Round) -> dict[str, Any]:
     """All servers together; `rss_max_mib` is the largest one server reached (what an OOM
     kill is about), per server in `servers`."""
     cpu = sum(_counter(first, last, "process_cpu_seconds_total").values())
-    rss = max((_one(idx, "process_resident_memory_bytes") or 0.0
-               for r in ok for idx in r.fresh.values()), default=0.0)
+    rss = max(
+        (_one(idx, "process_resident_memory_bytes") or 0.0 for r in ok for idx in r.fresh.values()),
+        default=0.0,
+    )
     dur = last.t - first.t
-    return {"cpu_seconds": cpu, "cpu_cores_avg": cpu / dur if dur > 0 else None,
-            "rss_max_mib": rss / 2**20}
+    return {
+        "cpu_seconds": cpu,
+        "cpu_cores_avg": cpu / dur if dur > 0 else None,
+        "rss_max_mib": rss / 2**20,
+    }
 
 
-def _servers(ok: list[Round], access: dict[str, dict[str, Any]],
-             records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _servers(
+    ok: list[Round], access: dict[str, dict[str, Any]], records: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Per server: what it served, its CPU and memory, restarts, and its scrapes' outcome."""
     pods = [{p["ip"]: p for p in r["pods"] if p.get("ip")} for r in records if "pods" in r]
     out: dict[str, dict[str, Any]] = {}
     for sid in sorted(set(access) | set(ok[-1].state)):
         seen = [r for r in ok if sid in r.fresh]
-        row: dict[str, Any] = {"scrapes": access.get(sid, {}).get("scrapes", 0),
-                               "failed": access.get(sid, {}).get("failed", 0),
-                               "outages": access.get(sid, {}).get("outages", [])}
+        row: dict[str, Any] = {
+            "scrapes": access.get(sid, {}).get("scrapes", 0),
+            "failed": access.get(sid, {}).get("failed", 0),
+            "outages": access.get(sid, {}).get("outages", []),
+        }
         if len(seen) >= 2:
             a, b = seen[0].fresh[sid], seen[-1].fresh[sid]
             dur = seen[-1].t - seen[0].t
             cpu = metrics.counter_delta(a, b, "process_cpu_seconds_total").get((), 0.0)
             starts = {_one(r.fresh[sid], "process_start_time_seconds") for r in seen} - {None}
-            row.update({
-                "requests": sum(metrics.counter_delta(a, b, "apiserver_request_total").values()),
-                "cpu_seconds": cpu, "cpu_cores_avg": cpu / dur if dur > 0 else None,
-                "rss_max_mib": max(_one(r.fresh[sid], "process_resident_memory_bytes") or 0.0
-                                   for r in seen) / 2**20,
-                # a new start time is a new process: killed (OOM?) or restarted
-                "restarts": max(0, len(starts) - 1)})
+            row.update(
+                {
+                    "requests": sum(
+                        metrics.counter_delta(a, b, "apiserver_request_total").values()
+                    ),
+                    "cpu_seconds": cpu,
+                    "cpu_cores_avg": cpu / dur if dur > 0 else None,
+                    "rss_max_mib": max(
+                        _one(r.fresh[sid], "process_resident_memory_bytes") or 0.0 for r in seen
+                    )
+                    / 2**20,
+                    # a new start time is a new process: killed (OOM?) or restarted
+                    "restarts": max(0, len(starts) - 1),
+                }
+            )
         ip = urlsplit(sid).hostname if "://" in sid else None
         if len(pods) >= 2 and ip in pods[0] and ip in pods[-1]:
             a_pod, b_pod = pods[0][ip], pods[-1][ip]
             n = b_pod["restarts"] - a_pod["restarts"]
             # the kubelet keeps the last termination only: OOM kills are exact for one
             # restart in the run; after more, only the last one's reason is known
-            row["pod"] = {"name": b_pod["pod"], "restarts": n,
-                          "last_termination": b_pod["last_termination"] if n else None}
+            row["pod"] = {
+                "name": b_pod["pod"],
+                "restarts": n,
+                "last_termination": b_pod["last_termination"] if n else None,
+            }
             oom = int(n > 0 and b_pod["last_termination"] == "OOMKilled")
             row["oom_kills"] = oom if n <= 1 else None
             row["oom_kills_at_least"] = oom
@@ -717,10 +865,18 @@ def _idle(records: list[dict[str, Any]], ok: list[Round]) -> dict[str, Any]:
     if a is None or b is None or b.t <= a.t:
         return {**mark, "error": "the idle window's scrapes are not in the stream"}
     dt = b.t - a.t
-    per = {s: metrics.counter_delta(a.state.get(s, idx), idx, "process_cpu_seconds_total")
-           .get((), 0.0) / dt for s, idx in b.state.items()}
-    return {**mark, "from_t": a.t, "to_t": b.t, "cpu_cores": sum(per.values()),
-            "cpu_cores_by_server": per}
+    per = {
+        s: metrics.counter_delta(a.state.get(s, idx), idx, "process_cpu_seconds_total").get((), 0.0)
+        / dt
+        for s, idx in b.state.items()
+    }
+    return {
+        **mark,
+        "from_t": a.t,
+        "to_t": b.t,
+        "cpu_cores": sum(per.values()),
+        "cpu_cores_by_server": per,
+    }
 
 
 def _timeseries(ok: list[Round]) -> list[dict[str, Any]]:
@@ -733,19 +889,26 @@ def _timeseries(ok: list[Round]) -> list[dict[str, Any]]:
             continue
         codes = _counter(a, b, "apiserver_request_total", ("code",))
         lists = _hist(a, b, "apiserver_request_duration_seconds", ("verb",))
-        cpu = {s: metrics.counter_delta(a.state.get(s, idx), idx, "process_cpu_seconds_total")
-               .get((), 0.0) / dt for s, idx in b.state.items()}
+        cpu = {
+            s: metrics.counter_delta(a.state.get(s, idx), idx, "process_cpu_seconds_total").get(
+                (), 0.0
+            )
+            / dt
+            for s, idx in b.state.items()
+        }
         rejected = sum(_counter(a, b, "apiserver_flowcontrol_rejected_requests_total").values())
-        out.append({
-            "t": round(b.t - t0, 2),
-            "rps": sum(codes.values()) / dt,
-            "throttled_rps": codes.get(("429",), 0.0) / dt,
-            "errors_5xx_rps": sum(v for (c,), v in codes.items() if c.startswith("5")) / dt,
-            "apf_rejected_rps": rejected / dt,
-            "cpu_cores": sum(cpu.values()),
-            "cpu_cores_by_server": cpu,
-            "list_p99_s": metrics.quantile(0.99, lists.get(("LIST",), [])),
-            "inflight": sum(_gauge(b, "apiserver_current_inflight_requests").values()),
-            "servers_answered": len(b.fresh),
-        })
+        out.append(
+            {
+                "t": round(b.t - t0, 2),
+                "rps": sum(codes.values()) / dt,
+                "throttled_rps": codes.get(("429",), 0.0) / dt,
+                "errors_5xx_rps": sum(v for (c,), v in codes.items() if c.startswith("5")) / dt,
+                "apf_rejected_rps": rejected / dt,
+                "cpu_cores": sum(cpu.values()),
+                "cpu_cores_by_server": cpu,
+                "list_p99_s": metrics.quantile(0.99, lists.get(("LIST",), [])),
+                "inflight": sum(_gauge(b, "apiserver_current_inflight_requests").values()),
+                "servers_answered": len(b.fresh),
+            }
+        )
     return out

@@ -37,8 +37,7 @@ from loadtest.slo import ApiSLO
 
 NAMESPACE = "loadtest-bystander"
 USER = f"system:serviceaccount:{NAMESPACE}:app"
-GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}",
-          "system:authenticated"]
+GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}", "system:authenticated"]
 CONFIGMAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 ROLLBACK_TARGET = "rollback-target"
 TIMEOUT_S = 10.0
@@ -54,10 +53,22 @@ class Role:
     late_s: float  # its latency SLO threshold: the pool is sized for it
 
 
-BYSTANDER = Role("bystander", USER, "GET", CONFIGMAPS, "namespace LIST of another tenant",
-                 ApiSLO().read_namespace_p99_s)
-BREAK_GLASS = Role("break_glass", None, "PATCH", f"{CONFIGMAPS}/{ROLLBACK_TARGET}",
-                   "break-glass PATCH (as a rollback writes)", ApiSLO().mutating_p99_s)
+BYSTANDER = Role(
+    "bystander",
+    USER,
+    "GET",
+    CONFIGMAPS,
+    "namespace LIST of another tenant",
+    ApiSLO().read_namespace_p99_s,
+)
+BREAK_GLASS = Role(
+    "break_glass",
+    None,
+    "PATCH",
+    f"{CONFIGMAPS}/{ROLLBACK_TARGET}",
+    "break-glass PATCH (as a rollback writes)",
+    ApiSLO().mutating_p99_s,
+)
 ROLES = {r.name: r for r in (BYSTANDER, BREAK_GLASS)}
 
 
@@ -68,46 +79,82 @@ def ensure_objects(cluster: Cluster) -> None:
     rbac = "rbac.authorization.k8s.io"
     with http_client(cluster) as c:
         for coll, obj in (
-            ("/api/v1/namespaces",
-             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-            (CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
-                          "metadata": {"name": ROLLBACK_TARGET, "namespace": NAMESPACE}}),
-            (f"/apis/{rbac}/v1/namespaces/{NAMESPACE}/roles",
-             {"apiVersion": f"{rbac}/v1", "kind": "Role",
-              "metadata": {"name": "reader", "namespace": NAMESPACE}, "rules": [
-                  {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
-            (f"/apis/{rbac}/v1/namespaces/{NAMESPACE}/rolebindings",
-             {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
-              "metadata": {"name": "reader", "namespace": NAMESPACE},
-              "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "reader"},
-              "subjects": [{"kind": "User", "apiGroup": rbac, "name": USER}]}),
+            (
+                "/api/v1/namespaces",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+            ),
+            (
+                CONFIGMAPS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": ROLLBACK_TARGET, "namespace": NAMESPACE},
+                },
+            ),
+            (
+                f"/apis/{rbac}/v1/namespaces/{NAMESPACE}/roles",
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "Role",
+                    "metadata": {"name": "reader", "namespace": NAMESPACE},
+                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+                },
+            ),
+            (
+                f"/apis/{rbac}/v1/namespaces/{NAMESPACE}/rolebindings",
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": "reader", "namespace": NAMESPACE},
+                    "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "reader"},
+                    "subjects": [{"kind": "User", "apiGroup": rbac, "name": USER}],
+                },
+            ),
         ):
             try:
                 apply_object(c, coll, obj)
             except ClusterError as e:
-                raise ClusterError(f"setting up the bystander and break-glass roles: {e}") \
-                    from None
+                raise ClusterError(f"setting up the bystander and break-glass roles: {e}") from None
 
 
 class Bystander:
     """One role's requests at a fixed rate, from start to gather."""
 
-    def __init__(self, cluster: Cluster, cluster_json: Path, raw: Path,
-                 rate_hz: float = 5.0, role: Role = BYSTANDER,
-                 timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        cluster_json: Path,
+        raw: Path,
+        rate_hz: float = 5.0,
+        role: Role = BYSTANDER,
+        timeout_s: float = TIMEOUT_S,
+    ) -> None:
         self.cluster = cluster
         self.raw = raw
         self.role = role
         self.name = role.name
-        self.cmd = [sys.executable, "-m", "loadtest.measurements.bystander",
-                    "--cluster-json", str(cluster_json), "--rate", str(rate_hz),
-                    "--out", str(raw), "--role", role.name, "--timeout", str(timeout_s)]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "loadtest.measurements.bystander",
+            "--cluster-json",
+            str(cluster_json),
+            "--rate",
+            str(rate_hz),
+            "--out",
+            str(raw),
+            "--role",
+            role.name,
+            "--timeout",
+            str(timeout_s),
+        ]
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         ensure_objects(self.cluster)
-        self._proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, text=True,
-                                      cwd=Path(__file__).resolve().parents[2])
+        self._proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2]
+        )
 
     def gather(self) -> dict[str, Any]:
         if self._proc is not None and self._proc.stdin:
@@ -125,8 +172,12 @@ def summarize(records: list[dict[str, Any]], role: Role = BYSTANDER) -> dict[str
     if not slots.slots:
         return {"error": f"the {role.name} role recorded nothing"}
     out = openloop.summarize_slots(slots)
-    return {"user": role.user or "the harness's admin identity", "what": role.what, **out,
-            "throttled_429": out["failed_by_cause"].get("http 429", 0)}
+    return {
+        "user": role.user or "the harness's admin identity",
+        "what": role.what,
+        **out,
+        "throttled_429": out["failed_by_cause"].get("http 429", 0),
+    }
 
 
 def read_slots(records: list[dict[str, Any]]) -> openloop.Slots:
@@ -139,9 +190,16 @@ def _upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     slot each, at its own time; what a stall held back was never recorded."""
     if any("k" in r or "event" in r for r in records):
         return records
-    return [{"k": i, "sched": r["t"], "ms": r["ms"], "status": r["status"],
-             "cause": _cause(r["status"]) if r["status"] else openloop.TRANSPORT}
-            for i, r in enumerate(records)]
+    return [
+        {
+            "k": i,
+            "sched": r["t"],
+            "ms": r["ms"],
+            "status": r["status"],
+            "cause": _cause(r["status"]) if r["status"] else openloop.TRANSPORT,
+        }
+        for i, r in enumerate(records)
+    ]
 
 
 def _cause(status: int) -> str | None:
@@ -153,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cluster-json", type=Path, required=True)
     ap.add_argument("--rate", type=float, default=5.0)
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S)
-    ap.add_argument("--workers", type=int, default=0,
-                    help="concurrent requests at most (0: enough for a server within the SLO)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="concurrent requests at most (0: enough for a server within the SLO)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--max-s", type=float, default=6 * 3600)
     ap.add_argument("--role", choices=sorted(ROLES), default=BYSTANDER.name)
@@ -163,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster.from_json(a.cluster_json.read_text())
     writer = JsonlWriter(a.out)
     # one Impersonate-Group header per group (httpx sends repeated pairs as given)
-    headers = ([("Impersonate-User", role.user)] + [("Impersonate-Group", g) for g in GROUPS]
-               if role.user else [])
+    headers = (
+        [("Impersonate-User", role.user)] + [("Impersonate-Group", g) for g in GROUPS]
+        if role.user
+        else []
+    )
     client = http_client(cluster, timeout=a.timeout)
 
     def send(k: int) -> dict[str, Any]:
@@ -173,17 +238,26 @@ def main(argv: list[str] | None = None) -> int:
                 r = client.get(role.path, params={"limit": "10"}, headers=headers)
             else:
                 patch = {"metadata": {"annotations": {"loadtest/rolled-back-at": str(time.time())}}}
-                r = client.patch(role.path, content=json.dumps(patch), headers=[
-                    *headers, ("Content-Type", "application/merge-patch+json")])
+                r = client.patch(
+                    role.path,
+                    content=json.dumps(patch),
+                    headers=[*headers, ("Content-Type", "application/merge-patch+json")],
+                )
         except httpx.TimeoutException:
             return {"cause": openloop.TIMEOUT}
         except httpx.HTTPError as e:
             return {"cause": openloop.TRANSPORT, "detail": f"{type(e).__name__}: {e}"[:200]}
         return {"status": r.status_code, "cause": _cause(r.status_code)}
 
-    loop = openloop.OpenLoop(a.rate, send, writer.write, timeout_s=a.timeout,
-                             workers=a.workers or openloop.pool_size(a.rate, role.late_s),
-                             info={"role": role.name}, name=role.name)
+    loop = openloop.OpenLoop(
+        a.rate,
+        send,
+        writer.write,
+        timeout_s=a.timeout,
+        workers=a.workers or openloop.pool_size(a.rate, role.late_s),
+        info={"role": role.name},
+        name=role.name,
+    )
     loop.start()
     done = threading.Event()
 

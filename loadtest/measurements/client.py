@@ -18,17 +18,25 @@ def summarize(agent_dir: Path) -> dict[str, Any]:
         for r in csv.DictReader(f):
             if r["Name"] == "Aggregated":
                 continue
-            rows.append({"type": r["Type"], "name": r["Name"],
-                         "requests": int(r["Request Count"]),
-                         "failures": int(r["Failure Count"]),
-                         "p50_ms": _num(r.get("50%")), "p99_ms": _num(r.get("99%")),
-                         "max_ms": _num(r.get("Max Response Time")),
-                         "avg_bytes": _num(r.get("Average Content Size"))})
+            rows.append(
+                {
+                    "type": r["Type"],
+                    "name": r["Name"],
+                    "requests": int(r["Request Count"]),
+                    "failures": int(r["Failure Count"]),
+                    "p50_ms": _num(r.get("50%")),
+                    "p99_ms": _num(r.get("99%")),
+                    "max_ms": _num(r.get("Max Response Time")),
+                    "avg_bytes": _num(r.get("Average Content Size")),
+                }
+            )
     merged = agent_dir / "agents.merged.json"
-    return {"requests": sum(r["requests"] for r in rows),
-            "failures": sum(r["failures"] for r in rows),
-            "by_name": rows,
-            "agents": json.loads(merged.read_text()) if merged.exists() else {}}
+    return {
+        "requests": sum(r["requests"] for r in rows),
+        "failures": sum(r["failures"] for r in rows),
+        "by_name": rows,
+        "agents": json.loads(merged.read_text()) if merged.exists() else {},
+    }
 
 
 def timeseries(agent_dir: Path) -> list[dict[str, Any]]:
@@ -41,9 +49,15 @@ def timeseries(agent_dir: Path) -> list[dict[str, Any]]:
         for r in csv.DictReader(f):
             if r["Name"] != "Aggregated":
                 continue
-            out.append({"timestamp": int(r["Timestamp"]), "users": int(r["User Count"]),
-                        "rps": _num(r["Requests/s"]), "fails_s": _num(r["Failures/s"]),
-                        "p99_ms": _num(r.get("99%"))})
+            out.append(
+                {
+                    "timestamp": int(r["Timestamp"]),
+                    "users": int(r["User Count"]),
+                    "rps": _num(r["Requests/s"]),
+                    "fails_s": _num(r["Failures/s"]),
+                    "p99_ms": _num(r.get("99%")),
+                }
+            )
     return out
 
 

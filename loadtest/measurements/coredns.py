@@ -48,8 +48,11 @@ class CorednsMetrics:
         self.raw = raw
         self.writer = JsonlWriter(raw)
         self._direct = cluster.metrics.get("coredns")
-        self._client = (httpx.Client(timeout=10) if self._direct
-                        else http_client(cluster, timeout=max(interval * 2, 10)))
+        self._client = (
+            httpx.Client(timeout=10)
+            if self._direct
+            else http_client(cluster, timeout=max(interval * 2, 10))
+        )
         self._ticker = Ticker(interval, self._scrape, "coredns-metrics")
 
     def start(self) -> None:
@@ -69,17 +72,24 @@ class CorednsMetrics:
             return [("coredns", self._direct, None)]
         r = self._client.get(PODS, params={"labelSelector": SELECTOR})
         r.raise_for_status()
-        return [(p["metadata"]["name"], f"{PODS}/{p['metadata']['name']}:9153/proxy/metrics",
-                 f"{PODS}/{p['metadata']['name']}:8181/proxy/ready")
-                for p in r.json()["items"] if p.get("status", {}).get("phase") == "Running"]
+        return [
+            (
+                p["metadata"]["name"],
+                f"{PODS}/{p['metadata']['name']}:9153/proxy/metrics",
+                f"{PODS}/{p['metadata']['name']}:8181/proxy/ready",
+            )
+            for p in r.json()["items"]
+            if p.get("status", {}).get("phase") == "Running"
+        ]
 
     def _scrape(self) -> None:
         t = time.time()
         try:
             targets = self._targets()
         except Exception as e:  # noqa: BLE001 - the API server the load brought down
-            self.writer.write({"t": t, "error": f"listing CoreDNS pods: {type(e).__name__}: "
-                                                f"{e}"[:300]})
+            self.writer.write(
+                {"t": t, "error": f"listing CoreDNS pods: {type(e).__name__}: {e}"[:300]}
+            )
             return
         if not targets:
             self.writer.write({"t": t, "error": "no CoreDNS pod running"})
@@ -90,8 +100,9 @@ class CorednsMetrics:
                 r = self._client.get(url)
                 r.raise_for_status()
                 rec["scrape_ms"] = (time.monotonic() - t0) * 1000
-                rec["samples"] = [[n, [list(p) for p in lb], v]
-                                  for n, lb, v in metrics.parse(r.text, FAMILIES)]
+                rec["samples"] = [
+                    [n, [list(p) for p in lb], v] for n, lb, v in metrics.parse(r.text, FAMILIES)
+                ]
                 if ready_path:
                     rec["ready"] = self._client.get(ready_path).status_code == 200
             except Exception as e:  # noqa: BLE001 - a failed scrape is data
@@ -111,10 +122,13 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         by_target[r["target"]].append(r)
-    base = {"scrapes": len(ok), "failed_scrapes": len(failed),
-            "no_instance_scrapes": sum(1 for r in failed if "target" not in r),
-            "not_ready_scrapes": sum(1 for r in ok if r.get("ready") is False),
-            "errors": sorted({r["error"] for r in failed})[:5]}
+    base = {
+        "scrapes": len(ok),
+        "failed_scrapes": len(failed),
+        "no_instance_scrapes": sum(1 for r in failed if "target" not in r),
+        "not_ready_scrapes": sum(1 for r in ok if r.get("ready") is False),
+        "errors": sorted({r["error"] for r in failed})[:5],
+    }
     if not ok:
         return {**base, "error": "no CoreDNS scrape succeeded"}
     rcodes: dict[str, float] = defaultdict(float)
@@ -124,48 +138,72 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     instances = []
     for name, rs in sorted(by_target.items()):
         first, last = _index(rs[0]), _index(rs[-1])
-        d = {k: sum(metrics.counter_delta(first, last, k).values()) for k in (
-            "coredns_dns_requests_total", "coredns_cache_hits_total",
-            "coredns_cache_misses_total", "coredns_health_request_failures_total",
-            "coredns_panics_total", "process_cpu_seconds_total")}
+        d = {
+            k: sum(metrics.counter_delta(first, last, k).values())
+            for k in (
+                "coredns_dns_requests_total",
+                "coredns_cache_hits_total",
+                "coredns_cache_misses_total",
+                "coredns_health_request_failures_total",
+                "coredns_panics_total",
+                "process_cpu_seconds_total",
+            )
+        }
         for k, v in d.items():
             totals[k] += v
-        for (rc,), v in metrics.counter_delta(first, last, "coredns_dns_responses_total",
-                                              ("rcode",)).items():
+        for (rc,), v in metrics.counter_delta(
+            first, last, "coredns_dns_responses_total", ("rcode",)
+        ).items():
             rcodes[rc] += v
         for (code,), v in metrics.counter_delta(
-                first, last, "coredns_kubernetes_rest_client_requests_total", ("code",)).items():
+            first, last, "coredns_kubernetes_rest_client_requests_total", ("code",)
+        ).items():
             api_codes[code] += v
-        for le, n in metrics.histogram_delta(first, last, "coredns_dns_request_duration_seconds",
-                                             ()).get((), []):
+        for le, n in metrics.histogram_delta(
+            first, last, "coredns_dns_request_duration_seconds", ()
+        ).get((), []):
             buckets[le] += n
         starts = {metrics.gauge(_index(r), "process_start_time_seconds").get(()) for r in rs}
         starts.discard(None)
-        instances.append({
-            "instance": name, "scrapes": len(rs), "seconds": rs[-1]["t"] - rs[0]["t"],
-            "requests": d["coredns_dns_requests_total"],
-            "cpu_seconds": d["process_cpu_seconds_total"],
-            "rss_max_mib": max(metrics.gauge(_index(r), "process_resident_memory_bytes")
-                               .get((), 0.0) for r in rs) / 2**20,
-            "restarts": max(0, len(starts) - 1),
-            "not_ready_scrapes": sum(1 for r in rs if r.get("ready") is False)})
+        instances.append(
+            {
+                "instance": name,
+                "scrapes": len(rs),
+                "seconds": rs[-1]["t"] - rs[0]["t"],
+                "requests": d["coredns_dns_requests_total"],
+                "cpu_seconds": d["process_cpu_seconds_total"],
+                "rss_max_mib": max(
+                    metrics.gauge(_index(r), "process_resident_memory_bytes").get((), 0.0)
+                    for r in rs
+                )
+                / 2**20,
+                "restarts": max(0, len(starts) - 1),
+                "not_ready_scrapes": sum(1 for r in rs if r.get("ready") is False),
+            }
+        )
     merged = sorted(buckets.items())  # cumulative per instance, so cumulative summed per le
     hits, misses = totals["coredns_cache_hits_total"], totals["coredns_cache_misses_total"]
     p50, p99 = metrics.quantile(0.5, merged), metrics.quantile(0.99, merged)
-    return {**base,
-            "instances": instances,
-            "requests": totals["coredns_dns_requests_total"],
-            "responses_by_rcode": dict(sorted(rcodes.items())),
-            "servfail_ratio": (rcodes.get("SERVFAIL", 0.0) / sum(rcodes.values())
-                               if sum(rcodes.values()) else None),
-            "request_p50_ms": p50 * 1000 if p50 is not None else None,
-            "request_p99_ms": p99 * 1000 if p99 is not None else None,
-            "cache": {"hits": hits, "misses": misses,
-                      "hit_ratio": hits / (hits + misses) if hits + misses else None},
-            "kubernetes_api_requests_by_code": dict(sorted(api_codes.items())),
-            "health_failures": totals["coredns_health_request_failures_total"],
-            "panics": totals["coredns_panics_total"],
-            "timeseries": _timeseries(by_target)}
+    return {
+        **base,
+        "instances": instances,
+        "requests": totals["coredns_dns_requests_total"],
+        "responses_by_rcode": dict(sorted(rcodes.items())),
+        "servfail_ratio": (
+            rcodes.get("SERVFAIL", 0.0) / sum(rcodes.values()) if sum(rcodes.values()) else None
+        ),
+        "request_p50_ms": p50 * 1000 if p50 is not None else None,
+        "request_p99_ms": p99 * 1000 if p99 is not None else None,
+        "cache": {
+            "hits": hits,
+            "misses": misses,
+            "hit_ratio": hits / (hits + misses) if hits + misses else None,
+        },
+        "kubernetes_api_requests_by_code": dict(sorted(api_codes.items())),
+        "health_failures": totals["coredns_health_request_failures_total"],
+        "panics": totals["coredns_panics_total"],
+        "timeseries": _timeseries(by_target),
+    }
 
 
 def _timeseries(by_target: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -177,8 +215,9 @@ def _timeseries(by_target: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
             dt = b["t"] - a["t"]
             if dt <= 0:
                 continue
-            d = metrics.counter_delta(_index(a), _index(b), "coredns_dns_responses_total",
-                                      ("rcode",))
+            d = metrics.counter_delta(
+                _index(a), _index(b), "coredns_dns_responses_total", ("rcode",)
+            )
             s = slots[int((b["t"] - t0) // 5) * 5]
             s["rps"] += sum(d.values()) / dt
             s["servfail_rps"] += d.get(("SERVFAIL",), 0.0) / dt

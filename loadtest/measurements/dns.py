@@ -52,8 +52,10 @@ class ProbeName:
 
 def default_names(services: list[tuple[str, str]] | None = None) -> list[ProbeName]:
     """The API's own Service, a name that must not exist, and (namespace, service) pairs."""
-    names = [ProbeName("kubernetes.default.svc.cluster.local."),
-             ProbeName("does-not-exist.default.svc.cluster.local.", exists=False)]
+    names = [
+        ProbeName("kubernetes.default.svc.cluster.local."),
+        ProbeName("does-not-exist.default.svc.cluster.local.", exists=False),
+    ]
     names += [ProbeName(f"{svc}.{ns}.svc.cluster.local.") for ns, svc in services or []]
     return names
 
@@ -66,15 +68,31 @@ class DnsProbe:
 
     name = "dns"
 
-    def __init__(self, server: tuple[str, int], names: list[ProbeName], raw: Path,
-                 rate_hz: float = 10.0, timeout_s: float = TIMEOUT_S,
-                 netns_pid: int | None = None) -> None:
+    def __init__(
+        self,
+        server: tuple[str, int],
+        names: list[ProbeName],
+        raw: Path,
+        rate_hz: float = 10.0,
+        timeout_s: float = TIMEOUT_S,
+        netns_pid: int | None = None,
+    ) -> None:
         if not names:
             raise ValueError("DNS probe needs at least one name")
         self.raw = raw
-        self.cmd = [sys.executable, "-m", "loadtest.measurements.dns",
-                    "--server", f"{server[0]}:{server[1]}", "--rate", str(rate_hz),
-                    "--timeout", str(timeout_s), "--out", str(raw)]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "loadtest.measurements.dns",
+            "--server",
+            f"{server[0]}:{server[1]}",
+            "--rate",
+            str(rate_hz),
+            "--timeout",
+            str(timeout_s),
+            "--out",
+            str(raw),
+        ]
         for n in names:
             self.cmd += ["--name" if n.exists else "--missing", n.name]
         if netns_pid is not None:
@@ -83,8 +101,9 @@ class DnsProbe:
 
     def start(self) -> None:
         self.raw.parent.mkdir(parents=True, exist_ok=True)
-        self._proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, text=True,
-                                      cwd=Path(__file__).resolve().parents[2])
+        self._proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2]
+        )
 
     def expect_propagation(self, name: str) -> None:
         """Start timing how long until `name` (just created) resolves."""
@@ -109,8 +128,15 @@ class _ProbeLoop:
     """The probe itself: slot k looks up name k mod len(names); the names awaited are checked
     on a periodic loop of their own."""
 
-    def __init__(self, server: tuple[str, int], names: list[ProbeName], raw: Path,
-                 rate_hz: float, timeout_s: float, workers: int = 0) -> None:
+    def __init__(
+        self,
+        server: tuple[str, int],
+        names: list[ProbeName],
+        raw: Path,
+        rate_hz: float,
+        timeout_s: float,
+        workers: int = 0,
+    ) -> None:
         self.server = server
         self.names = names
         self.timeout_s = timeout_s
@@ -118,10 +144,15 @@ class _ProbeLoop:
         self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
         self.lookups = openloop.OpenLoop(
-            rate_hz, self._send, self.writer.write, timeout_s=ATTEMPTS * timeout_s,
-            workers=workers or openloop.pool_size(rate_hz, timeout_s), describe=self._describe,
+            rate_hz,
+            self._send,
+            self.writer.write,
+            timeout_s=ATTEMPTS * timeout_s,
+            workers=workers or openloop.pool_size(rate_hz, timeout_s),
+            describe=self._describe,
             info={"server": f"{server[0]}:{server[1]}", "attempts": ATTEMPTS},
-            name="dns-probe")
+            name="dns-probe",
+        )
         self.propagation = Ticker(1.0 / rate_hz, self._check_pending, "dns-propagation")
 
     def start(self) -> None:
@@ -138,8 +169,15 @@ class _ProbeLoop:
         self.lookups.stop()
         with self._lock:
             for name, t0 in self._pending.items():  # never resolved: that is a finding
-                self.writer.write({"t": time.time(), "event": "propagation", "name": name,
-                                   "seconds": None, "waited_s": time.time() - t0})
+                self.writer.write(
+                    {
+                        "t": time.time(),
+                        "event": "propagation",
+                        "name": name,
+                        "seconds": None,
+                        "waited_s": time.time() - t0,
+                    }
+                )
         self.writer.close()
 
     def _describe(self, k: int) -> dict[str, Any]:
@@ -149,8 +187,12 @@ class _ProbeLoop:
     def _send(self, k: int) -> dict[str, Any]:
         p = self.names[k % len(self.names)]
         rec = query(self.server, p.name, self.timeout_s)
-        return {"rcode": rec["rcode"], "answers": rec["answers"], "attempts": rec["attempts"],
-                "cause": _cause(rec, p.exists)}
+        return {
+            "rcode": rec["rcode"],
+            "answers": rec["answers"],
+            "attempts": rec["attempts"],
+            "cause": _cause(rec, p.exists),
+        }
 
     def _check_pending(self) -> None:
         with self._lock:
@@ -160,8 +202,9 @@ class _ProbeLoop:
             if r["rcode"] == "NOERROR" and r["answers"]:
                 with self._lock:
                     self._pending.pop(name, None)
-                self.writer.write({"t": time.time(), "event": "propagation", "name": name,
-                                   "seconds": r["t"] - t0})
+                self.writer.write(
+                    {"t": time.time(), "event": "propagation", "name": name, "seconds": r["t"] - t0}
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--missing", action="append", default=[], help="a name that must not")
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S, help="per attempt")
-    ap.add_argument("--workers", type=int, default=0,
-                    help="lookups in flight at most (0: enough for answers within --timeout)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="lookups in flight at most (0: enough for answers within --timeout)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--max-s", type=float, default=6 * 3600)
     a = ap.parse_args(argv)
@@ -198,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
-def query(server: tuple[str, int], name: str, timeout_s: float,
-          attempts: int = ATTEMPTS) -> dict[str, Any]:
+def query(
+    server: tuple[str, int], name: str, timeout_s: float, attempts: int = ATTEMPTS
+) -> dict[str, Any]:
     """One lookup as a resolver makes it: a query, sent again on no answer; the latency is
     what the caller waited in all."""
     t0 = time.perf_counter()
@@ -208,8 +255,9 @@ def query(server: tuple[str, int], name: str, timeout_s: float,
     for attempt in range(1, attempts + 1):
         rec["attempts"] = attempt
         try:
-            msg = dns.query.udp(dns.message.make_query(name, "A"), server[0], port=server[1],
-                                timeout=timeout_s)
+            msg = dns.query.udp(
+                dns.message.make_query(name, "A"), server[0], port=server[1], timeout=timeout_s
+            )
             rec["rcode"] = dns.rcode.to_text(msg.rcode())
             rec["answers"] = [rr.to_text() for rrset in msg.answer for rr in rrset]
             break
@@ -242,8 +290,10 @@ def _upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if any("k" in r or r.get("event") in ("start", "stop") for r in records):
         return records
     lookups = [r for r in records if "rcode" in r and "expect" in r]
-    return [{**r, "k": i, "sched": r["t"], "cause": _cause(r, r["expect"] == "A")}
-            for i, r in enumerate(lookups)] + [r for r in records if "event" in r]
+    return [
+        {**r, "k": i, "sched": r["t"], "cause": _cause(r, r["expect"] == "A")}
+        for i, r in enumerate(lookups)
+    ] + [r for r in records if "event" in r]
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -272,10 +322,15 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "by_name": by_name,
         "propagation": [{"name": r["name"], "seconds": r["seconds"]} for r in props],
         "duration_s": s.slots[-1]["sched"] - t0,
-        "timeseries": [{"t": k, "qps": len(v) / 5, "failed": sum(r["cause"] is not None
-                                                                  for r in v),
-                        "p99_ms": percentile([s.value_ms(r) for r in v], 0.99)}
-                       for k, v in sorted(series.items())],
+        "timeseries": [
+            {
+                "t": k,
+                "qps": len(v) / 5,
+                "failed": sum(r["cause"] is not None for r in v),
+                "p99_ms": percentile([s.value_ms(r) for r in v], 0.99),
+            }
+            for k, v in sorted(series.items())
+        ],
     }
 
 

@@ -61,12 +61,14 @@ IMAGE_REPO = "localhost/loadtest/dnsprobe"
 LABEL = ("loadtest.io/probe", "dns")
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 OFFLINE_MARK = "# loadtest: offline, nothing is sent upstream (loadtest/measurements/dns_pods.py)"
-WHERE = {"pods": "pods on every real worker, through the kube-dns Service with the pod's "
-                 "resolv.conf (search list, ndots) and glibc's retries",
-         "node-namespace": "a worker node's network namespace: fully qualified names straight "
-                           "to the kube-dns Service address, no search list",
-         "host": "the harness's host: fully qualified names straight to CoreDNS; the local "
-                 "provider has no pods, so no pod resolver (search list, ndots) is in the path"}
+WHERE = {
+    "pods": "pods on every real worker, through the kube-dns Service with the pod's "
+    "resolv.conf (search list, ndots) and glibc's retries",
+    "node-namespace": "a worker node's network namespace: fully qualified names straight "
+    "to the kube-dns Service address, no search list",
+    "host": "the harness's host: fully qualified names straight to CoreDNS; the local "
+    "provider has no pods, so no pod resolver (search list, ndots) is in the path",
+}
 
 
 def _quiet(_: str) -> None:
@@ -85,8 +87,11 @@ def probe_names(seeded: tuple[str, str] | None) -> list[tuple[str, str, bool]]:
     names = [("kubernetes", "kubernetes.default", True)]
     if seeded:
         names.append(("service", f"{seeded[1]}.{seeded[0]}", True))
-    names += [("short", TARGET, True), ("external", EXTERNAL, False),
-              ("fqdn", "kubernetes.default.svc.cluster.local.", True)]
+    names += [
+        ("short", TARGET, True),
+        ("external", EXTERNAL, False),
+        ("fqdn", "kubernetes.default.svc.cluster.local.", True),
+    ]
     return names
 
 
@@ -111,21 +116,25 @@ def offline_corefile(corefile: str) -> str | None:
     if m is None:
         raise ClusterError("CoreDNS's Corefile has no kubernetes plugin: not kubeadm's")
     i = m.group(1)
-    template = (f"{i}{OFFLINE_MARK}\n{i}template ANY ANY {{\n"
-                f'{i}   match "^[^.]+\\.$" "(^|\\.)invalid\\.$"\n'
-                f"{i}   rcode NXDOMAIN\n{i}   fallthrough\n{i}}}\n")
+    template = (
+        f"{i}{OFFLINE_MARK}\n{i}template ANY ANY {{\n"
+        f'{i}   match "^[^.]+\\.$" "(^|\\.)invalid\\.$"\n'
+        f"{i}   rcode NXDOMAIN\n{i}   fallthrough\n{i}}}\n"
+    )
     text = _FORWARD.sub("", corefile)
     m = _KUBERNETES.search(text)
     assert m is not None
-    return text[:m.start()] + template + text[m.start():]
+    return text[: m.start()] + template + text[m.start() :]
 
 
 def ensure_offline_dns(cluster: Cluster, log: Log = _quiet, timeout: float = 180) -> bool:
     """Make CoreDNS offline (see the module docstring) on a cluster the harness created, and
     wait for its restarted pods; False (and nothing changed) on any other cluster."""
     if not cluster.created_by_harness:
-        log("warning: not our cluster: CoreDNS keeps its Corefile; names outside cluster.local "
-            "go to its upstream resolvers")
+        log(
+            "warning: not our cluster: CoreDNS keeps its Corefile; names outside cluster.local "
+            "go to its upstream resolvers"
+        )
         return False
     cm_path = "/api/v1/namespaces/kube-system/configmaps/coredns"
     deploy = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
@@ -141,27 +150,40 @@ def ensure_offline_dns(cluster: Cluster, log: Log = _quiet, timeout: float = 180
         r = c.put(cm_path, json=doc)
         if r.status_code != 200:
             raise ClusterError(f"writing CoreDNS's Corefile: HTTP {r.status_code} {r.text[:200]}")
-        log("CoreDNS made offline (no forward; single-label and .invalid names answered "
-            "NXDOMAIN by CoreDNS); restarting it")
+        log(
+            "CoreDNS made offline (no forward; single-label and .invalid names answered "
+            "NXDOMAIN by CoreDNS); restarting it"
+        )
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        r = c.patch(deploy, json={"spec": {"template": {"metadata": {"annotations": {
-            "kubectl.kubernetes.io/restartedAt": now}}}}},
-            headers={"Content-Type": "application/strategic-merge-patch+json"})
+        r = c.patch(
+            deploy,
+            json={
+                "spec": {
+                    "template": {
+                        "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}
+                    }
+                }
+            },
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
         if r.status_code != 200:
             raise ClusterError(f"restarting CoreDNS: HTTP {r.status_code} {r.text[:200]}")
 
         def rolled_out() -> bool:
             d = c.get(deploy).json()
             s, want = d.get("status", {}), d["spec"].get("replicas", 1)
-            return (s.get("observedGeneration", 0) >= d["metadata"]["generation"]
-                    and s.get("updatedReplicas") == want == s.get("availableReplicas")
-                    and s.get("replicas") == want)
+            return (
+                s.get("observedGeneration", 0) >= d["metadata"]["generation"]
+                and s.get("updatedReplicas") == want == s.get("availableReplicas")
+                and s.get("replicas") == want
+            )
 
         until(rolled_out, "the restarted CoreDNS Deployment", timeout=timeout, interval=1)
     return True
 
 
 # --- the image and the DaemonSet -------------------------------------------------------------
+
 
 def probe_image(load_image: Callable[[str], None], log: Log = _quiet) -> str:
     """The probe binary in a one-file image (`docker import`), loaded into the nodes by
@@ -179,60 +201,121 @@ def probe_image(load_image: Callable[[str], None], log: Log = _quiet) -> str:
             shutil.copy2(binary, root / "dnsprobe")
             (root / "etc" / "passwd").write_text("nobody:x:65534:65534:nobody:/:/dnsprobe\n")
             (root / "etc" / "group").write_text("nogroup:x:65534:\n")
-            run(["sh", "-c", f"tar -C {root} --numeric-owner -c . | docker import "
-                 f"-c 'ENTRYPOINT [\"/dnsprobe\"]' -c 'USER 65534' - {tag}"],
-                "docker import of the DNS probe image", timeout=120)
+            run(
+                [
+                    "sh",
+                    "-c",
+                    f"tar -C {root} --numeric-owner -c . | docker import "
+                    f"-c 'ENTRYPOINT [\"/dnsprobe\"]' -c 'USER 65534' - {tag}",
+                ],
+                "docker import of the DNS probe image",
+                timeout=120,
+            )
         log(f"built DNS probe image {tag}")
     load_image(tag)
     return tag
 
 
-def manifests(image: str, names: list[tuple[str, str, bool]], rate_hz: float,
-              max_s: float) -> list[tuple[str, dict[str, Any]]]:
+def manifests(
+    image: str, names: list[tuple[str, str, bool]], rate_hz: float, max_s: float
+) -> list[tuple[str, dict[str, Any]]]:
     """(collection, object) to create, in order: namespace, its Service, the DaemonSet."""
     meta = {"namespace": NAMESPACE, "labels": {LABEL[0]: LABEL[1]}}
     args = [f"--rate={rate_hz:g}", f"--duration={int(max_s)}s"]
     args += [f"--{'name' if exists else 'missing'}={kind}={name}" for kind, name, exists in names]
-    env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-           {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
     ns = f"/api/v1/namespaces/{NAMESPACE}"
     return [
-        ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                "metadata": {"name": NAMESPACE, "labels": meta["labels"]}}),
-        (f"{ns}/services", {"apiVersion": "v1", "kind": "Service",
-                            "metadata": {"name": TARGET, **meta},
-                            "spec": {"ports": [{"name": "http", "port": 80}]}}),
-        (f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets", {
-            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": APP, **meta},
-            "spec": {"selector": {"matchLabels": {"app": APP}}, "template": {
-                "metadata": {"labels": {"app": APP, LABEL[0]: LABEL[1]}},
+        (
+            "/api/v1/namespaces",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": NAMESPACE, "labels": meta["labels"]},
+            },
+        ),
+        (
+            f"{ns}/services",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": TARGET, **meta},
+                "spec": {"ports": [{"name": "http", "port": 80}]},
+            },
+        ),
+        (
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": APP, **meta},
                 "spec": {
-                    # real workers only: not the control plane, not KWOK's fake nodes
-                    "affinity": {"nodeAffinity": {
-                        "requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [{"matchExpressions": [
-                                {"key": "type", "operator": "NotIn", "values": ["kwok"]},
-                                {"key": CONTROL_PLANE, "operator": "DoesNotExist"}]}]}}},
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    # SIGTERM: the probe waits up to 25 s for its lookups in flight
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [{
-                        "name": "probe", "image": image, "imagePullPolicy": "Never",
-                        "args": args, "env": env,
-                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
-                                      "limits": {"memory": "128Mi"}},
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534,
-                                            "allowPrivilegeEscalation": False,
-                                            "readOnlyRootFilesystem": True}}]}}}}),
+                    "selector": {"matchLabels": {"app": APP}},
+                    "template": {
+                        "metadata": {"labels": {"app": APP, LABEL[0]: LABEL[1]}},
+                        "spec": {
+                            # real workers only: not the control plane, not KWOK's fake nodes
+                            "affinity": {
+                                "nodeAffinity": {
+                                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                                        "nodeSelectorTerms": [
+                                            {
+                                                "matchExpressions": [
+                                                    {
+                                                        "key": "type",
+                                                        "operator": "NotIn",
+                                                        "values": ["kwok"],
+                                                    },
+                                                    {
+                                                        "key": CONTROL_PLANE,
+                                                        "operator": "DoesNotExist",
+                                                    },
+                                                ]
+                                            }
+                                        ]
+                                    }
+                                }
+                            },
+                            "automountServiceAccountToken": False,
+                            "enableServiceLinks": False,
+                            # SIGTERM: the probe waits up to 25 s for its lookups in flight
+                            "terminationGracePeriodSeconds": 30,
+                            "containers": [
+                                {
+                                    "name": "probe",
+                                    "image": image,
+                                    "imagePullPolicy": "Never",
+                                    "args": args,
+                                    "env": env,
+                                    "resources": {
+                                        "requests": {"cpu": "10m", "memory": "16Mi"},
+                                        "limits": {"memory": "128Mi"},
+                                    },
+                                    "securityContext": {
+                                        "runAsNonRoot": True,
+                                        "runAsUser": 65534,
+                                        "allowPrivilegeEscalation": False,
+                                        "readOnlyRootFilesystem": True,
+                                    },
+                                }
+                            ],
+                        },
+                    },
+                },
+            },
+        ),
     ]
 
 
 def real_workers(c: httpx.Client) -> list[str]:
     nodes = c.get("/api/v1/nodes").json()["items"]
     labels = {n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in nodes}
-    return sorted(n for n, lb in labels.items()
-                  if lb.get("type") != "kwok" and CONTROL_PLANE not in lb)
+    return sorted(
+        n for n, lb in labels.items() if lb.get("type") != "kwok" and CONTROL_PLANE not in lb
+    )
 
 
 def probe_pods(c: httpx.Client) -> list[dict[str, Any]]:
@@ -241,13 +324,21 @@ def probe_pods(c: httpx.Client) -> list[dict[str, Any]]:
 
 
 def _running(pod: dict[str, Any]) -> bool:
-    return (pod.get("status", {}).get("phase") == "Running"
-            and pod["metadata"].get("deletionTimestamp") is None)
+    return (
+        pod.get("status", {}).get("phase") == "Running"
+        and pod["metadata"].get("deletionTimestamp") is None
+    )
 
 
-def deploy(cluster: Cluster, names: list[tuple[str, str, bool]], rate_hz: float, max_s: float,
-           load_image: Callable[[str], None], log: Log = _quiet, timeout: float = 180
-           ) -> list[dict[str, Any]]:
+def deploy(
+    cluster: Cluster,
+    names: list[tuple[str, str, bool]],
+    rate_hz: float,
+    max_s: float,
+    load_image: Callable[[str], None],
+    log: Log = _quiet,
+    timeout: float = 180,
+) -> list[dict[str, Any]]:
     """Everything the probe pods need, then wait until one runs on every real worker."""
     ensure_offline_dns(cluster, log)
     image = probe_image(load_image, log)
@@ -255,14 +346,22 @@ def deploy(cluster: Cluster, names: list[tuple[str, str, bool]], rate_hz: float,
     with http_client(cluster) as c:
         # a DaemonSet left by an earlier run: its pods' logs are not this run's
         if c.delete(ds, params={"propagationPolicy": "Foreground"}).status_code == 200:
-            until(lambda: c.get(ds).status_code == 404 and not probe_pods(c),
-                  "the previous DNS probe pods to go", timeout=timeout)
+            until(
+                lambda: c.get(ds).status_code == 404 and not probe_pods(c),
+                "the previous DNS probe pods to go",
+                timeout=timeout,
+            )
         for collection, obj in manifests(image, names, rate_hz, max_s):
             if obj["kind"] == "DaemonSet":
                 # pods cannot be created before the namespace's default ServiceAccount exists
-                until(lambda: c.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")
-                      .status_code == 200, "the probe namespace's default ServiceAccount",
-                      timeout=60)
+                until(
+                    lambda: (
+                        c.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default").status_code
+                        == 200
+                    ),
+                    "the probe namespace's default ServiceAccount",
+                    timeout=60,
+                )
             apply_object(c, collection, obj)
         workers = real_workers(c)
         if not workers:
@@ -272,10 +371,16 @@ def deploy(cluster: Cluster, names: list[tuple[str, str, bool]], rate_hz: float,
             pods = [p for p in probe_pods(c) if _running(p)]
             return pods if {p["spec"]["nodeName"] for p in pods} >= set(workers) else None
 
-        pods = until(on_every_worker, f"DNS probe pods Running on {', '.join(workers)}",
-                     timeout=timeout, interval=1)
-    log(f"DNS probe pods running on {len(pods)} worker(s): "
-        f"{', '.join(p['spec']['nodeName'] for p in pods)}")
+        pods = until(
+            on_every_worker,
+            f"DNS probe pods Running on {', '.join(workers)}",
+            timeout=timeout,
+            interval=1,
+        )
+    log(
+        f"DNS probe pods running on {len(pods)} worker(s): "
+        f"{', '.join(p['spec']['nodeName'] for p in pods)}"
+    )
     return pods
 
 
@@ -283,11 +388,14 @@ def remove(cluster: Cluster) -> None:
     """Delete the DaemonSet (its pods finish their lookups in flight, then stop); the
     namespace and its Service stay for the next run."""
     with http_client(cluster) as c:
-        c.delete(f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets/{APP}",
-                 params={"propagationPolicy": "Background"})
+        c.delete(
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets/{APP}",
+            params={"propagationPolicy": "Background"},
+        )
 
 
 # --- the measurement -------------------------------------------------------------------------
+
 
 class PodDnsProbe:
     """The `dns` measurement on kind: probe pods (the SLOs' view) and, beside them, the
@@ -295,9 +403,17 @@ class PodDnsProbe:
 
     name = "dns"
 
-    def __init__(self, cluster: Cluster, raw: Path, names: list[tuple[str, str, bool]],
-                 rate_hz: float, max_s: float, load_image: Callable[[str], None],
-                 node_probe: dns_m.DnsProbe | None = None, log: Log = _quiet) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        raw: Path,
+        names: list[tuple[str, str, bool]],
+        rate_hz: float,
+        max_s: float,
+        load_image: Callable[[str], None],
+        node_probe: dns_m.DnsProbe | None = None,
+        log: Log = _quiet,
+    ) -> None:
         self.cluster = cluster
         self.load_image = load_image
         self.raw = raw
@@ -315,8 +431,7 @@ class PodDnsProbe:
         self._watch = Ticker(5.0, self._discover, "dns-pods-discover")
 
     def start(self) -> None:
-        pods = deploy(self.cluster, self.names, self.rate_hz, self.max_s, self.load_image,
-                      self.log)
+        pods = deploy(self.cluster, self.names, self.rate_hz, self.max_s, self.load_image, self.log)
         self.writer = JsonlWriter(self.raw)
         self._follow(pods)
         self._watch.start()
@@ -331,8 +446,11 @@ class PodDnsProbe:
         t_end = time.time()
         # the streams lag the pods by the API server's delivery: let them reach the end
         try:
-            until(lambda: all(self._latest.get(p, 0) >= t_end - 1 for p in self.followers),
-                  "the probe pods' log streams to reach the end of the run", timeout=15)
+            until(
+                lambda: all(self._latest.get(p, 0) >= t_end - 1 for p in self.followers),
+                "the probe pods' log streams to reach the end of the run",
+                timeout=15,
+            )
         except Exception as e:  # noqa: BLE001 - a stream that stays behind is reported below
             self.log(f"warning: {e}")
         self._watch.stop()
@@ -343,9 +461,16 @@ class PodDnsProbe:
                 f.stop()
         assert self.writer is not None
         for pod, f in self.followers.items():
-            self.writer.write({"event": "stream", "pod": pod, "node": self._nodes.get(pod),
-                               "streams": f.streams, "errors": f.errors,
-                               "ended": "pod deleted" if f.gone else "stopped"})
+            self.writer.write(
+                {
+                    "event": "stream",
+                    "pod": pod,
+                    "node": self._nodes.get(pod),
+                    "streams": f.streams,
+                    "errors": f.errors,
+                    "ended": "pod deleted" if f.gone else "stopped",
+                }
+            )
         self.writer.close()
         node = with_where(self.node_probe.gather(), self.cluster) if self.node_probe else None
         return summarize(read_jsonl(self.raw), node)
@@ -384,13 +509,15 @@ class PodDnsProbe:
             if key in self._seen:  # a resumed stream repeats up to a second of lines
                 return
             self._seen.add(key)
-            self._latest[pod] = max(self._latest.get(pod, 0.0),
-                                    float(rec.get("sched") or rec.get("t") or 0))
+            self._latest[pod] = max(
+                self._latest.get(pod, 0.0), float(rec.get("sched") or rec.get("t") or 0)
+            )
         assert self.writer is not None
         self.writer.write({**rec, "pod": pod, "node": self._nodes.get(pod)})
 
 
 # --- the summary (pure) ----------------------------------------------------------------------
+
 
 def slots(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every slot every probe process scheduled, in scheduled order: its record, or, when a
@@ -414,42 +541,66 @@ def slots(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         timeout_ms = 1000 * float(st.get("timeout_s", 10.0))
         for k in range(p["scheduled"]):
             r = p["by_k"].get(k) or {
-                "i": i, "k": k, "sched": st.get("t0", 0.0) + k / st.get("rate_hz", 1.0),
-                "name": "?", "kind": "?", "expect": "?", "ms": None, "lag_ms": None,
-                "cause": "unrecorded", "pod": st.get("pod"), "node": st.get("node")}
+                "i": i,
+                "k": k,
+                "sched": st.get("t0", 0.0) + k / st.get("rate_hz", 1.0),
+                "name": "?",
+                "kind": "?",
+                "expect": "?",
+                "ms": None,
+                "lag_ms": None,
+                "cause": "unrecorded",
+                "pod": st.get("pod"),
+                "node": st.get("node"),
+            }
             # what every DNS summary reads: "t", "error", an rcode, and a latency (a slot never
             # sent or never recorded counts at the lookup's timeout)
-            out.append({**r, "t": r["sched"], "error": r["cause"] is not None,
-                        "rcode": r.get("rcode") or r["cause"].upper(),
-                        "ms": r["ms"] if r.get("ms") is not None else timeout_ms})
+            out.append(
+                {
+                    **r,
+                    "t": r["sched"],
+                    "error": r["cause"] is not None,
+                    "rcode": r.get("rcode") or r["cause"].upper(),
+                    "ms": r["ms"] if r.get("ms") is not None else timeout_ms,
+                }
+            )
     out.sort(key=lambda r: r["sched"])
     return out
 
 
-def summarize(records: list[dict[str, Any]],
-              node: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(records: list[dict[str, Any]], node: dict[str, Any] | None = None) -> dict[str, Any]:
     """The DNS summary of the pods' records (the fields every DNS summary has, from
     dns.summarize over the slots of every pod as one stream), plus where they ran, the
     resolver, queries per lookup by name kind, slots by outcome, each pod's restarts, lost
     slots and gaps, and the node-namespace probe's summary beside it."""
     every = slots(records)
     starts = [r for r in records if r.get("event") == "start"]
-    base: dict[str, Any] = (dns_m.summarize(_stream(every, starts)) if every else
-                            {"error": "no DNS lookup was recorded by the probe pods"})
+    base: dict[str, Any] = (
+        dns_m.summarize(_stream(every, starts))
+        if every
+        else {"error": "no DNS lookup was recorded by the probe pods"}
+    )
     out = {**base, "where": "pods", "where_detail": WHERE["pods"]}
     if starts:
         resolv = starts[0]["resolv"]
-        out["resolver"] = {"ndots": resolv["ndots"], "search": resolv["search"],
-                           "nameservers": resolv["nameservers"],
-                           "timeout_s": resolv["timeout_s"], "attempts": resolv["attempts"],
-                           "same_in_every_pod": all(s["resolv"] == resolv for s in starts)}
+        out["resolver"] = {
+            "ndots": resolv["ndots"],
+            "search": resolv["search"],
+            "nameservers": resolv["nameservers"],
+            "timeout_s": resolv["timeout_s"],
+            "attempts": resolv["attempts"],
+            "same_in_every_pod": all(s["resolv"] == resolv for s in starts),
+        }
         out["rate_hz_per_pod"] = starts[0].get("rate_hz")
     out["queries_per_lookup"] = _queries_per_lookup(every, starts)
     out["slots"] = _outcomes(every)
     out["pods"] = _pods(records, every)
     if node is not None:
-        out["node_namespace"] = {"where": "node-namespace",
-                                 "where_detail": WHERE["node-namespace"], **node}
+        out["node_namespace"] = {
+            "where": "node-namespace",
+            "where_detail": WHERE["node-namespace"],
+            **node,
+        }
         # new Services are timed by the node-namespace probe (names given during the run)
         out["propagation"] = node.get("propagation", [])
         out["propagation_from"] = "node-namespace"
@@ -460,15 +611,23 @@ def _stream(every: list[dict[str, Any]], starts: list[dict[str, Any]]) -> list[d
     """Slots of several processes as one probe stream for dns.summarize: renumbered in
     scheduled order, between one start and one stop."""
     timeout_s = max((float(s.get("timeout_s", 10.0)) for s in starts), default=10.0)
-    head = {"event": "start", "t0": every[0]["sched"], "timeout_s": timeout_s,
-            "rate_hz": sum(float(s.get("rate_hz", 0)) for s in starts) or 1.0,
-            "workers": sum(int(s.get("workers", 0)) for s in starts)}
-    return [head, *({**r, "k": k} for k, r in enumerate(every)),
-            {"event": "stop", "scheduled": len(every)}]
+    head = {
+        "event": "start",
+        "t0": every[0]["sched"],
+        "timeout_s": timeout_s,
+        "rate_hz": sum(float(s.get("rate_hz", 0)) for s in starts) or 1.0,
+        "workers": sum(int(s.get("workers", 0)) for s in starts),
+    }
+    return [
+        head,
+        *({**r, "k": k} for k, r in enumerate(every)),
+        {"event": "stop", "scheduled": len(every)},
+    ]
 
 
-def _queries_per_lookup(every: list[dict[str, Any]],
-                        starts: list[dict[str, Any]]) -> dict[str, Any]:
+def _queries_per_lookup(
+    every: list[dict[str, Any]], starts: list[dict[str, Any]]
+) -> dict[str, Any]:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in every:
         if r.get("lag_ms") is not None:  # sent
@@ -478,10 +637,16 @@ def _queries_per_lookup(every: list[dict[str, Any]],
         qs = [int(r.get("queries", 1)) for r in rs]
         ok = [int(r.get("queries", 1)) for r in rs if not r["error"]]
         lat = dns_m.summarize(_stream(rs, starts))  # the one DNS summary, for this kind
-        out[kind] = {"name": rs[0]["name"], "lookups": len(rs), "mean": sum(qs) / len(qs),
-                     "max": max(qs), "mean_when_ok": sum(ok) / len(ok) if ok else None,
-                     "failed": sum(1 for r in rs if r["error"]),
-                     "p50_ms": lat.get("p50_ms"), "p99_ms": lat.get("p99_ms")}
+        out[kind] = {
+            "name": rs[0]["name"],
+            "lookups": len(rs),
+            "mean": sum(qs) / len(qs),
+            "max": max(qs),
+            "mean_when_ok": sum(ok) / len(ok) if ok else None,
+            "failed": sum(1 for r in rs if r["error"]),
+            "p50_ms": lat.get("p50_ms"),
+            "p99_ms": lat.get("p99_ms"),
+        }
     return out
 
 
@@ -491,10 +656,13 @@ def _outcomes(every: list[dict[str, Any]]) -> dict[str, Any]:
         if r["error"]:
             failed[r["cause"]] += 1
     not_answered = ("timeout", "transport", "unsent", "unrecorded")
-    return {"scheduled": len(every),
-            "sent": sum(1 for r in every if r["cause"] not in ("unsent", "unrecorded")),
-            "answered": sum(1 for r in every if r["cause"] not in not_answered),
-            "failed": sum(failed.values()), "failed_by_cause": dict(sorted(failed.items()))}
+    return {
+        "scheduled": len(every),
+        "sent": sum(1 for r in every if r["cause"] not in ("unsent", "unrecorded")),
+        "answered": sum(1 for r in every if r["cause"] not in not_answered),
+        "failed": sum(failed.values()),
+        "failed_by_cause": dict(sorted(failed.items())),
+    }
 
 
 def _pods(records: list[dict[str, Any]], every: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -506,8 +674,10 @@ def _pods(records: list[dict[str, Any]], every: list[dict[str, Any]]) -> list[di
     for r in records:
         if r.get("i") is None:
             continue
-        p = info.setdefault(r["i"], {"pod": r.get("pod"), "node": r.get("node"),
-                                     "start": None, "last": 0.0, "stop": None})
+        p = info.setdefault(
+            r["i"],
+            {"pod": r.get("pod"), "node": r.get("node"), "start": None, "last": 0.0, "stop": None},
+        )
         if r.get("event") == "start":
             p["start"] = r["t0"]
         if r.get("event") == "stop":
@@ -524,18 +694,27 @@ def _pods(records: list[dict[str, Any]], every: list[dict[str, Any]]) -> list[di
     out = []
     for pod, ps in sorted(by_pod.items()):
         ps.sort(key=lambda ip: ip[1]["start"] or ip[1]["last"])
-        gaps = [round(b["start"] - a["last"], 3) for (_, a), (_, b) in zip(ps, ps[1:],
-                                                                           strict=False)
-                if b["start"] is not None]
+        gaps = [
+            round(b["start"] - a["last"], 3)
+            for (_, a), (_, b) in zip(ps, ps[1:], strict=False)
+            if b["start"] is not None
+        ]
         stopped = ps[-1][1]["stop"]
-        out.append({"pod": pod, "node": ps[0][1]["node"], "processes": len(ps),
-                    "restarts": len(ps) - 1,
-                    "scheduled": sum(per[i]["scheduled"] for i, _ in ps),
-                    "lost": sum(per[i]["lost"] for i, _ in ps), "gaps_s": gaps,
-                    "stopped": stopped is not None,
-                    "in_flight_at_stop": stopped["inflight"] if stopped else None,
-                    "log_streams": streams.get(pod, {}).get("streams"),
-                    "stream_errors": streams.get(pod, {}).get("errors", [])})
+        out.append(
+            {
+                "pod": pod,
+                "node": ps[0][1]["node"],
+                "processes": len(ps),
+                "restarts": len(ps) - 1,
+                "scheduled": sum(per[i]["scheduled"] for i, _ in ps),
+                "lost": sum(per[i]["lost"] for i, _ in ps),
+                "gaps_s": gaps,
+                "stopped": stopped is not None,
+                "in_flight_at_stop": stopped["inflight"] if stopped else None,
+                "log_streams": streams.get(pod, {}).get("streams"),
+                "stream_errors": streams.get(pod, {}).get("errors", []),
+            }
+        )
     return out
 
 

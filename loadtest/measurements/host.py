@@ -47,8 +47,7 @@ def sample(pid: int, component: str = "") -> ProcSample | None:
 
 def cluster_pids(state_dir: Path) -> dict[int, str]:
     """PIDs whose command line mentions the cluster's state dir, with their component."""
-    return {pid: component_of(argv)
-            for pid, argv in processes.mentioning(str(state_dir)).items()}
+    return {pid: component_of(argv) for pid, argv in processes.mentioning(str(state_dir)).items()}
 
 
 def snapshot(pids: dict[int, str]) -> dict[str, ProcSample]:
@@ -59,16 +58,22 @@ def snapshot(pids: dict[int, str]) -> dict[str, ProcSample]:
         if s is None:
             continue
         prev = out.get(comp)
-        out[comp] = s if prev is None else ProcSample(
-            pid, comp, prev.cpu_seconds + s.cpu_seconds, prev.rss_bytes + s.rss_bytes)
+        out[comp] = (
+            s
+            if prev is None
+            else ProcSample(
+                pid, comp, prev.cpu_seconds + s.cpu_seconds, prev.rss_bytes + s.rss_bytes
+            )
+        )
     return out
 
 
-def cpu_delta(before: dict[str, ProcSample],
-              after: dict[str, ProcSample]) -> dict[str, float]:
+def cpu_delta(before: dict[str, ProcSample], after: dict[str, ProcSample]) -> dict[str, float]:
     """CPU seconds spent per component between two snapshots."""
-    return {c: round(a.cpu_seconds - (before[c].cpu_seconds if c in before else 0.0), 3)
-            for c, a in after.items()}
+    return {
+        c: round(a.cpu_seconds - (before[c].cpu_seconds if c in before else 0.0), 3)
+        for c, a in after.items()
+    }
 
 
 def self_cpu_seconds() -> float:

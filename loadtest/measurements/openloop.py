@@ -49,13 +49,23 @@ class OpenLoop:
     with "cause" (None: success) and must give up by itself after about `timeout_s`;
     `describe(k)` adds fields known before sending (so unsent slots carry them too)."""
 
-    def __init__(self, rate_hz: float, send: Callable[[int], Record],
-                 write: Callable[[Record], None], *, workers: int, timeout_s: float,
-                 describe: Callable[[int], Record] | None = None,
-                 info: Record | None = None, name: str = "probe") -> None:
+    def __init__(
+        self,
+        rate_hz: float,
+        send: Callable[[int], Record],
+        write: Callable[[Record], None],
+        *,
+        workers: int,
+        timeout_s: float,
+        describe: Callable[[int], Record] | None = None,
+        info: Record | None = None,
+        name: str = "probe",
+    ) -> None:
         if rate_hz <= 0 or workers < 1 or timeout_s <= 0:
-            raise ValueError(f"{name}: rate, workers and timeout must be positive "
-                             f"(got {rate_hz}, {workers}, {timeout_s})")
+            raise ValueError(
+                f"{name}: rate, workers and timeout must be positive "
+                f"(got {rate_hz}, {workers}, {timeout_s})"
+            )
         self.period = 1.0 / rate_hz
         self.rate_hz, self.workers, self.timeout_s = rate_hz, workers, timeout_s
         self.send, self.write = send, write
@@ -69,15 +79,26 @@ class OpenLoop:
         self._stop = threading.Event()
         self._scheduled = 0
         self._t0 = self._t0_wall = 0.0
-        self._dispatcher = threading.Thread(target=self._dispatch, name=f"{name}-schedule",
-                                            daemon=True)
-        self._pool = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-                      for i in range(workers)]
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name=f"{name}-schedule", daemon=True
+        )
+        self._pool = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
 
     def start(self) -> None:
         self._t0, self._t0_wall = time.monotonic(), time.time()
-        self.write({"event": "start", "t0": self._t0_wall, "rate_hz": self.rate_hz,
-                    "timeout_s": self.timeout_s, "workers": self.workers, **self.info})
+        self.write(
+            {
+                "event": "start",
+                "t0": self._t0_wall,
+                "rate_hz": self.rate_hz,
+                "timeout_s": self.timeout_s,
+                "workers": self.workers,
+                **self.info,
+            }
+        )
         for t in self._pool:
             t.start()
         self._dispatcher.start()
@@ -94,8 +115,15 @@ class OpenLoop:
             left, now = sorted(self._inflight), time.monotonic()
             self._inflight.clear()
             for k in left:
-                self.write({**self._slot(k), "lag_ms": None, "ms": (now - self._due(k)) * 1000,
-                            "cause": TIMEOUT, "detail": "no answer by the end of the run"})
+                self.write(
+                    {
+                        **self._slot(k),
+                        "lag_ms": None,
+                        "ms": (now - self._due(k)) * 1000,
+                        "cause": TIMEOUT,
+                        "detail": "no answer by the end of the run",
+                    }
+                )
             self.write({"event": "stop", "scheduled": self._scheduled})
         for _ in self._pool:
             self._queue.put(None)  # a worker stuck in `send` is a daemon: left behind
@@ -129,8 +157,15 @@ class OpenLoop:
             with self._idle:
                 if k in self._inflight:  # else `stop` has recorded it already
                     self._inflight.discard(k)
-                    self.write({**self._slot(k), "cause": None, **rec,
-                                "lag_ms": (sent - due) * 1000, "ms": (done - due) * 1000})
+                    self.write(
+                        {
+                            **self._slot(k),
+                            "cause": None,
+                            **rec,
+                            "lag_ms": (sent - due) * 1000,
+                            "ms": (done - due) * 1000,
+                        }
+                    )
                     self._idle.notify_all()
             self._free.release()
 
@@ -163,12 +198,21 @@ def read_slots(records: Iterable[Record], timeout_s: float) -> Slots:
     for r in records:
         if "k" in r:
             by_k.setdefault(r["k"], r)
-    scheduled = max([r["scheduled"] for r in records if r.get("event") == "stop"]
-                    + [max(by_k, default=-1) + 1])
+    scheduled = max(
+        [r["scheduled"] for r in records if r.get("event") == "stop"] + [max(by_k, default=-1) + 1]
+    )
     period = 1.0 / start["rate_hz"] if start else 0.0
-    slots = [by_k.get(k) or {"k": k, "sched": start.get("t0", 0.0) + k * period,
-                             "lag_ms": None, "ms": None, "cause": UNRECORDED}
-             for k in range(scheduled)]
+    slots = [
+        by_k.get(k)
+        or {
+            "k": k,
+            "sched": start.get("t0", 0.0) + k * period,
+            "lag_ms": None,
+            "ms": None,
+            "cause": UNRECORDED,
+        }
+        for k in range(scheduled)
+    ]
     return Slots(slots, 1000 * start.get("timeout_s", timeout_s), start)
 
 

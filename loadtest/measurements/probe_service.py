@@ -20,10 +20,16 @@ NAMESPACE = "default"
 def create(cluster: Cluster, name: str) -> str:
     """Apply the probe Service `name`; returns the name DNS should come to serve for it."""
     with http_client(cluster) as c:
-        apply_object(c, f"/api/v1/namespaces/{NAMESPACE}/services", {
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {LABEL: "true"}},
-            "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}})
+        apply_object(
+            c,
+            f"/api/v1/namespaces/{NAMESPACE}/services",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {LABEL: "true"}},
+                "spec": {"ports": [{"port": 80, "protocol": "TCP"}]},
+            },
+        )
     return f"{name}.{NAMESPACE}.svc.cluster.local."
 
 
@@ -41,8 +47,9 @@ def delete_all(cluster: Cluster) -> list[str]:
                 ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
                 d = c.delete(f"/api/v1/namespaces/{ns}/services/{name}")
                 if d.status_code not in (200, 202, 404):
-                    raise ClusterError(f"{what}: DELETE {ns}/{name}: HTTP {d.status_code}: "
-                                       f"{response_message(d)}")
+                    raise ClusterError(
+                        f"{what}: DELETE {ns}/{name}: HTTP {d.status_code}: {response_message(d)}"
+                    )
                 gone.append(f"{ns}/{name}")
     except httpx.HTTPError as e:
         raise ClusterError(f"{what}: no answer: {type(e).__name__}: {e}") from None

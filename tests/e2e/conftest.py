@@ -7,8 +7,10 @@ import pytest
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--loadtest-provider") == "kind":
         return
-    skip = pytest.mark.skip(reason="e2e needs a kind cluster: run `make test-e2e` "
-                                   "(pytest -m e2e --loadtest-provider kind)")
+    skip = pytest.mark.skip(
+        reason="e2e needs a kind cluster: run `make test-e2e` "
+        "(pytest -m e2e --loadtest-provider kind)"
+    )
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)

@@ -33,8 +33,11 @@ GATHERED: list[dict[str, Any]] = []  # the probe's summary, once a test gathered
 
 
 def lookups(p: dns_pods.PodDnsProbe, since: float = 0.0, kind: str | None = None) -> list[dict]:
-    return [r for r in read_jsonl(p.raw) if "k" in r and r["sched"] >= since
-            and (kind is None or r["kind"] == kind)]
+    return [
+        r
+        for r in read_jsonl(p.raw)
+        if "k" in r and r["sched"] >= since and (kind is None or r["kind"] == kind)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,20 @@ def probe(loadtest_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
     c = loadtest_cluster
     with http_client(c) as h:  # a Service in another namespace, for SERVICE.NAMESPACE
         h.post("/api/v1/namespaces", json={"metadata": {"name": OTHER_NS}})
-        h.post(f"/api/v1/namespaces/{OTHER_NS}/services", json={
-            "metadata": {"name": OTHER_SVC}, "spec": {"ports": [{"port": 80}]}})
+        h.post(
+            f"/api/v1/namespaces/{OTHER_NS}/services",
+            json={"metadata": {"name": OTHER_SVC}, "spec": {"ports": [{"port": 80}]}},
+        )
     raw = tmp_path_factory.mktemp("dns-pods") / "dns_pods.jsonl"
-    p = dns_pods.PodDnsProbe(c, raw, dns_pods.probe_names((OTHER_NS, OTHER_SVC)),
-                             rate_hz=10, max_s=1800, log=print,
-                             load_image=lambda image: KindProvider().load_image(c.name, image))
+    p = dns_pods.PodDnsProbe(
+        c,
+        raw,
+        dns_pods.probe_names((OTHER_NS, OTHER_SVC)),
+        rate_hz=10,
+        max_s=1800,
+        log=print,
+        load_image=lambda image: KindProvider().load_image(c.name, image),
+    )
     p.start()
     yield p
     if not GATHERED:  # the last test gathers it
@@ -63,23 +74,36 @@ def test_probe_pods_run_on_every_real_worker(probe):
         pods = [p for p in dns_pods.probe_pods(h) if p["status"]["phase"] == "Running"]
     assert workers and sorted(p["spec"]["nodeName"] for p in pods) == workers
     # and their results arrive while they run, from every one of them
-    until(lambda: {r["pod"] for r in lookups(probe)} == {p["metadata"]["name"] for p in pods},
-          "lookups from every probe pod", timeout=30)
+    until(
+        lambda: {r["pod"] for r in lookups(probe)} == {p["metadata"]["name"] for p in pods},
+        "lookups from every probe pod",
+        timeout=30,
+    )
 
 
 def test_lookups_cost_what_the_search_list_makes_them_cost(probe):
     kinds = ("kubernetes", "service", "short", "external", "fqdn")
-    until(lambda: all(len(lookups(probe, kind=k)) >= 10 for k in kinds),
-          "10 lookups of every kind", timeout=60)
+    until(
+        lambda: all(len(lookups(probe, kind=k)) >= 10 for k in kinds),
+        "10 lookups of every kind",
+        timeout=60,
+    )
     (start, *_) = [r for r in read_jsonl(probe.raw) if r.get("event") == "start"]
     search = start["resolv"]["search"]
     assert start["resolv"]["ndots"] == 5 and start["resolv"]["nameservers"] == ["10.96.0.10"]
-    assert search[:3] == [f"{dns_pods.NAMESPACE}.svc.cluster.local", "svc.cluster.local",
-                          "cluster.local"]
-    for kind, queries, rcode in (("short", 1, "NOERROR"), ("kubernetes", 2, "NOERROR"),
-                                 ("service", 2, "NOERROR"), ("fqdn", 1, "NOERROR"),
-                                 # the whole search list, then as-is
-                                 ("external", len(search) + 1, "NXDOMAIN")):
+    assert search[:3] == [
+        f"{dns_pods.NAMESPACE}.svc.cluster.local",
+        "svc.cluster.local",
+        "cluster.local",
+    ]
+    for kind, queries, rcode in (
+        ("short", 1, "NOERROR"),
+        ("kubernetes", 2, "NOERROR"),
+        ("service", 2, "NOERROR"),
+        ("fqdn", 1, "NOERROR"),
+        # the whole search list, then as-is
+        ("external", len(search) + 1, "NXDOMAIN"),
+    ):
         rs = lookups(probe, kind=kind)
         assert Counter(r["queries"] for r in rs) == {queries: len(rs)}, (kind, rs[:3])
         assert {r["rcode"] for r in rs} == {rcode} and not any(r["cause"] for r in rs), kind
@@ -97,8 +121,12 @@ def test_deleted_service_turns_nxdomain_within_the_ttl(probe):
         nx = [r["sched"] for r in rs if r.get("rcode") == "NXDOMAIN"]
         return min(nx) if nx else None
 
-    t1 = until(nxdomain_since, "the deleted Service's name to answer NXDOMAIN",
-               timeout=CACHE_TTL_S + 30, interval=1)
+    t1 = until(
+        nxdomain_since,
+        "the deleted Service's name to answer NXDOMAIN",
+        timeout=CACHE_TTL_S + 30,
+        interval=1,
+    )
     print(f"deleted Service: NXDOMAIN after {t1 - t0:.1f}s")
     assert t1 - t0 <= CACHE_TTL_S + 5
     time.sleep(3)  # bounded: a few more lookups, which must all say NXDOMAIN now
@@ -106,11 +134,16 @@ def test_deleted_service_turns_nxdomain_within_the_ttl(probe):
     assert later and {r["rcode"] for r in later} == {"NXDOMAIN"}
     assert all(r["queries"] == 4 for r in later)  # a missing short name walks the list too
     with http_client(probe.cluster) as h:  # back, for the rest of the run
-        h.post(f"/api/v1/namespaces/{dns_pods.NAMESPACE}/services", json={
-            "metadata": {"name": dns_pods.TARGET}, "spec": {"ports": [{"port": 80}]}})
-    until(lambda: any(r.get("rcode") == "NOERROR"
-                      for r in lookups(probe, time.time() - 2, "short")),
-          "the re-created Service to resolve", timeout=CACHE_TTL_S + 30, interval=1)
+        h.post(
+            f"/api/v1/namespaces/{dns_pods.NAMESPACE}/services",
+            json={"metadata": {"name": dns_pods.TARGET}, "spec": {"ports": [{"port": 80}]}},
+        )
+    until(
+        lambda: any(r.get("rcode") == "NOERROR" for r in lookups(probe, time.time() - 2, "short")),
+        "the re-created Service to resolve",
+        timeout=CACHE_TTL_S + 30,
+        interval=1,
+    )
 
 
 def test_a_killed_probe_container_loses_at_most_its_lookups_in_flight(probe):
@@ -119,10 +152,17 @@ def test_a_killed_probe_container_loses_at_most_its_lookups_in_flight(probe):
     name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
     cid = pod["status"]["containerStatuses"][0]["containerID"].split("//")[1]
     before = {r["i"] for r in lookups(probe) if r["pod"] == name}
-    run(["docker", "exec", node, "crictl", "stop", "--timeout", "0", cid],
-        "crictl stop of the probe container (SIGKILL)", timeout=60)
-    until(lambda: {r["i"] for r in lookups(probe) if r["pod"] == name} - before,
-          "lookups from the restarted probe container", timeout=90, interval=1)
+    run(
+        ["docker", "exec", node, "crictl", "stop", "--timeout", "0", cid],
+        "crictl stop of the probe container (SIGKILL)",
+        timeout=60,
+    )
+    until(
+        lambda: {r["i"] for r in lookups(probe) if r["pod"] == name} - before,
+        "lookups from the restarted probe container",
+        timeout=90,
+        interval=1,
+    )
 
 
 def test_coredns_scaled_to_zero_fails_lookups_and_the_dns_slos(probe):
@@ -133,25 +173,44 @@ def test_coredns_scaled_to_zero_fails_lookups_and_the_dns_slos(probe):
         h.patch(f"{COREDNS}/scale", json={"spec": {"replicas": 0}}, headers=headers)
         t0 = time.time()
         try:
-            until(lambda: not h.get("/api/v1/namespaces/kube-system/pods",
-                                    params={"labelSelector": "k8s-app=kube-dns"}).json()["items"],
-                  "CoreDNS pods gone", timeout=120, interval=1)
+            until(
+                lambda: (
+                    not h.get(
+                        "/api/v1/namespaces/kube-system/pods",
+                        params={"labelSelector": "k8s-app=kube-dns"},
+                    ).json()["items"]
+                ),
+                "CoreDNS pods gone",
+                timeout=120,
+                interval=1,
+            )
             t_gone = time.time()
-            until(lambda: len(lookups(probe, since=t_gone + 1)) >= 100,
-                  "100 lookups with no CoreDNS", timeout=60, interval=1)
+            until(
+                lambda: len(lookups(probe, since=t_gone + 1)) >= 100,
+                "100 lookups with no CoreDNS",
+                timeout=60,
+                interval=1,
+            )
         finally:
             h.patch(f"{COREDNS}/scale", json={"spec": {"replicas": replicas}}, headers=headers)
     down = lookups(probe, since=t_gone + 1)
     assert all(r["cause"] for r in down), Counter(r.get("rcode") for r in down)
-    print(f"CoreDNS at zero: {Counter(r['cause'] for r in down)} "
-          f"(scaled down at +0, pods gone at +{t_gone - t0:.0f}s)")
-    until(lambda: any(not r["cause"] for r in lookups(probe, since=time.time() - 2)),
-          "lookups to succeed once CoreDNS is back", timeout=180, interval=1)
+    print(
+        f"CoreDNS at zero: {Counter(r['cause'] for r in down)} "
+        f"(scaled down at +0, pods gone at +{t_gone - t0:.0f}s)"
+    )
+    until(
+        lambda: any(not r["cause"] for r in lookups(probe, since=time.time() - 2)),
+        "lookups to succeed once CoreDNS is back",
+        timeout=180,
+        interval=1,
+    )
 
     s = probe.gather()
     GATHERED.append(s)
-    print({k: s[k] for k in ("error_rate", "p50_ms", "p99_ms", "slots", "queries_per_lookup",
-                             "pods")})
+    print(
+        {k: s[k] for k in ("error_rate", "p50_ms", "p99_ms", "slots", "queries_per_lookup", "pods")}
+    )
     results = {r.name: r for r in slo.evaluate({"measurements": {"dns": s}}, slo.load_slos(None))}
     assert results["dns-errors"].status == "fail", results["dns-errors"]
     assert s["where"] == "pods" and s["resolver"]["ndots"] == 5

@@ -32,11 +32,35 @@ def incident(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("the API server's memory budget is a cgroup: needs root")
     provider = "local"
     out = tmp_path_factory.mktemp("incident")
-    cmd = [sys.executable, "-m", "loadtest.cli", "incident", "--provider", provider,
-           "--name", NAME, "--out", str(out), "--profile", "telemetry-v2",
-           "--small", "10", "--between", "100", "--large", str(LARGE), "--pods-per-node", "3",
-           "--duration", "60", "--propagation", "--restart-dns-at", "45",
-           "--apiserver-memory", "2Gi"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "loadtest.cli",
+        "incident",
+        "--provider",
+        provider,
+        "--name",
+        NAME,
+        "--out",
+        str(out),
+        "--profile",
+        "telemetry-v2",
+        "--small",
+        "10",
+        "--between",
+        "100",
+        "--large",
+        str(LARGE),
+        "--pods-per-node",
+        "3",
+        "--duration",
+        "60",
+        "--propagation",
+        "--restart-dns-at",
+        "45",
+        "--apiserver-memory",
+        "2Gi",
+    ]
     try:
         rc = subprocess.run(cmd, timeout=40 * 60).returncode
     finally:
@@ -53,11 +77,14 @@ def test_passes_small_and_breaks_api_and_dns_at_production_scale(incident):
     assert large["verdict"] == "fail"
     assert any(s.startswith("api-") for s in large["failed_slos"]), large["failed_slos"]
     # DNS breaks once the API server is gone: say how its memory went if it did not
-    memory = {k: v for k, v in json.loads((Path(large["run_dir"]) / "summary.json")
-                                          .read_text())["cluster"].items() if "memory" in k
-              or "oom" in k}
-    assert any(s.startswith("dns-") for s in large["failed_slos"]), (large["failed_slos"],
-                                                                     memory)
+    memory = {
+        k: v
+        for k, v in json.loads((Path(large["run_dir"]) / "summary.json").read_text())[
+            "cluster"
+        ].items()
+        if "memory" in k or "oom" in k
+    }
+    assert any(s.startswith("dns-") for s in large["failed_slos"]), (large["failed_slos"], memory)
     assert rc == 0  # `make incident` says "reproduced"
 
 

@@ -28,18 +28,24 @@ DNS_SERVICE_IP = "10.96.0.10"  # kubeadm's default: the 10th address of 10.96.0.
 
 
 def kubectl(cluster: Cluster, *args: str, input: str | None = None, timeout: float = 60) -> str:
-    return run([toolchain.binary("kubectl"), "--kubeconfig", cluster.kubeconfig, *args],
-               f"kubectl {' '.join(args[:3])}", input=input, timeout=timeout)
+    return run(
+        [toolchain.binary("kubectl"), "--kubeconfig", cluster.kubeconfig, *args],
+        f"kubectl {' '.join(args[:3])}",
+        input=input,
+        timeout=timeout,
+    )
 
 
 def kubectl_json(cluster: Cluster, *args: str) -> dict:
     out = kubectl(cluster, *args, "-o", "json")
-    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]
+    return json.JSONDecoder().raw_decode(out[out.index("{") :])[0]
 
 
 def ready(obj: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in obj.get("status", {}).get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in obj.get("status", {}).get("conditions", [])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,9 @@ def probe_image(loadtest_cluster: Cluster) -> str:
     """A busybox image made here (Debian's busybox-static, docker import), in every node."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
-        pytest.fail("/bin/busybox is missing: apt-get install busybox-static (make node-image "
-                    "installs it)")
+        pytest.fail(
+            "/bin/busybox is missing: apt-get install busybox-static (make node-image installs it)"
+        )
     old = run(["docker", "images", "-q", "--no-trunc", PROBE_IMAGE], "docker images").strip()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -59,13 +66,25 @@ def probe_image(loadtest_cluster: Cluster) -> str:
         for applet in ("sh", "sleep", "nslookup", "wget", "httpd", "cat", "echo"):
             (root / "bin" / applet).symlink_to("busybox")
         (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-        run(["sh", "-c", f"tar -C {root} -c . | docker import -c 'ENV PATH=/bin' - {PROBE_IMAGE}"],
-            "docker import of the probe image")
+        run(
+            ["sh", "-c", f"tar -C {root} -c . | docker import -c 'ENV PATH=/bin' - {PROBE_IMAGE}"],
+            "docker import of the probe image",
+        )
     new = run(["docker", "images", "-q", "--no-trunc", PROBE_IMAGE], "docker images").strip()
     if old and old != new:  # re-importing under the same tag leaves the old one dangling
         run(["docker", "rmi", old], "docker rmi of the previous probe image")
-    run([toolchain.binary("kind"), "load", "docker-image", PROBE_IMAGE, "--name",
-         loadtest_cluster.name], "kind load docker-image", timeout=180)
+    run(
+        [
+            toolchain.binary("kind"),
+            "load",
+            "docker-image",
+            PROBE_IMAGE,
+            "--name",
+            loadtest_cluster.name,
+        ],
+        "kind load docker-image",
+        timeout=180,
+    )
     return PROBE_IMAGE
 
 
@@ -73,22 +92,29 @@ def test_three_nodes_all_ready(loadtest_cluster: Cluster):
     assert loadtest_cluster.provider == "kind" and loadtest_cluster.created_by_harness
     assert loadtest_cluster.server.startswith("https://127.0.0.1:")
     nodes = kubectl_json(loadtest_cluster, "get", "nodes")["items"]
-    roles = sorted("control-plane" if "node-role.kubernetes.io/control-plane" in
-                   n["metadata"]["labels"] else "worker" for n in nodes)
+    roles = sorted(
+        "control-plane"
+        if "node-role.kubernetes.io/control-plane" in n["metadata"]["labels"]
+        else "worker"
+        for n in nodes
+    )
     assert roles == ["control-plane", "worker", "worker"]
     assert all(ready(n) for n in nodes), [n["metadata"]["name"] for n in nodes if not ready(n)]
     assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {
-        toolchain.versions()["kubernetes"]}
+        toolchain.versions()["kubernetes"]
+    }
 
 
 def test_coredns_and_cni_agent_running(loadtest_cluster: Cluster):
     nodes = {n["metadata"]["name"] for n in kubectl_json(loadtest_cluster, "get", "nodes")["items"]}
-    dns = kubectl_json(loadtest_cluster, "-n", "kube-system", "get", "pods",
-                       "-l", "k8s-app=kube-dns")["items"]
+    dns = kubectl_json(
+        loadtest_cluster, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"
+    )["items"]
     assert dns and all(p["status"]["phase"] == "Running" and ready(p) for p in dns)
     # loadtest-cni stands in for kindnet (no registry serves kindnetd here): one per node.
-    cni = kubectl_json(loadtest_cluster, "-n", "kube-system", "get", "pods",
-                       "-l", "app=loadtest-cni")["items"]
+    cni = kubectl_json(
+        loadtest_cluster, "-n", "kube-system", "get", "pods", "-l", "app=loadtest-cni"
+    )["items"]
     assert {p["spec"]["nodeName"] for p in cni} == nodes
     assert all(p["status"]["phase"] == "Running" and ready(p) for p in cni)
 
@@ -96,24 +122,36 @@ def test_coredns_and_cni_agent_running(loadtest_cluster: Cluster):
 def test_cluster_dns_from_inside_a_pod(loadtest_cluster: Cluster, probe_image: str):
     c = loadtest_cluster
     ns = f"e2e-{uuid.uuid4().hex[:6]}"
-    workers = sorted(n["metadata"]["name"] for n in kubectl_json(c, "get", "nodes")["items"]
-                     if "node-role.kubernetes.io/control-plane" not in n["metadata"]["labels"])
+    workers = sorted(
+        n["metadata"]["name"]
+        for n in kubectl_json(c, "get", "nodes")["items"]
+        if "node-role.kubernetes.io/control-plane" not in n["metadata"]["labels"]
+    )
     kubectl(c, "create", "namespace", ns)
     try:
-        until(lambda: "default" in kubectl(c, "-n", ns, "get", "serviceaccounts", "-o", "name"),
-              "the namespace's default ServiceAccount", timeout=60)
+        until(
+            lambda: "default" in kubectl(c, "-n", ns, "get", "serviceaccounts", "-o", "name"),
+            "the namespace's default ServiceAccount",
+            timeout=60,
+        )
         # A test Service backed by an httpd pod on one worker; the probe runs on the other.
         kubectl(c, "-n", ns, "apply", "-f", "-", input=_manifests(probe_image, workers))
-        until(lambda: all(ready(kubectl_json(c, "-n", ns, "get", "pod", p))
-                          for p in ("web", "probe")),
-              "probe and web pods Ready", timeout=120, interval=1)
+        until(
+            lambda: all(
+                ready(kubectl_json(c, "-n", ns, "get", "pod", p)) for p in ("web", "probe")
+            ),
+            "probe and web pods Ready",
+            timeout=120,
+            interval=1,
+        )
         svc_ip = kubectl_json(c, "-n", ns, "get", "service", "web")["spec"]["clusterIP"]
 
         def lookup(name: str) -> dict[str, list[str]]:
             """Answers by name, as busybox nslookup prints them: it tries the search domains
             too and exits 1 if any candidate is NXDOMAIN, so its exit code says little."""
-            out = kubectl(c, "-n", ns, "exec", "probe", "--", "sh", "-c",
-                          f"nslookup {name} 2>&1; true")
+            out = kubectl(
+                c, "-n", ns, "exec", "probe", "--", "sh", "-c", f"nslookup {name} 2>&1; true"
+            )
             assert re.search(rf"^Server:\s*{re.escape(DNS_SERVICE_IP)}$", out, re.M), out
             answers: dict[str, list[str]] = {}
             for fqdn, ip in re.findall(r"^Name:\s*(\S+)\nAddress:\s*([0-9.]+)$", out, re.M):
@@ -123,29 +161,52 @@ def test_cluster_dns_from_inside_a_pod(loadtest_cluster: Cluster, probe_image: s
         kube = "kubernetes.default.svc.cluster.local"
         assert lookup(kube) == {kube: ["10.96.0.1"]}
         web = f"web.{ns}.svc.cluster.local"
-        assert until(lambda: lookup(web) == {web: [svc_ip]},
-                     "the test Service's name to resolve", timeout=60, interval=2)
+        assert until(
+            lambda: lookup(web) == {web: [svc_ip]},
+            "the test Service's name to resolve",
+            timeout=60,
+            interval=2,
+        )
         # The short name, through the pod's search domains (ndots:5), as apps ask for it.
         assert lookup("web") == {web: [svc_ip]}
         # And the Service leads somewhere: pod -> ClusterIP -> pod on the other worker.
         # (busybox-static's wget crashes in static glibc here; nc with the ClusterIP works.)
-        out = kubectl(c, "-n", ns, "exec", "probe", "--", "sh", "-c",
-                      f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 5 {svc_ip} 8080")
+        out = kubectl(
+            c,
+            "-n",
+            ns,
+            "exec",
+            "probe",
+            "--",
+            "sh",
+            "-c",
+            f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 5 {svc_ip} 8080",
+        )
         assert "200 OK" in out and out.rstrip().endswith("hello from web"), out
     finally:
         kubectl(c, "delete", "namespace", ns, "--wait=false")
 
 
-def test_delete_leaves_no_containers_or_networks(loadtest_cluster: Cluster,
-                                                 request: pytest.FixtureRequest):
+def test_delete_leaves_no_containers_or_networks(
+    loadtest_cluster: Cluster, request: pytest.FixtureRequest
+):
     if request.config.getoption("--loadtest-keep-cluster"):
         pytest.skip("--loadtest-keep-cluster: the cluster stays")
     provider = get_provider("kind")
     provider.delete(loadtest_cluster.name)
     provider.delete(loadtest_cluster.name)  # twice is safe
-    left = run(["docker", "ps", "-a", "--filter",
-                f"label={CLUSTER_LABEL}={loadtest_cluster.name}", "--format", "{{.Names}}"],
-               "docker ps")
+    left = run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label={CLUSTER_LABEL}={loadtest_cluster.name}",
+            "--format",
+            "{{.Names}}",
+        ],
+        "docker ps",
+    )
     assert left.strip() == ""
     assert not (state_root() / loadtest_cluster.name).exists()
     if not provider.list():  # the kind network goes with the last kind cluster

@@ -41,8 +41,7 @@ def ha_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def measured(ha_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[dict, Path]:
+def measured(ha_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     raw = tmp_path_factory.mktemp("ha") / "apiserver.jsonl"
     m = ApiserverMetrics(ha_cluster, raw, interval=2)
     m.start()
@@ -50,8 +49,10 @@ def measured(ha_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
         with http_client(ha_cluster) as c:
             for _ in range(REQUESTS):
                 # a new connection each time: haproxy balances connections, not requests
-                assert c.get("/api/v1/namespaces/default", headers={"Connection": "close"}
-                             ).status_code == 200
+                assert (
+                    c.get("/api/v1/namespaces/default", headers={"Connection": "close"}).status_code
+                    == 200
+                )
         m.wait_idle(window_s=4, max_s=20)
     finally:
         summary = m.gather()
@@ -73,8 +74,9 @@ def test_three_api_servers_are_scraped_each_on_its_own(measured: tuple[dict, Pat
     assert len({next(iter(v)) for v in starts.values()}) == 3  # three processes
     assert all(row["restarts"] == 0 for row in s["servers"].values())
     # the kubelet's view of each server's static pod, matched by its IP
-    assert all(row["pod"]["restarts"] == 0 and row["oom_kills"] == 0
-               for row in s["servers"].values()), s["servers"]
+    assert all(
+        row["pod"]["restarts"] == 0 and row["oom_kills"] == 0 for row in s["servers"].values()
+    ), s["servers"]
 
 
 def test_merged_request_count_is_the_sum_of_the_three(measured: tuple[dict, Path]) -> None:
@@ -87,5 +89,6 @@ def test_merged_request_count_is_the_sum_of_the_three(measured: tuple[dict, Path
     # CPU and memory are each server's own
     assert all(row["cpu_seconds"] > 0 and row["rss_max_mib"] > 50 for row in s["servers"].values())
     assert s["process"]["cpu_seconds"] == pytest.approx(
-        sum(row["cpu_seconds"] for row in s["servers"].values()))
+        sum(row["cpu_seconds"] for row in s["servers"].values())
+    )
     assert s["idle"].get("cpu_cores") is not None, s["idle"]

@@ -35,17 +35,37 @@ POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 
 def kind_config(audit_dir: Path) -> dict:
     """1 control plane (its API server auditing into audit_dir) and 1 worker node."""
-    patch = {"kind": "ClusterConfiguration", "apiServer": {
-        "extraArgs": {"audit-policy-file": "/lt-audit/audit-policy.yaml",
-                      "audit-log-path": "/lt-audit/audit.log"},
-        "extraVolumes": [{"name": "lt-audit", "hostPath": "/lt-audit", "mountPath": "/lt-audit",
-                          "readOnly": False, "pathType": "Directory"}]}}
-    return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
-            "networking": {"podSubnet": str(POD_CIDR), "serviceSubnet": "10.96.0.0/16"},
-            "nodes": [{"role": "control-plane",
-                       "extraMounts": [{"hostPath": str(audit_dir), "containerPath": "/lt-audit"}],
-                       "kubeadmConfigPatches": [yaml.safe_dump(patch)]},
-                      {"role": "worker"}]}
+    patch = {
+        "kind": "ClusterConfiguration",
+        "apiServer": {
+            "extraArgs": {
+                "audit-policy-file": "/lt-audit/audit-policy.yaml",
+                "audit-log-path": "/lt-audit/audit.log",
+            },
+            "extraVolumes": [
+                {
+                    "name": "lt-audit",
+                    "hostPath": "/lt-audit",
+                    "mountPath": "/lt-audit",
+                    "readOnly": False,
+                    "pathType": "Directory",
+                }
+            ],
+        },
+    }
+    return {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "networking": {"podSubnet": str(POD_CIDR), "serviceSubnet": "10.96.0.0/16"},
+        "nodes": [
+            {
+                "role": "control-plane",
+                "extraMounts": [{"hostPath": str(audit_dir), "containerPath": "/lt-audit"}],
+                "kubeadmConfigPatches": [yaml.safe_dump(patch)],
+            },
+            {"role": "worker"},
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +85,28 @@ def pods_run(tmp_path_factory):
         seeder.seed()
         seeder.wait_ready(timeout=300)
         run, pool = in_cluster_workers(
-            cluster, AgentRun("kubelet-like", agents=AGENTS, duration_s=40, spawn_rate=50,
-                              node_selector=f"{LABEL}={SPEC.name}", workers_wait_s=240),
-            2, None, lines.append)
+            cluster,
+            AgentRun(
+                "kubelet-like",
+                agents=AGENTS,
+                duration_s=40,
+                spawn_rate=50,
+                node_selector=f"{LABEL}={SPEC.name}",
+                workers_wait_s=240,
+            ),
+            2,
+            None,
+            lines.append,
+        )
         merged = run_agents(cluster, run, d / "run", lines.append, pool)
         with http_client(cluster) as c:  # the kind nodes' own addresses, for the audit check
             nodes = c.get("/api/v1/nodes", params={"labelSelector": "!type"}).json()["items"]
-        node_ips = {a["address"] for n in nodes for a in n["status"]["addresses"]
-                    if a["type"] == "InternalIP"}
+        node_ips = {
+            a["address"]
+            for n in nodes
+            for a in n["status"]["addresses"]
+            if a["type"] == "InternalIP"
+        }
         harness = kind_gateway()
     finally:
         provider.delete(NAME)
@@ -88,17 +122,24 @@ def test_two_worker_pods_are_200_distinct_agents_sent_from_pods(pods_run):
             continue
         for sel in parse_qs(urlsplit(ev["requestURI"]).query).get("fieldSelector", []):
             if sel.startswith("spec.nodeName="):
-                pairs.add((sel.removeprefix("spec.nodeName="),
-                           ev.get("impersonatedUser", {}).get("username", "")))
+                pairs.add(
+                    (
+                        sel.removeprefix("spec.nodeName="),
+                        ev.get("impersonatedUser", {}).get("username", ""),
+                    )
+                )
                 sources.update(ev.get("sourceIPs", [])[:1])
-    assert pairs == {(node_name(SPEC, k), f"system:serviceaccount:{NAMESPACE}:agent-{k}")
-                     for k in range(AGENTS)}, (len(pairs), lines)
+    assert pairs == {
+        (node_name(SPEC, k), f"system:serviceaccount:{NAMESPACE}:agent-{k}") for k in range(AGENTS)
+    }, (len(pairs), lines)
     # the load came from the pods (a pod address, or their node's when the CNI masquerades
     # it on the way to the Service's endpoint), not from the harness (the kind network's
     # gateway, as the API server sees this machine through the published port)
     assert sources and harness not in sources, (sources, harness)
-    assert all(ipaddress.ip_address(s) in POD_CIDR or s in node_ips for s in sources), \
-        (sources, node_ips)
+    assert all(ipaddress.ip_address(s) in POD_CIDR or s in node_ips for s in sources), (
+        sources,
+        node_ips,
+    )
     assert merged["agents_started"] == AGENTS and merged["agents_synced"] == AGENTS, merged
 
 
@@ -112,6 +153,9 @@ def test_merged_stats_are_the_sum_of_the_workers(pods_run):
     assert sum(x["requests"] for x in by) == sum(merged["requests"].values()), w
     # Locust's own request stats, merged by its master, count the same requests
     with (run_dir / "locust_stats.csv").open() as f:
-        locust = {r["Name"]: int(r["Request Count"]) for r in csv.DictReader(f)
-                  if r["Name"] != "Aggregated"}
+        locust = {
+            r["Name"]: int(r["Request Count"])
+            for r in csv.DictReader(f)
+            if r["Name"] != "Aggregated"
+        }
     assert locust == merged["requests"], (locust, merged["requests"])

@@ -25,16 +25,21 @@ from loadtest.inventory import LABEL, Seeder, namespace_name, node_name
 
 pytestmark = pytest.mark.integration
 
-SPEC = InventorySpec(name="agents-it", nodes=3, pods_per_node=2, namespaces=1,
-                     services_per_namespace=1, configmaps_per_namespace=1)
+SPEC = InventorySpec(
+    name="agents-it",
+    nodes=3,
+    pods_per_node=2,
+    namespaces=1,
+    services_per_namespace=1,
+    configmaps_per_namespace=1,
+)
 
 
 class Recorder:
     def __init__(self):
         self.requests = []
 
-    def __call__(self, *, request_type, name, response_time, response_length, exception,
-                 context):
+    def __call__(self, *, request_type, name, response_time, response_length, exception, context):
         self.requests.append((time.monotonic(), request_type, name, exception))
 
     def named(self, name):
@@ -51,8 +56,9 @@ def seeded(loadtest_cluster: Cluster):
 
 
 def _profile(identity="impersonate", **watch) -> AgentProfile:
-    return AgentProfile(name="it", identity=identity,
-                        watches=[Watch(resource="pods", scope="node", **watch)])
+    return AgentProfile(
+        name="it", identity=identity, watches=[Watch(resource="pods", scope="node", **watch)]
+    )
 
 
 def _agent(cluster, profile, rec, stats, index=0, endpoint=None) -> Agent:
@@ -78,10 +84,14 @@ def test_agent_lists_then_sees_events_for_new_pods(seeded):
         assert _wait(lambda: rec.named("WATCH pods [node]")), "watch never established"
         with http_client(seeded) as c:
             ns = "lt-agents-it-0000"
-            pod = {"metadata": {"name": f"extra-{uuid.uuid4().hex[:6]}", "namespace": ns},
-                   "spec": {"nodeName": node_name(SPEC, 0), "containers": [
-                       {"name": "c", "image": "x"}],
-                       "tolerations": [{"operator": "Exists"}]}}
+            pod = {
+                "metadata": {"name": f"extra-{uuid.uuid4().hex[:6]}", "namespace": ns},
+                "spec": {
+                    "nodeName": node_name(SPEC, 0),
+                    "containers": [{"name": "c", "image": "x"}],
+                    "tolerations": [{"operator": "Exists"}],
+                },
+            }
             assert c.post(f"/api/v1/namespaces/{ns}/pods", json=pod).status_code == 201
         assert _wait(lambda: stats.events["pods [node] ADDED"] >= 1)
     finally:
@@ -149,12 +159,17 @@ def test_cut_watch_reconnects_with_backoff(seeded):
 def test_429_is_retried_after_retry_after():
     """A cluster of its own whose API server admits one read at a time (max-in-flight
     filter, APF off) answers overlapping LISTs with real 429s and Retry-After: 1."""
-    provider = get_provider("local", apiserver_args={"enable-priority-and-fairness": "false",
-                                                     "max-requests-inflight": "1"})
+    provider = get_provider(
+        "local",
+        apiserver_args={"enable-priority-and-fairness": "false", "max-requests-inflight": "1"},
+    )
     cluster = provider.create("it-429")
     try:
-        profile = AgentProfile(name="it", identity="impersonate", polls=[
-            Poll(resource="pods", scope="cluster", interval_seconds=0.05, jitter=0)])
+        profile = AgentProfile(
+            name="it",
+            identity="impersonate",
+            polls=[Poll(resource="pods", scope="cluster", interval_seconds=0.05, jitter=0)],
+        )
         ensure_rbac(cluster, profile)
         ids = Identities(cluster, profile)
         recs = [Recorder() for _ in range(30)]
@@ -192,10 +207,11 @@ def test_impersonation_is_what_the_apiserver_sees(seeded):
     ep = Identities(seeded, profile).endpoint(7)
     agent = Agent(profile, node_name(SPEC, 0), ep, Recorder(), AgentStats())
     try:
-        resp = agent.http.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                               body=b'{"apiVersion":"authentication.k8s.io/v1",'
-                                    b'"kind":"SelfSubjectReview"}',
-                               headers={"Content-Type": "application/json"})
+        resp = agent.http.post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body=b'{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}',
+            headers={"Content-Type": "application/json"},
+        )
         user = json.loads(resp.read())["status"]["userInfo"]
         resp.release()
     finally:
@@ -209,8 +225,11 @@ def test_shared_serviceaccount_token_reads_only_what_rbac_allows(seeded):
     ensure_rbac(seeded, profile)
     ep = Identities(seeded, profile).endpoint(0)
     token = ep.headers["Authorization"]
-    with httpx.Client(base_url=seeded.server, headers={"Authorization": token},
-                      verify=ssl.create_default_context(cafile=seeded.ca_file)) as c:
+    with httpx.Client(
+        base_url=seeded.server,
+        headers={"Authorization": token},
+        verify=ssl.create_default_context(cafile=seeded.ca_file),
+    ) as c:
         assert c.get("/api/v1/pods", params={"limit": "1"}).status_code == 200
         assert c.get("/api/v1/secrets", params={"limit": "1"}).status_code == 403
 
@@ -231,8 +250,9 @@ def test_agents_in_two_processes_are_distinct_nodes_and_identities(tmp_path):
     agents = 20
     policy, audit = tmp_path / "audit-policy.yaml", tmp_path / "audit.log"
     policy.write_text(AUDIT_POLICY)
-    provider = get_provider("local", apiserver_args={"audit-policy-file": str(policy),
-                                                     "audit-log-path": str(audit)})
+    provider = get_provider(
+        "local", apiserver_args={"audit-policy-file": str(policy), "audit-log-path": str(audit)}
+    )
     name = "i13-agents-procs"
     if provider.get(name) is not None:
         provider.delete(name)  # a leftover of a crashed run
@@ -242,22 +262,36 @@ def test_agents_in_two_processes_are_distinct_nodes_and_identities(tmp_path):
         seeder = Seeder(cluster, spec, progress=False, log=lambda _: None)
         seeder.seed()
         seeder.wait_ready(timeout=120)
-        merged = run_agents(cluster, AgentRun("kubelet-like", agents=agents, duration_s=20,
-                                              spawn_rate=20, processes=2,
-                                              node_selector=f"{LABEL}={spec.name}"),
-                            tmp_path / "run", log=lambda _: None)
+        merged = run_agents(
+            cluster,
+            AgentRun(
+                "kubelet-like",
+                agents=agents,
+                duration_s=20,
+                spawn_rate=20,
+                processes=2,
+                node_selector=f"{LABEL}={spec.name}",
+            ),
+            tmp_path / "run",
+            log=lambda _: None,
+        )
         seen = _audited(audit, "kubelet-like/")
     finally:
         provider.delete(name)
     nodes = {node_name(spec, i) for i in range(agents)}
-    pod_selectors = {sel.removeprefix("spec.nodeName=") for sel, _ in seen
-                     if sel.startswith("spec.nodeName=")}
+    pod_selectors = {
+        sel.removeprefix("spec.nodeName=") for sel, _ in seen if sel.startswith("spec.nodeName=")
+    }
     assert pod_selectors == nodes, sorted(pod_selectors)
     # agent k is node k (in sorted order) and identity agent-k, whichever process ran it
-    pairs = {(sel.removeprefix("spec.nodeName="), user) for sel, user in seen
-             if sel.startswith("spec.nodeName=")}
-    assert pairs == {(node_name(spec, k), f"system:serviceaccount:{NAMESPACE}:agent-{k}")
-                     for k in range(agents)}, sorted(pairs)
+    pairs = {
+        (sel.removeprefix("spec.nodeName="), user)
+        for sel, user in seen
+        if sel.startswith("spec.nodeName=")
+    }
+    assert pairs == {
+        (node_name(spec, k), f"system:serviceaccount:{NAMESPACE}:agent-{k}") for k in range(agents)
+    }, sorted(pairs)
     assert merged["agents_started"] == agents and merged["agents_synced"] == agents, merged
 
 
@@ -284,10 +318,14 @@ def _proto_pods(cluster, n: int, pad: int = 0) -> list[dict]:
     out = []
     with http_client(cluster) as c:
         for _ in range(n):
-            pod = {"metadata": {"name": f"proto-{uuid.uuid4().hex[:8]}", "namespace": ns,
-                                "annotations": {"pad": "x" * pad} if pad else {}},
-                   "spec": {"nodeName": PROTO_NODE,
-                            "containers": [{"name": "c", "image": "x"}]}}
+            pod = {
+                "metadata": {
+                    "name": f"proto-{uuid.uuid4().hex[:8]}",
+                    "namespace": ns,
+                    "annotations": {"pad": "x" * pad} if pad else {},
+                },
+                "spec": {"nodeName": PROTO_NODE, "containers": [{"name": "c", "image": "x"}]},
+            }
             r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod)
             assert r.status_code == 201, r.text
             out.append(r.json())
@@ -298,8 +336,10 @@ def _delete_pods(cluster, pods: list[dict]) -> None:
     with http_client(cluster) as c:
         for p in pods:
             md = p["metadata"]
-            c.delete(f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}",
-                     params={"gracePeriodSeconds": "0"})
+            c.delete(
+                f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}",
+                params={"gracePeriodSeconds": "0"},
+            )
 
 
 def test_protobuf_lists_page_and_watches_read_the_versions(seeded):
@@ -307,15 +347,29 @@ def test_protobuf_lists_page_and_watches_read_the_versions(seeded):
     list's resourceVersion and, from the watch frames, the created pod's own version."""
     pods = _proto_pods(seeded, 3)
     try:
+
         def agent(content_type, page_size=1, **kw):
-            prof = AgentProfile(name="it", identity="impersonate", watches=[Watch(
-                resource="pods", scope="node", content_type=content_type, page_size=page_size,
-                list_resource_version="", bookmarks=False, timeout_seconds=4,
-                timeout_jitter=0)])
+            prof = AgentProfile(
+                name="it",
+                identity="impersonate",
+                watches=[
+                    Watch(
+                        resource="pods",
+                        scope="node",
+                        content_type=content_type,
+                        page_size=page_size,
+                        list_resource_version="",
+                        bookmarks=False,
+                        timeout_seconds=4,
+                        timeout_jitter=0,
+                    )
+                ],
+            )
             rec, stats = Recorder(), AgentStats()
             ensure_rbac(seeded, prof)
-            return Agent(prof, PROTO_NODE, Identities(seeded, prof).endpoint(0), rec, stats,
-                         **kw), rec
+            return Agent(
+                prof, PROTO_NODE, Identities(seeded, prof).endpoint(0), rec, stats, **kw
+            ), rec
 
         proto, prec = agent("protobuf")
         plain, jrec = agent("json")
@@ -355,14 +409,31 @@ def test_protobuf_list_served_gzipped_is_read(seeded):
     gives the version, and --decode reads every item."""
     pods = _proto_pods(seeded, 4, pad=60_000)
     try:
-        prof = AgentProfile(name="it", identity="impersonate", polls=[Poll(
-            resource="pods", scope="node", content_type="protobuf", page_size=0,
-            list_resource_version="", interval_seconds=60)])
+        prof = AgentProfile(
+            name="it",
+            identity="impersonate",
+            polls=[
+                Poll(
+                    resource="pods",
+                    scope="node",
+                    content_type="protobuf",
+                    page_size=0,
+                    list_resource_version="",
+                    interval_seconds=60,
+                )
+            ],
+        )
         ensure_rbac(seeded, prof)
         for decode in (False, True):
             stats = AgentStats()
-            a = Agent(prof, PROTO_NODE, Identities(seeded, prof).endpoint(0), Recorder(), stats,
-                      decode=decode)
+            a = Agent(
+                prof,
+                PROTO_NODE,
+                Identities(seeded, prof).endpoint(0),
+                Recorder(),
+                stats,
+                decode=decode,
+            )
             try:
                 rv = a.list(prof.polls[0], "")
             finally:

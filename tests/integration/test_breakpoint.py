@@ -35,9 +35,26 @@ def _search(name: str, tmp: Path, slo: str, *flags: str) -> tuple[int, dict]:
     if provider.get(name):
         provider.delete(name)
     try:
-        rc = cli.main(["breakpoint", "--provider", "local", "--name", name, "--profile",
-                       "telemetry-v2", "--duration", "20", "--pods-per-node", "2",
-                       "--slo", str(tmp / "slo.yaml"), "--out", str(tmp / "out"), *flags])
+        rc = cli.main(
+            [
+                "breakpoint",
+                "--provider",
+                "local",
+                "--name",
+                name,
+                "--profile",
+                "telemetry-v2",
+                "--duration",
+                "20",
+                "--pods-per-node",
+                "2",
+                "--slo",
+                str(tmp / "slo.yaml"),
+                "--out",
+                str(tmp / "out"),
+                *flags,
+            ]
+        )
     finally:
         provider.delete(name)
     (found,) = (tmp / "out").glob("*-breakpoint-telemetry-v2/breakpoint.json")
@@ -67,19 +84,21 @@ def test_an_slo_no_run_meets_fails_at_the_floor(request, tmp_path: Path) -> None
     assert (Path(data["steps"][0]["run_dir"]).parent.parent / "report.html").exists()
 
 
-def test_a_loose_slo_climbs_one_growing_inventory_within_its_bounds(request,
-                                                                     tmp_path: Path) -> None:
+def test_a_loose_slo_climbs_one_growing_inventory_within_its_bounds(
+    request, tmp_path: Path
+) -> None:
     """Latency and ratios loosened; break-glass still wants no failed write (not
     configurable), so on a loaded machine a step may fail on it: then the search must
     bisect or stop as the rules say. Without a failure it climbs to its step bound."""
     name = request.config.getoption("--loadtest-cluster") + "-bp-loose"
-    rc, data = _search(name, tmp_path, LOOSE, "--min-nodes", "4", "--max-nodes", "40",
-                       "--max-steps", "4")
+    rc, data = _search(
+        name, tmp_path, LOOSE, "--min-nodes", "4", "--max-nodes", "40", "--max-steps", "4"
+    )
     steps = data["steps"]
     sizes = [s["nodes"] for s in steps]
     assert sizes[0] == 4 and steps[0]["phase"] == "fit" and len(sizes) <= 4
     first_fail = next((i for i, s in enumerate(steps) if s["verdict"] == "fail"), len(steps))
-    assert sizes[:first_fail + 1] == sorted(sizes[:first_fail + 1])  # the ladder only grows
+    assert sizes[: first_fail + 1] == sorted(sizes[: first_fail + 1])  # the ladder only grows
     _check_steps(data)
     if first_fail == len(steps):  # nothing failed: fit, fit, ladder... to the step bound
         assert sizes[:2] == [4, 8] and len(sizes) == 4
@@ -94,16 +113,23 @@ def test_a_loose_slo_climbs_one_growing_inventory_within_its_bounds(request,
 
 
 def test_trimming_leaves_exactly_the_smaller_inventory(loadtest_cluster: Cluster) -> None:
-    big = InventorySpec(name="bp-trim", nodes=6, pods_per_node=2, namespaces=2,
-                        services_per_namespace=1, configmaps_per_namespace=1)
+    big = InventorySpec(
+        name="bp-trim",
+        nodes=6,
+        pods_per_node=2,
+        namespaces=2,
+        services_per_namespace=1,
+        configmaps_per_namespace=1,
+    )
     small = big.model_copy(update={"nodes": 4})
     seeder = Seeder(loadtest_cluster, big, log=lambda _: None, progress=False)
     seeder.seed()
     try:
         assert bp.trim(loadtest_cluster, small, 6) == 2 + 4
         counts = Seeder(loadtest_cluster, small, log=lambda _: None).counts()
-        assert {k: counts[k] for k in ("nodes", "pods")} == \
-            {k: expected_counts(small)[k] for k in ("nodes", "pods")}
+        assert {k: counts[k] for k in ("nodes", "pods")} == {
+            k: expected_counts(small)[k] for k in ("nodes", "pods")
+        }
         assert bp.trim(loadtest_cluster, small, 6) == 0  # twice is safe
     finally:
         seeder.delete()

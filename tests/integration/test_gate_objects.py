@@ -45,31 +45,63 @@ def _as_serviceaccount(cluster: Cluster, name: str, rules: list[dict[str, Any]])
     ns = "gate-it-identities"
     rb = "rbac.authorization.k8s.io"
     with http_client(cluster) as c:
-        apply_object(c, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                               "metadata": {"name": ns}})
-        apply_object(c, f"/api/v1/namespaces/{ns}/serviceaccounts", {
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": ns}})
-        apply_object(c, f"{RBAC}/clusterroles", {
-            "apiVersion": f"{rb}/v1", "kind": "ClusterRole", "metadata": {"name": name},
-            "rules": rules})
-        apply_object(c, f"{RBAC}/clusterrolebindings", {
-            "apiVersion": f"{rb}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-            "roleRef": {"apiGroup": rb, "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]})
-        r = c.post(f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
-                   json={"spec": {"expirationSeconds": 3600}})
+        apply_object(
+            c,
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        )
+        apply_object(
+            c,
+            f"/api/v1/namespaces/{ns}/serviceaccounts",
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": ns},
+            },
+        )
+        apply_object(
+            c,
+            f"{RBAC}/clusterroles",
+            {
+                "apiVersion": f"{rb}/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": name},
+                "rules": rules,
+            },
+        )
+        apply_object(
+            c,
+            f"{RBAC}/clusterrolebindings",
+            {
+                "apiVersion": f"{rb}/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": rb, "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+            },
+        )
+        r = c.post(
+            f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
+            json={"spec": {"expirationSeconds": 3600}},
+        )
         assert r.status_code == 201, r.text
-    return dataclasses.replace(cluster, token=r.json()["status"]["token"], client_cert=None,
-                               client_key=None)
+    return dataclasses.replace(
+        cluster, token=r.json()["status"]["token"], client_cert=None, client_key=None
+    )
 
 
-ALL_FLOWSCHEMAS = [{"apiGroups": ["flowcontrol.apiserver.k8s.io"], "resources": ["flowschemas"],
-                    "verbs": ["get", "create", "patch", "update"]}]
+ALL_FLOWSCHEMAS = [
+    {
+        "apiGroups": ["flowcontrol.apiserver.k8s.io"],
+        "resources": ["flowschemas"],
+        "verbs": ["get", "create", "patch", "update"],
+    }
+]
 
 
 def test_break_glass_is_said_exempt_only_when_the_flowschema_was_taken(
-        loadtest_cluster: Cluster) -> None:
+    loadtest_cluster: Cluster,
+) -> None:
     warnings: list[str] = []
     refused = _as_serviceaccount(loadtest_cluster, "gate-it-nobody", [])
     said = ensure_break_glass(refused, warnings.append)
@@ -91,8 +123,7 @@ def test_break_glass_is_said_exempt_only_when_the_flowschema_was_taken(
             c.delete(f"{FS}/{BREAK_GLASS_FS}")
 
 
-def test_bystander_setup_is_applied_and_a_refusal_is_one_line(
-        loadtest_cluster: Cluster) -> None:
+def test_bystander_setup_is_applied_and_a_refusal_is_one_line(loadtest_cluster: Cluster) -> None:
     bystander.ensure_objects(loadtest_cluster)
     bystander.ensure_objects(loadtest_cluster)  # a rerun: no 409 to ignore
     with http_client(loadtest_cluster) as c:
@@ -110,8 +141,11 @@ def test_agent_rbac_is_applied_and_follows_the_profile(loadtest_cluster: Cluster
     with http_client(loadtest_cluster) as c:
         role = c.get(f"{RBAC}/clusterroles/{ROLE}").json()
     assert FIELD_MANAGER in _managers(role)
-    wanted = {r for t in [*load_profile("kubelet-like").watches,
-                          *load_profile("kubelet-like").polls] for r in [t.resource]}
+    wanted = {
+        r
+        for t in [*load_profile("kubelet-like").watches, *load_profile("kubelet-like").polls]
+        for r in [t.resource]
+    }
     assert {r for rule in role["rules"] for r in rule["resources"]} == wanted
 
 
@@ -122,23 +156,43 @@ def _probe_services(cluster: Cluster) -> list[str]:
 
 
 def _small_run(cluster: Cluster, out: Path, slo_file: Path) -> Path:
-    cfg = RunConfig(profile="kubelet-like", agents=3, duration_s=9, spawn_rate=10,
-                    inventory=InventorySpec(name="gate-it", nodes=3, pods_per_node=1,
-                                            namespaces=1, services_per_namespace=1,
-                                            configmaps_per_namespace=1),
-                    dns_min_probe_s=4, scrape_interval_s=2, slo_file=str(slo_file))
+    cfg = RunConfig(
+        profile="kubelet-like",
+        agents=3,
+        duration_s=9,
+        spawn_rate=10,
+        inventory=InventorySpec(
+            name="gate-it",
+            nodes=3,
+            pods_per_node=1,
+            namespaces=1,
+            services_per_namespace=1,
+            configmaps_per_namespace=1,
+        ),
+        dns_min_probe_s=4,
+        scrape_interval_s=2,
+        slo_file=str(slo_file),
+    )
     return MainJob(get_provider("local"), cluster.name, cfg, out, log=lambda _: None).execute()
 
 
 def test_probe_services_are_removed_and_a_refused_one_is_an_slo_error(
-        loadtest_cluster: Cluster, tmp_path: Path) -> None:
+    loadtest_cluster: Cluster, tmp_path: Path
+) -> None:
     slo_file = tmp_path / "slo.yaml"
     slo_file.write_text(LOOSE_SLOS)
     quota = "/api/v1/namespaces/default/resourcequotas"
     with http_client(loadtest_cluster) as c:
-        apply_object(c, quota, {"apiVersion": "v1", "kind": "ResourceQuota",
-                                "metadata": {"name": "gate-it-no-services"},
-                                "spec": {"hard": {"services": "0"}}})
+        apply_object(
+            c,
+            quota,
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": "gate-it-no-services"},
+                "spec": {"hard": {"services": "0"}},
+            },
+        )
     try:
         refused = read_summary(_small_run(loadtest_cluster, tmp_path / "refused", slo_file))
     finally:
@@ -155,13 +209,27 @@ def test_probe_services_are_removed_and_a_refused_one_is_an_slo_error(
 
     probe_service.create(loadtest_cluster, "lt-propagation-left-over")  # a crashed run's
     assert _probe_services(loadtest_cluster) == ["lt-propagation-left-over"]
-    assert main(["seed", "--provider", "local", "--name", loadtest_cluster.name,
-                 "--inventory", "gate-it", "--delete"]) == 0
+    assert (
+        main(
+            [
+                "seed",
+                "--provider",
+                "local",
+                "--name",
+                loadtest_cluster.name,
+                "--inventory",
+                "gate-it",
+                "--delete",
+            ]
+        )
+        == 0
+    )
     assert _probe_services(loadtest_cluster) == []
 
 
 def test_mitigate_fresh_cluster_needs_no_cluster_and_judges_every_round(
-        request: pytest.FixtureRequest, tmp_path: Path, capsys) -> None:
+    request: pytest.FixtureRequest, tmp_path: Path, capsys
+) -> None:
     name = f"{request.config.getoption('--loadtest-cluster')}-fresh"[:30]
     provider = get_provider("local")
     provider.delete(name)  # a leftover of a crashed session
@@ -169,16 +237,42 @@ def test_mitigate_fresh_cluster_needs_no_cluster_and_judges_every_round(
     slo_file.write_text(LOOSE_SLOS)
     failing = tmp_path / "failing-run"
     (failing / "raw").mkdir(parents=True)
-    cfg = RunConfig(profile="kubelet-like", agents=3, duration_s=6, spawn_rate=10,
-                    inventory=InventorySpec(name="gate-fresh", nodes=3, pods_per_node=1,
-                                            namespaces=1),
-                    dns_min_probe_s=0, propagation_check=False, slo_file=str(slo_file))
-    write_summary(failing, {"config": cfg.model_dump(), "verdict": "fail",
-                            "environment": {"cpus": 2}, "measurements": {}})
+    cfg = RunConfig(
+        profile="kubelet-like",
+        agents=3,
+        duration_s=6,
+        spawn_rate=10,
+        inventory=InventorySpec(name="gate-fresh", nodes=3, pods_per_node=1, namespaces=1),
+        dns_min_probe_s=0,
+        propagation_check=False,
+        slo_file=str(slo_file),
+    )
+    write_summary(
+        failing,
+        {
+            "config": cfg.model_dump(),
+            "verdict": "fail",
+            "environment": {"cpus": 2},
+            "measurements": {},
+        },
+    )
     assert provider.get(name) is None
     try:
-        rc = main(["mitigate", "--from", str(failing), "--provider", "local", "--name", name,
-                   "--rerun", "--fresh-cluster", "--rounds", "1"])
+        rc = main(
+            [
+                "mitigate",
+                "--from",
+                str(failing),
+                "--provider",
+                "local",
+                "--name",
+                name,
+                "--rerun",
+                "--fresh-cluster",
+                "--rounds",
+                "1",
+            ]
+        )
     finally:
         provider.delete(name)
     data = json.loads((failing / "mitigation" / "comparison.json").read_text())

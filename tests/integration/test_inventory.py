@@ -11,8 +11,14 @@ from loadtest.inventory import LABEL, Seeder
 
 pytestmark = pytest.mark.integration
 
-SPEC = InventorySpec(name="inv-it", nodes=50, pods_per_node=10, namespaces=5,
-                     services_per_namespace=2, configmaps_per_namespace=2)
+SPEC = InventorySpec(
+    name="inv-it",
+    nodes=50,
+    pods_per_node=10,
+    namespaces=5,
+    services_per_namespace=2,
+    configmaps_per_namespace=2,
+)
 
 
 def test_seed_is_exact_ready_idempotent_and_removable(loadtest_cluster: Cluster):
@@ -30,19 +36,22 @@ def test_seed_is_exact_ready_idempotent_and_removable(loadtest_cluster: Cluster)
     assert seeder.counts() == dict.fromkeys(want, 0)
 
 
-def test_bad_input_is_one_line_and_creates_nothing(loadtest_cluster: Cluster, tmp_path,
-                                                   capsys):
+def test_bad_input_is_one_line_and_creates_nothing(loadtest_cluster: Cluster, tmp_path, capsys):
     spec = InventorySpec(name="inv-bad")
     seeder = Seeder(loadtest_cluster, spec, progress=False, log=lambda _: None)
     bad = tmp_path / "inv.yaml"
     bad.write_text("name: inv-bad\nnodes: 3\nreplicas: 2\n")
     for argv in (["--nodes", "-5"], ["--file", str(bad)]):
-        assert main(["seed", "--name", loadtest_cluster.name, "--inventory", "inv-bad",
-                     *argv]) == 1
+        assert main(["seed", "--name", loadtest_cluster.name, "--inventory", "inv-bad", *argv]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:")
-    assert seeder.counts() == {"namespaces": 0, "nodes": 0, "pods": 0, "services": 0,
-                               "configmaps": 0}
+    assert seeder.counts() == {
+        "namespaces": 0,
+        "nodes": 0,
+        "pods": 0,
+        "services": 0,
+        "configmaps": 0,
+    }
 
 
 def test_seeded_lists_compress_like_real_objects(loadtest_cluster: Cluster):

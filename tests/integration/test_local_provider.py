@@ -37,15 +37,26 @@ def test_service_resolves_through_coredns_and_missing_name_is_nxdomain(loadtest_
     core = client.CoreV1Api(k8s)
     ns = f"it-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    svc = core.create_namespaced_service(ns, client.V1Service(
-        metadata=client.V1ObjectMeta(name="web"),
-        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)],
-                                  selector={"app": "web"})))
-    client.DiscoveryV1Api(k8s).create_namespaced_endpoint_slice(ns, client.V1EndpointSlice(
-        metadata=client.V1ObjectMeta(name="web-1", labels={"kubernetes.io/service-name": "web"}),
-        address_type="IPv4",
-        endpoints=[client.V1Endpoint(addresses=["10.0.0.5"])],
-        ports=[client.DiscoveryV1EndpointPort(port=80)]))
+    svc = core.create_namespaced_service(
+        ns,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1ServiceSpec(
+                ports=[client.V1ServicePort(port=80)], selector={"app": "web"}
+            ),
+        ),
+    )
+    client.DiscoveryV1Api(k8s).create_namespaced_endpoint_slice(
+        ns,
+        client.V1EndpointSlice(
+            metadata=client.V1ObjectMeta(
+                name="web-1", labels={"kubernetes.io/service-name": "web"}
+            ),
+            address_type="IPv4",
+            endpoints=[client.V1Endpoint(addresses=["10.0.0.5"])],
+            ports=[client.DiscoveryV1EndpointPort(port=80)],
+        ),
+    )
     cluster_ip = svc.spec.cluster_ip
     assert cluster_ip
 
@@ -62,9 +73,13 @@ def test_service_resolves_through_coredns_and_missing_name_is_nxdomain(loadtest_
 def test_kwok_fake_node_becomes_ready(loadtest_cluster, k8s):
     core = client.CoreV1Api(k8s)
     name = f"kwok-it-{uuid.uuid4().hex[:6]}"
-    core.create_node(client.V1Node(metadata=client.V1ObjectMeta(
-        name=name, annotations={"kwok.x-k8s.io/node": "fake"},
-        labels={"type": "kwok"})))
+    core.create_node(
+        client.V1Node(
+            metadata=client.V1ObjectMeta(
+                name=name, annotations={"kwok.x-k8s.io/node": "fake"}, labels={"type": "kwok"}
+            )
+        )
+    )
 
     def ready():
         n = core.read_node(name)
@@ -142,10 +157,13 @@ def test_restart_dns_replaces_coredns_without_losing_a_query(loadtest_cluster: C
     assert after != before and not processes.argv(before)
     # the new instance served before the old one left (a rollout with surge)
     assert len(answers) > 20 and set(answers) == {"NOERROR"}, [
-        (i, a) for i, a in enumerate(answers) if a != "NOERROR"]
-    assert until(lambda: dns_query(server,
-                                   "kubernetes.default.svc.cluster.local.").answer,
-                 "the restarted CoreDNS to answer", timeout=30)
+        (i, a) for i, a in enumerate(answers) if a != "NOERROR"
+    ]
+    assert until(
+        lambda: dns_query(server, "kubernetes.default.svc.cluster.local.").answer,
+        "the restarted CoreDNS to answer",
+        timeout=30,
+    )
 
 
 def test_coredns_reads_the_api_as_its_own_serviceaccount(loadtest_cluster: Cluster):
@@ -161,17 +179,24 @@ def test_mitigation_objects_pass_server_validation_and_classify_agents(loadtest_
 
     objs = mitigation.objects(mitigation.Plan())
     assert mitigation.apply(loadtest_cluster, objs, dry_run=True) == [
-        "PriorityLevelConfiguration/loadtest-agents", "FlowSchema/loadtest-agents"]
+        "PriorityLevelConfiguration/loadtest-agents",
+        "FlowSchema/loadtest-agents",
+    ]
     mitigation.apply(loadtest_cluster, objs)
     try:
         with http_client(loadtest_cluster) as c:
-            uid = c.get(f"{mitigation.FC}/prioritylevelconfigurations/loadtest-agents"
-                        ).json()["metadata"]["uid"]
+            uid = c.get(f"{mitigation.FC}/prioritylevelconfigurations/loadtest-agents").json()[
+                "metadata"
+            ]["uid"]
 
             def classified():
-                r = c.get("/api/v1/namespaces/default/pods", headers={
-                    "Impersonate-User": f"system:serviceaccount:{NAMESPACE}:agent-1",
-                    "Impersonate-Group": f"system:serviceaccounts:{NAMESPACE}"})
+                r = c.get(
+                    "/api/v1/namespaces/default/pods",
+                    headers={
+                        "Impersonate-User": f"system:serviceaccount:{NAMESPACE}:agent-1",
+                        "Impersonate-Group": f"system:serviceaccounts:{NAMESPACE}",
+                    },
+                )
                 return r.headers.get("X-Kubernetes-PF-PriorityLevel-UID") == uid
 
             assert until(classified, "an agent's request to land in the new level", 30)

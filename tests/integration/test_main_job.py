@@ -18,12 +18,24 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def light_run(loadtest_cluster: Cluster, tmp_path_factory):
-    cfg = RunConfig(profile="kubelet-like", agents=10, duration_s=20, spawn_rate=10,
-                    inventory=InventorySpec(name="main-it", nodes=10, pods_per_node=3,
-                                            namespaces=2, services_per_namespace=2),
-                    dns_min_probe_s=10, scrape_interval_s=2)
-    job = MainJob(get_provider("local"), loadtest_cluster.name, cfg,
-                  tmp_path_factory.mktemp("results"), log=lambda _: None)
+    cfg = RunConfig(
+        profile="kubelet-like",
+        agents=10,
+        duration_s=20,
+        spawn_rate=10,
+        inventory=InventorySpec(
+            name="main-it", nodes=10, pods_per_node=3, namespaces=2, services_per_namespace=2
+        ),
+        dns_min_probe_s=10,
+        scrape_interval_s=2,
+    )
+    job = MainJob(
+        get_provider("local"),
+        loadtest_cluster.name,
+        cfg,
+        tmp_path_factory.mktemp("results"),
+        log=lambda _: None,
+    )
     return job.execute()
 
 
@@ -51,14 +63,19 @@ def test_light_profile_passes_its_slos(light_run):
         p = m[name]
         causes = p["failed_by_cause"]
         assert p["open_loop"] and p["scheduled"] > 20
-        assert p["scheduled"] == p["ok"] + p["failed"] == p["sent"] + causes.get(
-            "unsent", 0) + causes.get("unrecorded", 0)
+        assert (
+            p["scheduled"]
+            == p["ok"] + p["failed"]
+            == p["sent"] + causes.get("unsent", 0) + causes.get("unrecorded", 0)
+        )
         assert p["failed"] == sum(causes.values())
         ks = [r["k"] for r in read_jsonl(light_run / "raw" / f"{name}.jsonl") if "k" in r]
         assert sorted(ks) == list(range(p["scheduled"]))
     # the API server counted the break-glass PATCHes (a real write, not a client-side guess)
-    assert any(r["verb"] == "PATCH" and r["resource"] == "configmaps" and r["count"] > 0
-               for r in api["requests"]["by_verb_resource"])
+    assert any(
+        r["verb"] == "PATCH" and r["resource"] == "configmaps" and r["count"] > 0
+        for r in api["requests"]["by_verb_resource"]
+    )
     # raw streams were written as the run went, and agree with the summary
     raw = read_jsonl(light_run / "raw" / "apiserver.jsonl")
     assert sum(1 for r in raw if "changed" in r) == api["scrapes"]
@@ -71,8 +88,7 @@ def test_light_profile_passes_its_slos(light_run):
 
 def test_tight_slo_fails_with_the_expected_message(light_run, tmp_path):
     tight = tmp_path / "slo.yaml"
-    tight.write_text("api:\n  read_resource_p99_s: 0.000001\n"
-                     "  read_cluster_p99_s: 0.000001\n")
+    tight.write_text("api:\n  read_resource_p99_s: 0.000001\n  read_cluster_p99_s: 0.000001\n")
     results = slo.evaluate(read_summary(light_run), slo.load_slos(tight))
     failed = {r.name: r for r in results if r.status == "fail"}
     assert "api-latency-read-cluster" in failed
@@ -85,8 +101,13 @@ def test_slo_file_errors_are_refused_before_the_run(loadtest_cluster, tmp_path):
     bad = tmp_path / "slo.yaml"
     bad.write_text("dns: {p99_ms: fast}\n")
     with pytest.raises(config.ConfigError, match="dns.p99_ms"):
-        MainJob(get_provider("local"), loadtest_cluster.name,
-                RunConfig(slo_file=str(bad)), tmp_path, log=lambda _: None)
+        MainJob(
+            get_provider("local"),
+            loadtest_cluster.name,
+            RunConfig(slo_file=str(bad)),
+            tmp_path,
+            log=lambda _: None,
+        )
 
 
 def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, tmp_path):
@@ -94,27 +115,40 @@ def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, 
     old, new = f"old-{tag}", f"new-{tag}"
     fqdn = {n: f"{n}.default.svc.cluster.local." for n in (old, new)}
     with http_client(loadtest_cluster) as c:
+
         def create(name):
-            r = c.post("/api/v1/namespaces/default/services", json={
-                "metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}})
+            r = c.post(
+                "/api/v1/namespaces/default/services",
+                json={"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}},
+            )
             assert r.status_code == 201
 
         create(old)
-        until(lambda: dns_m.query(loadtest_cluster.dns, fqdn[old], 2)["answers"],
-              "the first Service to resolve", timeout=30)
+        until(
+            lambda: dns_m.query(loadtest_cluster.dns, fqdn[old], 2)["answers"],
+            "the first Service to resolve",
+            timeout=30,
+        )
         # The new name is not probed before it exists (that would only measure CoreDNS's
         # negative cache).
-        probe = dns_m.DnsProbe(loadtest_cluster.dns, [dns_m.ProbeName(fqdn[old])],
-                               tmp_path / "dns.jsonl", rate_hz=5)
+        probe = dns_m.DnsProbe(
+            loadtest_cluster.dns, [dns_m.ProbeName(fqdn[old])], tmp_path / "dns.jsonl", rate_hz=5
+        )
         probe.start()
         create(new)
         probe.expect_propagation(fqdn[new])
-        until(lambda: dns_m.query(loadtest_cluster.dns, fqdn[new], 2)["answers"],
-              "the new Service to resolve", timeout=30)
+        until(
+            lambda: dns_m.query(loadtest_cluster.dns, fqdn[new], 2)["answers"],
+            "the new Service to resolve",
+            timeout=30,
+        )
         assert c.delete(f"/api/v1/namespaces/default/services/{old}").status_code == 200
     # CoreDNS's cache may keep answering for up to its TTL (30 s) after the deletion
-    until(lambda: dns_m.query(loadtest_cluster.dns, fqdn[old], 2)["rcode"] == "NXDOMAIN",
-          "the deleted Service to answer NXDOMAIN", timeout=45)
+    until(
+        lambda: dns_m.query(loadtest_cluster.dns, fqdn[old], 2)["rcode"] == "NXDOMAIN",
+        "the deleted Service to answer NXDOMAIN",
+        timeout=45,
+    )
     time.sleep(1)
     s = probe.gather()
     assert s["propagation"][0]["name"] == fqdn[new]
@@ -127,12 +161,24 @@ def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, 
     assert s["failed_by_cause"].get("rcode NXDOMAIN", 0) >= 1
 
 
-def test_sweep_refuses_a_cluster_seeded_beyond_its_smallest_size(light_run, loadtest_cluster,
-                                                                 tmp_path, capsys):
+def test_sweep_refuses_a_cluster_seeded_beyond_its_smallest_size(
+    light_run, loadtest_cluster, tmp_path, capsys
+):
     from loadtest.cli import main
 
-    rc = main(["sweep", "--provider", "local", "--name", loadtest_cluster.name,
-               "--sizes", "1,2", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "sweep",
+            "--provider",
+            "local",
+            "--name",
+            loadtest_cluster.name,
+            "--sizes",
+            "1,2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "already has" in err and "use a fresh cluster" in err
     assert list(tmp_path.iterdir()) == []  # refused before any run

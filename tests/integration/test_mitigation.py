@@ -30,20 +30,28 @@ polls:
 def test_mitigation_lowers_other_tenants_latency(tmp_path):
     profile = tmp_path / "hammer.yaml"
     profile.write_text(HAMMER)
-    provider = get_provider("local", apiserver_args={"max-requests-inflight": "4",
-                                                     "max-mutating-requests-inflight": "2"})
+    provider = get_provider(
+        "local",
+        apiserver_args={"max-requests-inflight": "4", "max-mutating-requests-inflight": "2"},
+    )
     cluster = provider.create("it-mitigate")
-    cfg = RunConfig(profile=str(profile), agents=60, duration_s=30, spawn_rate=60,
-                    inventory=InventorySpec(name="mitigate-it", nodes=20, pods_per_node=10,
-                                            namespaces=2),
-                    dns_min_probe_s=0, propagation_check=False)
+    cfg = RunConfig(
+        profile=str(profile),
+        agents=60,
+        duration_s=30,
+        spawn_rate=60,
+        inventory=InventorySpec(name="mitigate-it", nodes=20, pods_per_node=10, namespaces=2),
+        dns_min_probe_s=0,
+        propagation_check=False,
+    )
     views = {}
     try:
         for variant in ("without", "with"):
             if variant == "with":
                 mitigation.apply(cluster, mitigation.objects(mitigation.Plan()))
-            run = MainJob(provider, "it-mitigate", cfg, tmp_path / variant,
-                          log=lambda _: None).execute()
+            run = MainJob(
+                provider, "it-mitigate", cfg, tmp_path / variant, log=lambda _: None
+            ).execute()
             views[variant] = mitigation.others_view(read_summary(run))
     finally:
         provider.delete("it-mitigate")

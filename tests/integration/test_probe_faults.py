@@ -56,24 +56,36 @@ def _stall(pid: int, seconds: float, raws: list[Path]) -> tuple[float, float]:
     finally:
         os.kill(pid, signal.SIGCONT)
         t_cont = time.time()
-    until(lambda: all(_answered_after(r, t_cont + 1) >= 10 for r in raws),
-          "answers again after the stall", timeout=60)
+    until(
+        lambda: all(_answered_after(r, t_cont + 1) >= 10 for r in raws),
+        "answers again after the stall",
+        timeout=60,
+    )
     return t_stop, t_cont
 
 
-def _in_stall(slots: openloop.Slots, t_stop: float, t_cont: float, late_ms: float
-              ) -> dict[str, Any]:
+def _in_stall(
+    slots: openloop.Slots, t_stop: float, t_cont: float, late_ms: float
+) -> dict[str, Any]:
     """The slots due during the stall: how many failed (by cause) or came late."""
     due = [r for r in slots.slots if t_stop <= r["sched"] <= t_cont]
     failed = [r for r in due if r["cause"] is not None]
     late = [r for r in due if r["cause"] is None and slots.value_ms(r) > late_ms]
-    return {"due": len(due), "failed": openloop.tally(r["cause"] for r in failed),
-            "late": len(late), "share": (len(failed) + len(late)) / max(len(due), 1)}
+    return {
+        "due": len(due),
+        "failed": openloop.tally(r["cause"] for r in failed),
+        "late": len(late),
+        "share": (len(failed) + len(late)) / max(len(due), 1),
+    }
 
 
 def _totals(summaries: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {n: f"{s['failed']} of {s['scheduled']} failed, p50 {s['p50_ms']:.0f} ms, p99 "
-               f"{s['p99_ms']:.0f} ms" for n, s in summaries.items() if "error" not in s}
+    return {
+        n: f"{s['failed']} of {s['scheduled']} failed, p50 {s['p50_ms']:.0f} ms, p99 "
+        f"{s['p99_ms']:.0f} ms"
+        for n, s in summaries.items()
+        if "error" not in s
+    }
 
 
 def _pid(cluster: Cluster, component: str) -> int:
@@ -84,30 +96,42 @@ def _pid(cluster: Cluster, component: str) -> int:
 
 def _slos(measurements: dict[str, Any]) -> dict[str, str]:
     """The probes' SLOs (the API server's own need its metrics, not measured here)."""
-    return {r.name: r.status for r in slo.evaluate({"measurements": measurements},
-                                                   slo.SLOSpec())
-            if not r.name.startswith("api-")}
+    return {
+        r.name: r.status
+        for r in slo.evaluate({"measurements": measurements}, slo.SLOSpec())
+        if not r.name.startswith("api-")
+    }
 
 
 def test_apiserver_stall_fails_the_other_tenant_and_break_glass(cluster, tmp_path, capsys):
     (tmp_path / "cluster.json").write_text(cluster.to_json())
     roles = bystander_m.ROLES
-    probes = {n: bystander_m.Bystander(cluster, tmp_path / "cluster.json",
-                                       tmp_path / f"{n}.jsonl", role=r)
-              for n, r in roles.items()}
+    probes = {
+        n: bystander_m.Bystander(
+            cluster, tmp_path / "cluster.json", tmp_path / f"{n}.jsonl", role=r
+        )
+        for n, r in roles.items()
+    }
     for p in probes.values():
         p.start()
     try:
-        t_stop, t_cont = _stall(_pid(cluster, "kube-apiserver"), 10,
-                                [p.raw for p in probes.values()])
+        t_stop, t_cont = _stall(
+            _pid(cluster, "kube-apiserver"), 10, [p.raw for p in probes.values()]
+        )
     finally:
         summaries = {n: p.gather() for n, p in probes.items()}
     verdict = _slos(summaries)
-    seen = {n: _in_stall(bystander_m.read_slots(read_jsonl(p.raw)), t_stop, t_cont,
-                         roles[n].late_s * 1000) for n, p in probes.items()}
+    seen = {
+        n: _in_stall(
+            bystander_m.read_slots(read_jsonl(p.raw)), t_stop, t_cont, roles[n].late_s * 1000
+        )
+        for n, p in probes.items()
+    }
     with capsys.disabled():
-        print(f"\napiserver stall {t_cont - t_stop:.1f}s: in it {seen}; in all {_totals(summaries)}"
-              f"; SLOs {verdict}")
+        print(
+            f"\napiserver stall {t_cont - t_stop:.1f}s: in it {seen}; in all {_totals(summaries)}"
+            f"; SLOs {verdict}"
+        )
     for n, s in seen.items():
         assert s["due"] >= 45 and s["share"] >= 0.9, (n, s)
     assert verdict["others-latency"] == verdict["others-errors"] == "fail"
@@ -123,11 +147,13 @@ def test_coredns_stall_fails_the_dns_probe(cluster, tmp_path, capsys):
     finally:
         summary = probe.gather()
     verdict = _slos({"dns": summary})
-    seen = _in_stall(openloop.read_slots(read_jsonl(probe.raw), 1), t_stop, t_cont,
-                     slo.DnsSLO().p99_ms)
+    seen = _in_stall(
+        openloop.read_slots(read_jsonl(probe.raw), 1), t_stop, t_cont, slo.DnsSLO().p99_ms
+    )
     with capsys.disabled():
-        print(f"\ncoredns stall {t_cont - t_stop:.1f}s: in it {seen}; in all "
-              f"{_totals({'dns': summary})}; SLOs {verdict}")
+        print(
+            f"\ncoredns stall {t_cont - t_stop:.1f}s: in it {seen}; in all "
+            f"{_totals({'dns': summary})}; SLOs {verdict}"
+        )
     assert seen["due"] >= 45 and seen["share"] >= 0.9, seen
     assert verdict["dns-errors"] == verdict["dns-latency-p99"] == "fail"
-

@@ -25,18 +25,45 @@ REPLAY_S = 30
 # Informers with and without bookmarks, consistent and cached lists, limits, node scope
 # for pods and nodes, two poll intervals: what learning must get back.
 ORIGINAL = {
-    "version": 1, "name": "rec-original", "user_agent": "rec-original/1.0",
+    "version": 1,
+    "name": "rec-original",
+    "user_agent": "rec-original/1.0",
     "identity": "shared-serviceaccount",
     "watches": [
-        {"resource": "pods", "scope": "node", "list_resource_version": "0", "page_size": 500,
-         "timeout_seconds": 120, "timeout_jitter": 0.5},
-        {"resource": "services", "list_resource_version": "", "page_size": 100,
-         "bookmarks": False, "timeout_seconds": 120, "timeout_jitter": 0.5}],
+        {
+            "resource": "pods",
+            "scope": "node",
+            "list_resource_version": "0",
+            "page_size": 500,
+            "timeout_seconds": 120,
+            "timeout_jitter": 0.5,
+        },
+        {
+            "resource": "services",
+            "list_resource_version": "",
+            "page_size": 100,
+            "bookmarks": False,
+            "timeout_seconds": 120,
+            "timeout_jitter": 0.5,
+        },
+    ],
     "polls": [
-        {"resource": "pods", "interval_seconds": 4, "jitter": 0.2, "list_resource_version": "",
-         "page_size": 0},
-        {"resource": "nodes", "scope": "node", "interval_seconds": 3, "jitter": 0.1,
-         "list_resource_version": "0", "page_size": 0}],
+        {
+            "resource": "pods",
+            "interval_seconds": 4,
+            "jitter": 0.2,
+            "list_resource_version": "",
+            "page_size": 0,
+        },
+        {
+            "resource": "nodes",
+            "scope": "node",
+            "interval_seconds": 3,
+            "jitter": 0.1,
+            "list_resource_version": "0",
+            "page_size": 0,
+        },
+    ],
 }
 
 
@@ -46,10 +73,22 @@ def recorded(request, tmp_path_factory):
     orig = d / "original.yaml"
     orig.write_text(yaml.safe_dump(ORIGINAL))
     name = f"{request.config.getoption('--loadtest-cluster')}-rec"
-    rec = Recording(name="rec-learned", nodes=NODES, duration_s=40, cluster=name,
-                    keep_cluster=True, command=[
-                        "refagent", "--profile", str(orig), "--duration", "120s",
-                        "--poll-start", "random"])
+    rec = Recording(
+        name="rec-learned",
+        nodes=NODES,
+        duration_s=40,
+        cluster=name,
+        keep_cluster=True,
+        command=[
+            "refagent",
+            "--profile",
+            str(orig),
+            "--duration",
+            "120s",
+            "--poll-start",
+            "random",
+        ],
+    )
     provider = get_provider("local")
     if provider.get(name) is not None:
         provider.delete(name)  # a leftover of a crashed session
@@ -61,9 +100,17 @@ def recorded(request, tmp_path_factory):
 
 
 def _targets(p: AgentProfile, kind: str) -> dict:
-    keys: tuple[str, ...] = ("group", "resource", "scope", "namespace", "label_selector",
-                             "field_selector", "list_resource_version", "page_size",
-                             "content_type")
+    keys: tuple[str, ...] = (
+        "group",
+        "resource",
+        "scope",
+        "namespace",
+        "label_selector",
+        "field_selector",
+        "list_resource_version",
+        "page_size",
+        "content_type",
+    )
     keys += ("bookmarks", "watch_list") if kind == "watches" else ()
     return {(t.resource, t.scope): {k: getattr(t, k) for k in keys} for t in getattr(p, kind)}
 
@@ -85,15 +132,20 @@ def test_record_learns_the_reference_agents_profile(recorded):
 
 def _scrape(cluster) -> dict:
     with http_client(cluster) as c:
-        return metrics.index(metrics.parse(c.get("/metrics").text, [
-            "apiserver_request_total", "apiserver_response_sizes"]))
+        return metrics.index(
+            metrics.parse(
+                c.get("/metrics").text, ["apiserver_request_total", "apiserver_response_sizes"]
+            )
+        )
 
 
 def _window(a, b) -> tuple[dict, dict]:
     reqs = metrics.counter_delta(a, b, "apiserver_request_total", ("verb",))
     sizes = metrics.counter_delta(a, b, "apiserver_response_sizes_sum", ("verb",))
-    return ({v: reqs.get((v,), 0) for v in ("LIST", "WATCH")},
-            {v: sizes.get((v,), 0) for v in ("LIST",)})
+    return (
+        {v: reqs.get((v,), 0) for v in ("LIST", "WATCH")},
+        {v: sizes.get((v,), 0) for v in ("LIST",)},
+    )
 
 
 def test_replaying_the_learned_profile_costs_what_the_original_did(recorded):
@@ -110,11 +162,28 @@ def test_replaying_the_learned_profile_costs_what_the_original_did(recorded):
     token.write_text(request_token(cluster, SHARED_SA))
     before = _scrape(cluster)
     try:
-        subprocess.run([str(toolchain.binary("refagent")), "--kubeconfig", str(cluster.kubeconfig),
-                        "--profile", str(d / "original.yaml"), "--agents", str(REPLAY_AGENTS),
-                        "--nodes-file", str(d / "nodes"), "--token-file", str(token),
-                        "--poll-start", "random", "--duration", f"{REPLAY_S}s"],
-                       check=True, capture_output=True, timeout=REPLAY_S + 60)
+        subprocess.run(
+            [
+                str(toolchain.binary("refagent")),
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--profile",
+                str(d / "original.yaml"),
+                "--agents",
+                str(REPLAY_AGENTS),
+                "--nodes-file",
+                str(d / "nodes"),
+                "--token-file",
+                str(token),
+                "--poll-start",
+                "random",
+                "--duration",
+                f"{REPLAY_S}s",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=REPLAY_S + 60,
+        )
     finally:
         os.unlink(token)
     mid = _scrape(cluster)
@@ -122,8 +191,10 @@ def test_replaying_the_learned_profile_costs_what_the_original_did(recorded):
     # 50 harness agents with the learned profile
     stats = AgentStats()
     ids = Identities(cluster, profile)
-    ours = [Agent(profile, nodes[i], ids.endpoint(i), lambda **_: None, stats)
-            for i in range(REPLAY_AGENTS)]
+    ours = [
+        Agent(profile, nodes[i], ids.endpoint(i), lambda **_: None, stats)
+        for i in range(REPLAY_AGENTS)
+    ]
     for a in ours:
         a.start()
     gevent.sleep(REPLAY_S)

@@ -24,8 +24,7 @@ RESOURCES = ("pods", "nodes")
 
 def _lists(cluster: Cluster) -> dict[tuple[str, metrics.Labels], float]:
     with http_client(cluster) as c:
-        samples = metrics.index(metrics.parse(c.get("/metrics").text,
-                                              ["apiserver_request_total"]))
+        samples = metrics.index(metrics.parse(c.get("/metrics").text, ["apiserver_request_total"]))
     return samples
 
 
@@ -59,26 +58,47 @@ def test_reference_agent_and_ours_make_the_same_requests(seeded, tmp_path):
     before = _lists(seeded)
     stats = AgentStats()
     ids = Identities(seeded, profile)
-    ours = [Agent(profile, nodes[i], ids.endpoint(i), lambda **_: None, stats)
-            for i in range(AGENTS)]
+    ours = [
+        Agent(profile, nodes[i], ids.endpoint(i), lambda **_: None, stats) for i in range(AGENTS)
+    ]
     for a in ours:
         a.start()
     try:
-        assert _wait(lambda: stats.agents_synced == AGENTS and all(
-            stats.requests[f"WATCH {r} [node]"] >= AGENTS for r in ("pods", "nodes")),
-            timeout=60), f"our agents did not all sync and watch: {stats.as_dict()}"
+        assert _wait(
+            lambda: (
+                stats.agents_synced == AGENTS
+                and all(stats.requests[f"WATCH {r} [node]"] >= AGENTS for r in ("pods", "nodes"))
+            ),
+            timeout=60,
+        ), f"our agents did not all sync and watch: {stats.as_dict()}"
     finally:
         for a in ours:
             a.stop()
     mid = _lists(seeded)
 
     (tmp_path / "nodes").write_text("\n".join(nodes) + "\n")
-    subprocess.run([str(toolchain.binary("refagent")), "--kubeconfig", str(seeded.kubeconfig),
-                    "--profile", str(PROFILES_DIR / "kubelet-like.yaml"),
-                    "--agents", str(AGENTS), "--nodes-file", str(tmp_path / "nodes"),
-                    "--impersonate", "system:serviceaccount:loadtest-agents:agent-%d",
-                    "--duration", "8s", "--stats", str(tmp_path / "ref.json")],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(toolchain.binary("refagent")),
+            "--kubeconfig",
+            str(seeded.kubeconfig),
+            "--profile",
+            str(PROFILES_DIR / "kubelet-like.yaml"),
+            "--agents",
+            str(AGENTS),
+            "--nodes-file",
+            str(tmp_path / "nodes"),
+            "--impersonate",
+            "system:serviceaccount:loadtest-agents:agent-%d",
+            "--duration",
+            "8s",
+            "--stats",
+            str(tmp_path / "ref.json"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     after = _lists(seeded)
     ref = json.loads((tmp_path / "ref.json").read_text())
 
@@ -87,16 +107,20 @@ def test_reference_agent_and_ours_make_the_same_requests(seeded, tmp_path):
         return {r: int(d.get(("LIST", r), 0)) for r in RESOURCES}
 
     ours_reported = {r: stats.requests[f"LIST {r} [node]"] for r in RESOURCES}
-    ref_reported = {r: int(ref["requests_by_verb_resource"].get(f"LIST {r}", 0))
-                    for r in RESOURCES}
+    ref_reported = {r: int(ref["requests_by_verb_resource"].get(f"LIST {r}", 0)) for r in RESOURCES}
     ref_reported["nodes"] += int(ref.get("setup_requests", 0))  # its own node listing, if any
     assert served(before, mid) == ours_reported, (served(before, mid), stats.as_dict())
     assert served(mid, after) == ref_reported, (served(mid, after), ref)
     # every informer of every agent listed: at least once, exactly once when nothing relisted
     for side, reported, clean in (
-            ("ours", ours_reported, stats.relists_410 == stats.errors == 0),
-            ("reference", ref_reported, ref["relists"] == ref["relists_410"] == ref["errors"] == 0
-             and ref["agents_started"] == AGENTS)):
+        ("ours", ours_reported, stats.relists_410 == stats.errors == 0),
+        (
+            "reference",
+            ref_reported,
+            ref["relists"] == ref["relists_410"] == ref["errors"] == 0
+            and ref["agents_started"] == AGENTS,
+        ),
+    ):
         if clean:
             assert reported == {r: AGENTS for r in RESOURCES}, (side, reported)
         else:

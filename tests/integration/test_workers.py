@@ -46,8 +46,9 @@ class KillingWorkers(LocalWorkers):
 
     def on_log(self, line: str) -> None:
         if self.timer is None and "connected after" in line:
-            self.timer = threading.Timer(self.kill_after, self.procs[-1].send_signal,
-                                         (signal.SIGKILL,))
+            self.timer = threading.Timer(
+                self.kill_after, self.procs[-1].send_signal, (signal.SIGKILL,)
+            )
             self.timer.start()
 
     def stop(self) -> None:
@@ -62,8 +63,9 @@ def audited(tmp_path_factory):
     d = tmp_path_factory.mktemp("audit")
     policy, audit = d / "audit-policy.yaml", d / "audit.log"
     policy.write_text(AUDIT_POLICY)
-    provider = get_provider("local", apiserver_args={"audit-policy-file": str(policy),
-                                                     "audit-log-path": str(audit)})
+    provider = get_provider(
+        "local", apiserver_args={"audit-policy-file": str(policy), "audit-log-path": str(audit)}
+    )
     if provider.get(CLUSTER) is not None:
         provider.delete(CLUSTER)  # a leftover of a crashed run
     cluster = provider.create(CLUSTER)
@@ -76,11 +78,24 @@ def audited(tmp_path_factory):
         provider.delete(CLUSTER)
 
 
-def _run(cluster: Cluster, out: Path, pool: LocalWorkers, bind: str,
-         duration: float = 20, workers: int | None = None) -> dict:
-    run = AgentRun("kubelet-like", agents=AGENTS, duration_s=duration, spawn_rate=30,
-                   workers=workers or pool.n, master_bind=bind, workers_wait_s=60,
-                   node_selector=f"{LABEL}={SPEC.name}")
+def _run(
+    cluster: Cluster,
+    out: Path,
+    pool: LocalWorkers,
+    bind: str,
+    duration: float = 20,
+    workers: int | None = None,
+) -> dict:
+    run = AgentRun(
+        "kubelet-like",
+        agents=AGENTS,
+        duration_s=duration,
+        spawn_rate=30,
+        workers=workers or pool.n,
+        master_bind=bind,
+        workers_wait_s=60,
+        node_selector=f"{LABEL}={SPEC.name}",
+    )
     lines: list[str] = []
 
     def log(line: str) -> None:
@@ -98,14 +113,18 @@ def _agent_pairs(audit: Path, since: int) -> set[tuple[str, str]]:
     with audit.open("rb") as f:
         f.seek(since)
         tail.write_bytes(f.read())
-    return {(sel.removeprefix("spec.nodeName="), user) for sel, user in
-            _audited(tail, "kubelet-like/") if sel.startswith("spec.nodeName=")}
+    return {
+        (sel.removeprefix("spec.nodeName="), user)
+        for sel, user in _audited(tail, "kubelet-like/")
+        if sel.startswith("spec.nodeName=")
+    }
 
 
 def _secrets_absent(out: Path, cluster: Cluster) -> None:
     """No credential the master sent its workers is in any file of the run."""
-    secrets = [Path(cluster.client_key).read_text().strip().splitlines()[1]] \
-        if cluster.client_key else []
+    secrets = (
+        [Path(cluster.client_key).read_text().strip().splitlines()[1]] if cluster.client_key else []
+    )
     for f in out.rglob("*"):
         if f.is_file():
             text = f.read_text(errors="replace")
@@ -116,8 +135,9 @@ def _secrets_absent(out: Path, cluster: Cluster) -> None:
 def _check_distinct(audit: Path, since: int) -> None:
     pairs = _agent_pairs(audit, since)
     assert {n for n, _ in pairs} == {node_name(SPEC, i) for i in range(AGENTS)}, sorted(pairs)
-    assert pairs == {(node_name(SPEC, k), f"system:serviceaccount:{NAMESPACE}:agent-{k}")
-                     for k in range(AGENTS)}, sorted(pairs)
+    assert pairs == {
+        (node_name(SPEC, k), f"system:serviceaccount:{NAMESPACE}:agent-{k}") for k in range(AGENTS)
+    }, sorted(pairs)
 
 
 def test_master_and_two_workers_on_loopback_are_30_distinct_agents(audited, tmp_path):
@@ -135,8 +155,11 @@ def test_master_and_two_workers_on_loopback_are_30_distinct_agents(audited, tmp_
     assert any("2 worker(s) connected" in x for x in merged["_log"]), merged["_log"]
     # Locust's request stats (merged by its master) count what the agents' counters count
     with (tmp_path / "run" / "locust_stats.csv").open() as f:
-        locust = {r["Name"]: int(r["Request Count"]) for r in csv.DictReader(f)
-                  if r["Name"] != "Aggregated"}
+        locust = {
+            r["Name"]: int(r["Request Count"])
+            for r in csv.DictReader(f)
+            if r["Name"] != "Aggregated"
+        }
     assert locust == merged["requests"], (locust, merged["requests"])
     _secrets_absent(tmp_path, cluster)
 
@@ -165,8 +188,9 @@ def test_workers_started_before_the_master_get_their_setup(audited, tmp_path):
     early = LocalWorkers(2, tmp_path / "workers")
     early.start(bind)  # before the master exists
     try:
-        merged = _run(cluster, tmp_path / "run", LocalWorkers(0, tmp_path / "none"), bind,
-                      workers=2)
+        merged = _run(
+            cluster, tmp_path / "run", LocalWorkers(0, tmp_path / "none"), bind, workers=2
+        )
     finally:
         early.stop()
     _check_distinct(audit, since)
@@ -196,8 +220,11 @@ def netns():
         _ip("link", "set", "lt17-ns", "netns", NETNS)
         _ip("addr", "add", f"{HOST_IP}/30", "dev", "lt17-host")
         _ip("link", "set", "lt17-host", "up")
-        for a in (["addr", "add", f"{NS_IP}/30", "dev", "lt17-ns"],
-                  ["link", "set", "lt17-ns", "up"], ["link", "set", "lo", "up"]):
+        for a in (
+            ["addr", "add", f"{NS_IP}/30", "dev", "lt17-ns"],
+            ["link", "set", "lt17-ns", "up"],
+            ["link", "set", "lo", "up"],
+        ):
             _ip("netns", "exec", NETNS, "ip", *a)
         yield ["ip", "netns", "exec", NETNS]
     finally:
@@ -244,8 +271,10 @@ def test_a_worker_in_another_network_namespace(audited, netns, tmp_path):
     cluster, audit = audited
     api_host, api_port = cluster.server.removeprefix("https://").rsplit(":", 1)
     fwd_port = free_port(HOST_IP)
-    forwards = [_forward((HOST_IP, fwd_port), (api_host, int(api_port)), []),
-                _forward(("127.0.0.1", int(api_port)), (HOST_IP, fwd_port), netns)]
+    forwards = [
+        _forward((HOST_IP, fwd_port), (api_host, int(api_port)), []),
+        _forward(("127.0.0.1", int(api_port)), (HOST_IP, fwd_port), netns),
+    ]
     try:
         since = audit.stat().st_size
         pool = LocalWorkers(1, tmp_path / "workers", prefix=netns)

@@ -27,18 +27,32 @@ def test_shipped_profiles_load(name):
 def test_telemetry_v2_is_the_incident_pattern():
     p = load_profile("telemetry-v2")
     assert {(x.resource, x.scope, x.list_resource_version, x.page_size) for x in p.polls} == {
-        ("pods", "cluster", "", 0), ("nodes", "cluster", "", 0)}
+        ("pods", "cluster", "", 0),
+        ("nodes", "cluster", "", 0),
+    }
 
 
 def test_node_scope_selects_the_agents_own_objects():
     assert target_path(Watch(resource="pods", scope="node"), "n1") == (
-        "/api/v1/pods", {"fieldSelector": "spec.nodeName=n1"})
+        "/api/v1/pods",
+        {"fieldSelector": "spec.nodeName=n1"},
+    )
     assert target_path(Watch(resource="nodes", scope="node"), "n1") == (
-        "/api/v1/nodes", {"fieldSelector": "metadata.name=n1"})
+        "/api/v1/nodes",
+        {"fieldSelector": "metadata.name=n1"},
+    )
     path, params = target_path(
-        Poll(resource="endpointslices", group="discovery.k8s.io", scope="namespace",
-             namespace="ns", label_selector="a=b", field_selector="metadata.name=x",
-             interval_seconds=5), "n1")
+        Poll(
+            resource="endpointslices",
+            group="discovery.k8s.io",
+            scope="namespace",
+            namespace="ns",
+            label_selector="a=b",
+            field_selector="metadata.name=x",
+            interval_seconds=5,
+        ),
+        "n1",
+    )
     assert path == "/apis/discovery.k8s.io/v1/namespaces/ns/endpointslices"
     assert params == {"fieldSelector": "metadata.name=x", "labelSelector": "a=b"}
 
@@ -60,8 +74,11 @@ def test_bad_profiles_name_file_and_field(tmp_path):
     with pytest.raises(ConfigError, match="not found .*known: .*telemetry-v2"):
         load_profile("no-such-profile")
     with pytest.raises(ConfigError, match="scope 'namespace' needs a namespace"):
-        config.parse(AgentProfile, {"name": "x", "watches": [{"resource": "pods",
-                                                              "scope": "namespace"}]}, "t")
+        config.parse(
+            AgentProfile,
+            {"name": "x", "watches": [{"resource": "pods", "scope": "namespace"}]},
+            "t",
+        )
 
 
 def test_backoff_grows_to_cap_and_resets():
@@ -93,8 +110,9 @@ def test_backoff_jitter_spreads_within_its_bounds(jitter):
 
 def test_rbac_is_read_only_on_what_the_profile_reads():
     rules = rbac_rules(load_profile("telemetry-v2"))
-    assert rules == [{"apiGroups": [""], "resources": ["nodes", "pods"],
-                      "verbs": ["get", "list", "watch"]}]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list", "watch"]}
+    ]
 
 
 def test_step_shapes_parse_and_refuse_garbage():
@@ -106,7 +124,15 @@ def test_step_shapes_parse_and_refuse_garbage():
 
 def test_rollout_ramps_at_its_rate_then_holds_and_ends():
     assert [rollout_users(100, 10, t) for t in (0, 0.5, 1, 2.55, 9.99, 10, 11, 500)] == [
-        0, 5, 10, 25, 99, 100, 100, 100]
+        0,
+        5,
+        10,
+        25,
+        99,
+        100,
+        100,
+        100,
+    ]
     ramp = [rollout_users(1000, 2.5, t) for t in range(0, 401)]
     assert ramp == sorted(ramp) and ramp[-1] == 1000 and ramp[4] == 10
     assert rollout_tick(100, 10, 3, run_time=60) == (30, 10)
@@ -134,8 +160,12 @@ def _agent(profile: AgentProfile) -> Agent:
 
 
 def test_an_agent_is_synced_once_every_watch_has_listed_and_relists_do_not_count():
-    agent = _agent(AgentProfile(name="x", watches=[Watch(resource="pods", scope="node"),
-                                                   Watch(resource="nodes", scope="node")]))
+    agent = _agent(
+        AgentProfile(
+            name="x",
+            watches=[Watch(resource="pods", scope="node"), Watch(resource="nodes", scope="node")],
+        )
+    )
     agent._mark_synced(0)
     agent._mark_synced(0)  # the pods informer relisted (410) before nodes ever listed
     assert agent.stats.agents_synced == 0

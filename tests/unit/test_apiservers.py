@@ -17,8 +17,13 @@ from loadtest.measurements import apiserver
 from loadtest.results import read_jsonl
 from loadtest.wait import until
 
-CLUSTER = Cluster(name="t", provider="kind", kubeconfig=Path("/dev/null"), context="",
-                  server="https://127.0.0.1:6443")
+CLUSTER = Cluster(
+    name="t",
+    provider="kind",
+    kubeconfig=Path("/dev/null"),
+    context="",
+    server="https://127.0.0.1:6443",
+)
 A, B = "https://172.18.0.2:6443", "https://172.18.0.3:6443"
 
 
@@ -45,10 +50,18 @@ process_start_time_seconds 1000
 
 
 def slices(*urls: str) -> dict:
-    return {"items": [{"addressType": "IPv4",
-                       "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
-                       "endpoints": [{"addresses": [u.split("//")[1].split(":")[0]],
-                                      "conditions": {"ready": True}} for u in urls]}]}
+    return {
+        "items": [
+            {
+                "addressType": "IPv4",
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+                "endpoints": [
+                    {"addresses": [u.split("//")[1].split(":")[0]], "conditions": {"ready": True}}
+                    for u in urls
+                ],
+            }
+        ]
+    }
 
 
 class Fakes:
@@ -66,13 +79,23 @@ class Fakes:
         base = f"https://{req.url.host}:{req.url.port}"
         if base == CLUSTER.server:
             if req.url.path == apiserver.SLICES:
-                return httpx.Response(200, json=slices(*self.endpoints) if self.sliced
-                                      else {"items": []})
+                return httpx.Response(
+                    200, json=slices(*self.endpoints) if self.sliced else {"items": []}
+                )
             if req.url.path == apiserver.ENDPOINTS:
-                return httpx.Response(200, json={"subsets": [{
-                    "addresses": [{"ip": u.split("//")[1].split(":")[0]}
-                                  for u in self.endpoints],
-                    "ports": [{"name": "https", "port": 6443}]}]})
+                return httpx.Response(
+                    200,
+                    json={
+                        "subsets": [
+                            {
+                                "addresses": [
+                                    {"ip": u.split("//")[1].split(":")[0]} for u in self.endpoints
+                                ],
+                                "ports": [{"name": "https", "port": 6443}],
+                            }
+                        ]
+                    },
+                )
             return httpx.Response(404, json={"items": []})
         if req.url.path == "/livez":
             return httpx.Response(200, text="ok")
@@ -85,11 +108,20 @@ class Fakes:
         return httpx.Response(200, text=metrics_text(n, *self.shape[base]))
 
 
-def measure(tmp_path: Path, fakes: Fakes, rounds: int, rediscover_s: float = 3600,
-            between: Callable[[int], None] = lambda _: None) -> dict:
-    m = apiserver.ApiserverMetrics(CLUSTER, tmp_path / "apiserver.jsonl", interval=1,
-                                   rediscover_s=rediscover_s,
-                                   transport=httpx.MockTransport(fakes))
+def measure(
+    tmp_path: Path,
+    fakes: Fakes,
+    rounds: int,
+    rediscover_s: float = 3600,
+    between: Callable[[int], None] = lambda _: None,
+) -> dict:
+    m = apiserver.ApiserverMetrics(
+        CLUSTER,
+        tmp_path / "apiserver.jsonl",
+        interval=1,
+        rediscover_s=rediscover_s,
+        transport=httpx.MockTransport(fakes),
+    )
     m.discover_servers()
     for k in range(rounds):
         between(k)
@@ -101,14 +133,30 @@ def measure(tmp_path: Path, fakes: Fakes, rounds: int, rediscover_s: float = 360
 
 def test_endpoint_urls_of_the_kubernetes_service() -> None:
     assert apiserver.endpoint_urls(slices(A, B)) == [A, B]
-    v6 = {"items": [{"addressType": "IPv6", "ports": [{"port": 443}],
-                     "endpoints": [{"addresses": ["fd00::2"]}]},
-                    {"addressType": "FQDN", "ports": [{"port": 443}],
-                     "endpoints": [{"addresses": ["api.example"]}]}]}
+    v6 = {
+        "items": [
+            {
+                "addressType": "IPv6",
+                "ports": [{"port": 443}],
+                "endpoints": [{"addresses": ["fd00::2"]}],
+            },
+            {
+                "addressType": "FQDN",
+                "ports": [{"port": 443}],
+                "endpoints": [{"addresses": ["api.example"]}],
+            },
+        ]
+    }
     assert apiserver.endpoint_urls(v6) == ["https://[fd00::2]:443"]
-    legacy = {"subsets": [{"addresses": [{"ip": "172.18.0.2"}],
-                           "notReadyAddresses": [{"ip": "172.18.0.3"}],
-                           "ports": [{"name": "https", "port": 6443}]}]}
+    legacy = {
+        "subsets": [
+            {
+                "addresses": [{"ip": "172.18.0.2"}],
+                "notReadyAddresses": [{"ip": "172.18.0.3"}],
+                "ports": [{"name": "https", "port": 6443}],
+            }
+        ]
+    }
     assert apiserver.endpoints_urls(legacy) == [A, B]
 
 
@@ -127,8 +175,10 @@ def test_two_servers_are_scraped_apart_and_merged(tmp_path: Path) -> None:
     assert lat["count"] == 80
     assert lat["p99"] == pytest.approx(0.1 + 0.9 * (0.99 * 80 - 20) / 60)
     # CPU and memory per server; the merged CPU is their sum, memory the largest server's
-    assert (per[A]["cpu_seconds"], per[B]["cpu_seconds"]) == (pytest.approx(1.0),
-                                                              pytest.approx(3.0))
+    assert (per[A]["cpu_seconds"], per[B]["cpu_seconds"]) == (
+        pytest.approx(1.0),
+        pytest.approx(3.0),
+    )
     assert s["process"]["cpu_seconds"] == pytest.approx(4.0)
     assert (per[A]["rss_max_mib"], per[B]["rss_max_mib"]) == (100e6 / 2**20, 300e6 / 2**20)
     assert s["process"]["rss_max_mib"] == 300e6 / 2**20
@@ -139,13 +189,17 @@ def test_two_servers_are_scraped_apart_and_merged(tmp_path: Path) -> None:
 def test_merge_histograms_sums_buckets_and_counts() -> None:
     Buckets = dict[tuple[str, ...], list[tuple[float, float]]]
     a: Buckets = {("LIST",): [(0.1, 5.0), (1.0, 9.0), (math.inf, 10.0)]}
-    b: Buckets = {("LIST",): [(0.1, 1.0), (1.0, 1.0), (math.inf, 30.0)],
-                  ("GET",): [(math.inf, 2.0)]}
+    b: Buckets = {
+        ("LIST",): [(0.1, 1.0), (1.0, 1.0), (math.inf, 30.0)],
+        ("GET",): [(math.inf, 2.0)],
+    }
     merged = metrics.merge_histograms([a, b])
     assert merged[("LIST",)] == [(0.1, 6.0), (1.0, 10.0), (math.inf, 40.0)]
     assert merged[("GET",)] == [(math.inf, 2.0)]
     assert metrics.merge_counts([{("200",): 1.0}, {("200",): 2.0, ("429",): 3.0}]) == {
-        ("200",): 3.0, ("429",): 3.0}
+        ("200",): 3.0,
+        ("429",): 3.0,
+    }
 
 
 def test_without_slices_the_endpoints_object_is_read(tmp_path: Path) -> None:
@@ -157,13 +211,18 @@ def test_without_slices_the_endpoints_object_is_read(tmp_path: Path) -> None:
 
 def test_a_parse_error_is_the_harness_s_not_an_outage(tmp_path: Path) -> None:
     fakes = Fakes([A, B])
-    fakes.special[B] = {2: "apiserver_request_total{code=\"200\" 5\n"}  # torn text
+    fakes.special[B] = {2: 'apiserver_request_total{code="200" 5\n'}  # torn text
     s = measure(tmp_path, fakes, rounds=3)
     assert s["harness_errors"]["count"] == 1
     assert "parsing /metrics" in s["harness_errors"]["errors"][0]
     assert s["harness_access"]["failed"] == 0
-    assert s["harness_access"]["by_server"][B] == {"scrapes": 3, "failed": 0, "late": 0,
-                                                   "outages": [], "errors": []}
+    assert s["harness_access"]["by_server"][B] == {
+        "scrapes": 3,
+        "failed": 0,
+        "late": 0,
+        "outages": [],
+        "errors": [],
+    }
     avail = slo._api_availability(s["harness_access"])
     assert avail.status == "pass", avail.message
     assert s["requests"]["total"] == 80  # B's delta spans the unreadable scrape
@@ -205,29 +264,32 @@ def test_unreachable_endpoints_fall_back_to_the_cluster_url(tmp_path: Path) -> N
             return httpx.Response(200, json=slices(A))
         return httpx.Response(200, text=metrics_text(1, 10, False, 0.5, 1e8))
 
-    m = apiserver.ApiserverMetrics(CLUSTER, tmp_path / "a.jsonl", interval=1,
-                                   transport=httpx.MockTransport(handler))
+    m = apiserver.ApiserverMetrics(
+        CLUSTER, tmp_path / "a.jsonl", interval=1, transport=httpx.MockTransport(handler)
+    )
     m.discover_servers()
     m.scrape_round(wait_all=True)
     m.writer.close()
     s = apiserver.summarize(read_jsonl(tmp_path / "a.jsonl"))
     assert s["discovery"]["source"] == "cluster-url"
-    assert s["discovery"]["note"] == (f"the endpoints list 1 API server(s) ({A}), none "
-                                      f"reachable from here: scraping the cluster's URL "
-                                      f"{CLUSTER.server}")
+    assert s["discovery"]["note"] == (
+        f"the endpoints list 1 API server(s) ({A}), none "
+        f"reachable from here: scraping the cluster's URL "
+        f"{CLUSTER.server}"
+    )
     assert list(s["harness_access"]["by_server"]) == [CLUSTER.server]
 
 
-def test_a_bug_in_a_summary_section_is_a_harness_error(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_in_a_summary_section_is_a_harness_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*_: object) -> None:
         raise KeyError("le")
 
     monkeypatch.setattr(apiserver, "_latency", broken)
     s = measure(tmp_path, Fakes([A, B]), rounds=3)
     assert "latency" not in s and s["requests"]["total"] == 80
-    assert s["harness_errors"] == {"count": 1,
-                                   "errors": ["summarizing latency: KeyError: 'le'"]}
+    assert s["harness_errors"] == {"count": 1, "errors": ["summarizing latency: KeyError: 'le'"]}
     assert s["harness_access"]["failed"] == 0
     # the SLO that needed it says it could not be judged: not a pass, not the server's fault
     lat = slo._api_latency(s, slo.ApiSLO())
@@ -235,6 +297,7 @@ def test_a_bug_in_a_summary_section_is_a_harness_error(tmp_path: Path,
 
 
 # --- the idle baseline --------------------------------------------------------------------
+
 
 def test_idle_window_is_the_steady_tail() -> None:
     # after seeding the controllers still work: CPU decays, then holds
@@ -261,24 +324,29 @@ def test_wait_idle_marks_a_window_after_the_busy_start(tmp_path: Path) -> None:
     per_scrape = [0.0, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
 
     def cpu_at(n: int) -> float:
-        return sum(per_scrape[:min(n, busy) + 1]) + 0.002 * max(0, n - busy)
+        return sum(per_scrape[: min(n, busy) + 1]) + 0.002 * max(0, n - busy)
 
     def handler(req: httpx.Request) -> httpx.Response:
         r = fakes(req)
         if req.url.path == "/metrics":
             n = fakes.scrapes[A]
-            r = httpx.Response(200, text=metrics_text(n, 10, False, 0, 1e8).replace(
-                "process_cpu_seconds_total 0", f"process_cpu_seconds_total {cpu_at(n)}"))
+            r = httpx.Response(
+                200,
+                text=metrics_text(n, 10, False, 0, 1e8).replace(
+                    "process_cpu_seconds_total 0", f"process_cpu_seconds_total {cpu_at(n)}"
+                ),
+            )
         return r
 
-    m = apiserver.ApiserverMetrics(CLUSTER, tmp_path / "a.jsonl", interval=0.1,
-                                   transport=httpx.MockTransport(handler))
+    m = apiserver.ApiserverMetrics(
+        CLUSTER, tmp_path / "a.jsonl", interval=0.1, transport=httpx.MockTransport(handler)
+    )
     m.start()
     mark = m.wait_idle(window_s=0.3, max_s=20)
     s = m.gather()
     assert mark["settled"], mark
     assert mark["rounds"][0] >= busy - 1  # round k is the server's scrape k + 1
-    assert s["idle"]["cpu_cores"] < 0.5 * min(r["cpu_cores"] for r in s["timeseries"][:busy - 1])
+    assert s["idle"]["cpu_cores"] < 0.5 * min(r["cpu_cores"] for r in s["timeseries"][: busy - 1])
     assert set(s["idle"]["cpu_cores_by_server"]) == {A}
 
 
@@ -294,13 +362,17 @@ def test_a_hung_server_fails_every_round_it_hangs(tmp_path: Path, ends: int | No
         fakes.special[B] = {2: ends}
 
     def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.host == "172.18.0.3" and req.url.path == "/metrics" \
-                and fakes.scrapes.get(B) == 1:
+        if (
+            req.url.host == "172.18.0.3"
+            and req.url.path == "/metrics"
+            and fakes.scrapes.get(B) == 1
+        ):
             release.wait(10)
         return fakes(req)
 
-    m = apiserver.ApiserverMetrics(CLUSTER, tmp_path / "a.jsonl", interval=1,
-                                   transport=httpx.MockTransport(handler))
+    m = apiserver.ApiserverMetrics(
+        CLUSTER, tmp_path / "a.jsonl", interval=1, transport=httpx.MockTransport(handler)
+    )
     m.discover_servers()
     m.scrape_round(wait_all=True)
     for i in range(3):

@@ -15,24 +15,31 @@ def _fake(true_break: int, calls: list[int]) -> bp.Runner:
     def run(n: int, agents: int, phase: str) -> bp.Step:
         calls.append(n)
         ok = n < true_break
-        return bp.Step(n, agents, phase, "pass" if ok else "fail",
-                       [] if ok else ["api-latency-mutating"],
-                       None if ok else "api-latency-mutating")
+        return bp.Step(
+            n,
+            agents,
+            phase,
+            "pass" if ok else "fail",
+            [] if ok else ["api-latency-mutating"],
+            None if ok else "api-latency-mutating",
+        )
+
     return run
 
 
-def _search(tmp: Path, true_break: int, forecast: float | None, **bounds: object
-            ) -> tuple[bp.Search, list[int]]:
+def _search(
+    tmp: Path, true_break: int, forecast: float | None, **bounds: object
+) -> tuple[bp.Search, list[int]]:
     calls: list[int] = []
     s = bp.Search("telemetry-v2", 1.0, bp.Bounds(**bounds))  # type: ignore[arg-type]
-    bp.search(s, _fake(true_break, calls), lambda _steps: {"nodes": forecast}, tmp,
-              lambda _m: None)
+    bp.search(s, _fake(true_break, calls), lambda _steps: {"nodes": forecast}, tmp, lambda _m: None)
     return s, calls
 
 
 @pytest.mark.parametrize("forecast", [500.0, 300.0, 900.0, None])
-def test_bracket_within_ten_percent_whatever_the_forecast(tmp_path: Path,
-                                                          forecast: float | None) -> None:
+def test_bracket_within_ten_percent_whatever_the_forecast(
+    tmp_path: Path, forecast: float | None
+) -> None:
     s, calls = _search(tmp_path, 520, forecast, min_nodes=20, max_nodes=5000, max_steps=20)
     lo, hi = bp.bracket(s.steps)
     assert lo is not None and hi is not None and lo < 520 <= hi
@@ -52,14 +59,13 @@ def test_a_good_forecast_saves_steps(tmp_path: Path) -> None:
 def test_ladder_only_grows_until_the_first_failure(tmp_path: Path) -> None:
     s, calls = _search(tmp_path, 520, 500.0, min_nodes=20, max_nodes=5000, max_steps=20)
     first_fail = next(i for i, st in enumerate(s.steps) if st.verdict == "fail")
-    assert calls[:first_fail + 1] == sorted(calls[:first_fail + 1])
+    assert calls[: first_fail + 1] == sorted(calls[: first_fail + 1])
 
 
 def test_bounded_in_steps(tmp_path: Path) -> None:
     s, calls = _search(tmp_path, 10**6, 500.0, min_nodes=20, max_nodes=10**7, max_steps=4)
     assert len(calls) == 4 and "step bound" in s.stopped
-    assert json.loads((tmp_path / "breakpoint.json").read_text())["bracket"] == [max(calls),
-                                                                                  None]
+    assert json.loads((tmp_path / "breakpoint.json").read_text())["bracket"] == [max(calls), None]
 
 
 def test_no_failure_below_max_nodes_leaves_the_top_null(tmp_path: Path) -> None:
@@ -92,8 +98,9 @@ def test_surplus_is_what_a_bigger_inventory_has_beyond_a_smaller_one() -> None:
     small = InventorySpec(nodes=3, pods_per_node=2)
     extra = bp.surplus(small, 5)
     big = small.model_copy(update={"nodes": 5})
-    want = {n for k, _, _, n in inv.plan(big) if k.name in ("pods", "nodes")} - \
-        {n for k, _, _, n in inv.plan(small) if k.name in ("pods", "nodes")}
+    want = {n for k, _, _, n in inv.plan(big) if k.name in ("pods", "nodes")} - {
+        n for k, _, _, n in inv.plan(small) if k.name in ("pods", "nodes")
+    }
     assert {name for _, _, name in extra} == want
     assert [p for p, _, _ in extra][-1] == "/api/v1/nodes"  # pods go before their nodes
 
@@ -103,8 +110,7 @@ def test_a_failure_at_the_floor_ends_the_search_there(tmp_path: Path) -> None:
     assert calls == [20] and s.predicted is not None
 
 
-def test_report_shows_the_ladder_and_the_forecast_against_the_measurement(
-        tmp_path: Path) -> None:
+def test_report_shows_the_ladder_and_the_forecast_against_the_measurement(tmp_path: Path) -> None:
     from loadtest.report_breakpoint import write_breakpoint_report
 
     _search(tmp_path, 520, 500.0, min_nodes=20, max_nodes=5000, max_steps=20)
@@ -118,6 +124,7 @@ def test_the_forecast_waits_for_two_passing_sizes(tmp_path: Path) -> None:
     before the forecast is made from both."""
     seen: list[list[int]] = []
     s = bp.Search("p", 1.0, bp.Bounds(min_nodes=20, max_nodes=5000, max_steps=20))
+
     def forecaster(st: list[bp.Step]) -> dict[str, int]:
         seen.append([x.nodes for x in st])
         return {"nodes": 31}
@@ -141,8 +148,7 @@ def test_a_step_the_harness_could_not_measure_stops_the_search(tmp_path: Path) -
     assert "could not be measured: run-error: timed out waiting for KWOK" in s.stopped
 
 
-def test_step_from_run_tells_an_error_before_load_from_a_failure_under_it(
-        tmp_path: Path) -> None:
+def test_step_from_run_tells_an_error_before_load_from_a_failure_under_it(tmp_path: Path) -> None:
     from loadtest.results import write_summary
 
     base = {"config": {"agents": 5, "inventory": {"nodes": 5}}, "failed": "boom"}
@@ -161,7 +167,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys) -> Non
     assert cli.main(["breakpoint", "--target", str(bad), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "apiserver.cores" in err
-    assert cli.main(["breakpoint", "--min-nodes", "50", "--max-nodes", "10",
-                     "--out", str(out)]) == 1
+    assert (
+        cli.main(["breakpoint", "--min-nodes", "50", "--max-nodes", "10", "--out", str(out)]) == 1
+    )
     assert "--min-nodes 50 must be >= 1 and below --max-nodes 10" in capsys.readouterr().err
     assert not out.exists()

@@ -18,15 +18,23 @@ from loadtest.clusters.capabilities import (
 )
 from loadtest.run import MainJob, RunConfig
 
-CAPABILITIES = (RunsFakeNodesBeside, ProbesDNSInNamespace, RunsPods, RestartsDNS,
-                BudgetsApiserverMemory)
+CAPABILITIES = (
+    RunsFakeNodesBeside,
+    ProbesDNSInNamespace,
+    RunsPods,
+    RestartsDNS,
+    BudgetsApiserverMemory,
+)
 
 
-@pytest.mark.parametrize(("provider", "has"), [
-    ("local", {RestartsDNS, BudgetsApiserverMemory}),
-    ("kind", {RunsFakeNodesBeside, ProbesDNSInNamespace, RunsPods, RestartsDNS}),
-    ("existing", set()),
-])
+@pytest.mark.parametrize(
+    ("provider", "has"),
+    [
+        ("local", {RestartsDNS, BudgetsApiserverMemory}),
+        ("kind", {RunsFakeNodesBeside, ProbesDNSInNamespace, RunsPods, RestartsDNS}),
+        ("existing", set()),
+    ],
+)
 def test_each_provider_offers_what_its_clusters_have(provider, has, tmp_path):
     options = {"kubeconfig_path": tmp_path / "none"} if provider == "existing" else {}
     p = get_provider(provider, **options)
@@ -37,15 +45,29 @@ def test_the_main_job_names_no_provider():
     tree = ast.parse(Path(run.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not {m for m in imported if m and m.startswith(("loadtest.clusters.kind",
-                                                          "loadtest.clusters.local",
-                                                          "loadtest.clusters.existing"))}
-    probes = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
-              and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "hasattr")]
+    assert not {
+        m
+        for m in imported
+        if m
+        and m.startswith(
+            ("loadtest.clusters.kind", "loadtest.clusters.local", "loadtest.clusters.existing")
+        )
+    }
+    probes = [
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and n.func.id in ("getattr", "hasattr")
+    ]
     assert probes == []
-    compared = [c.value for n in ast.walk(tree) if isinstance(n, ast.Compare)
-                for c in (n.left, *n.comparators)
-                if isinstance(c, ast.Constant) and c.value in ("kind", "local", "existing")]
+    compared = [
+        c.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare)
+        for c in (n.left, *n.comparators)
+        if isinstance(c, ast.Constant) and c.value in ("kind", "local", "existing")
+    ]
     assert compared == []
 
 
@@ -76,8 +98,9 @@ class _RestartingProvider(_Provider):
     def restart_dns(self, cluster_name: str) -> None:
         self.calls.append(("restart_dns", cluster_name))
 
-    def apiserver_memory_usage(self, cluster_name: str, reset: bool = False
-                               ) -> dict[str, int | None] | None:
+    def apiserver_memory_usage(
+        self, cluster_name: str, reset: bool = False
+    ) -> dict[str, int | None] | None:
         self.calls.append(("usage", reset))
         return {"apiserver_oom_kills": 0, "apiserver_memory_peak_bytes": 5}
 
@@ -95,8 +118,10 @@ def test_the_job_uses_a_capability_where_the_provider_has_it(tmp_path):
     assert p.calls == [("restart_dns", "c1")] and len(changed) == 1
     assert "dns-restarted" in job.summary["stages"]
     assert job._memory_budget() == 2**30
-    assert job._apiserver_memory(reset=True) == {"apiserver_oom_kills": 0,
-                                                 "apiserver_memory_peak_bytes": 5}
+    assert job._apiserver_memory(reset=True) == {
+        "apiserver_oom_kills": 0,
+        "apiserver_memory_peak_bytes": 5,
+    }
     assert p.calls[-1] == ("usage", True)
 
 

@@ -21,23 +21,37 @@ def _run(n: int, cores: float = 1.6) -> capacity.RunSample:
     lb = n * (1000 + n * 3 * 5000 / 60)  # LIST bytes per second, whole server
     ev = n * 2.0
     rng = np.random.default_rng(n)
-    intervals = [(IDLE, {"list_bytes": 0.0, "watch_events": 0.0, "watches": 0.0,
-                         "requests": 1.0})] * 3
+    intervals = [
+        (IDLE, {"list_bytes": 0.0, "watch_events": 0.0, "watches": 0.0, "requests": 1.0})
+    ] * 3
     for _ in range(6):
-        f = {"list_bytes": lb * rng.uniform(0.6, 1.4), "watch_events": ev * rng.uniform(0.8, 1.2),
-             "watches": float(n), "requests": n / 20}
+        f = {
+            "list_bytes": lb * rng.uniform(0.6, 1.4),
+            "watch_events": ev * rng.uniform(0.8, 1.2),
+            "watches": float(n),
+            "requests": n / 20,
+        }
         intervals.append((IDLE + U_BYTE * f["list_bytes"] + U_EVENT * f["watch_events"], f))
     cpu = IDLE + U_BYTE * lb + U_EVENT * ev
     rho = cpu / cores
     return capacity.RunSample(
-        nodes=n, agents=n, pods_per_node=3, pod_bytes=5000, node_bytes=12000, load_s=90,
-        cpu_busy=cpu, work={"list_bytes": lb, "watch_events": ev, "watches": float(n),
-                            "requests": n / 20},
+        nodes=n,
+        agents=n,
+        pods_per_node=3,
+        pod_bytes=5000,
+        node_bytes=12000,
+        load_s=90,
+        cpu_busy=cpu,
+        work={"list_bytes": lb, "watch_events": ev, "watches": float(n), "requests": n / 20},
         background={"list_bytes": 0.0, "watch_events": 0.0, "watches": 0.0, "requests": 1.0},
         intervals=intervals,
         p99={"mutating": 0.02 / (1 - rho), "read-cluster": (0.2 + 0.004 * n) / (1 - rho)},
         list_bytes_by_resource={"pods": lb * 0.8, "nodes": lb * 0.2},
-        rss_bytes=3e8 + 1e6 * n, seats_per_agent=0.01, level_seats=100, verdict="pass")
+        rss_bytes=3e8 + 1e6 * n,
+        seats_per_agent=0.01,
+        level_seats=100,
+        verdict="pass",
+    )
 
 
 def test_nnls_recovers_known_costs_and_never_goes_negative() -> None:
@@ -57,8 +71,9 @@ def test_unit_costs_from_scrape_windows() -> None:
 
 def test_saturated_windows_are_left_out_of_the_fit() -> None:
     r = _run(100)
-    r.intervals.append((1.6, {"list_bytes": 1e9, "watch_events": 0.0, "watches": 100.0,
-                              "requests": 5.0}))  # pinned: what it costs is not measured
+    r.intervals.append(
+        (1.6, {"list_bytes": 1e9, "watch_events": 0.0, "watches": 100.0, "requests": 5.0})
+    )  # pinned: what it costs is not measured
     u = capacity.fit_unit_costs([_run(50), r], cores=1.6)
     assert u.per_unit["list_bytes"] == pytest.approx(U_BYTE, rel=0.1)
 
@@ -68,8 +83,9 @@ def test_forecast_from_small_runs_finds_the_knee_where_the_truth_is() -> None:
     the mutating SLO (1 s) breaks just before it: 0.02/(1-rho) > 1 at rho > 0.98."""
     m = capacity.fit_model([_run(50), _run(100)], cores=1.6)
     fc = m.forecast(capacity.Capacity(cores=1.6))
-    truth = next(n for n in range(100, 5000)
-                 if IDLE + U_BYTE * n * (1000 + n * 250) + U_EVENT * 2 * n >= 1.6)
+    truth = next(
+        n for n in range(100, 5000) if IDLE + U_BYTE * n * (1000 + n * 250) + U_EVENT * 2 * n >= 1.6
+    )
     assert fc.saturation_nodes is not None
     assert fc.saturation_nodes == pytest.approx(truth, rel=0.05)
     assert fc.slo in ("mutating", "break-glass", "read-cluster", "throttled")
@@ -108,27 +124,42 @@ def test_a_cost_not_measurable_is_not_fitted() -> None:
 
 def test_target_validated_with_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "t.yaml"
-    bad.write_text("version: 1\napiserver: {replicas: 0, cores: 8, memory: lots}\n"
-                   "etcd: {separate: maybe}\nkubernetes: {version: latest}\n")
+    bad.write_text(
+        "version: 1\napiserver: {replicas: 0, cores: 8, memory: lots}\n"
+        "etcd: {separate: maybe}\nkubernetes: {version: latest}\n"
+    )
     with pytest.raises(ConfigError) as e:
         load_target(bad)
     msg = str(e.value)
-    for field in ("apiserver.replicas", "apiserver.memory", "etcd.separate",
-                  "kubernetes.version"):
+    for field in ("apiserver.replicas", "apiserver.memory", "etcd.separate", "kubernetes.version"):
         assert field in msg
 
 
 def test_target_translation_names_each_assumption() -> None:
-    t = config.parse(TargetSpec, {"apiserver": {"replicas": 3, "cores": 8, "memory": "32Gi"},
-                                  "etcd": {"separate": False},
-                                  "kubernetes": {"version": "v1.30.4"},
-                                  "inventory": {"nodes": 5000, "pods_per_node": 30,
-                                                "pod_bytes": 10000}}, "test")
-    cap, sc, notes = translate(t, {"pods_per_node": 3, "pod_bytes": 5000, "node_bytes": 12000,
-                                   "consistent_cache": True}, pods_share=0.8)
+    t = config.parse(
+        TargetSpec,
+        {
+            "apiserver": {"replicas": 3, "cores": 8, "memory": "32Gi"},
+            "etcd": {"separate": False},
+            "kubernetes": {"version": "v1.30.4"},
+            "inventory": {"nodes": 5000, "pods_per_node": 30, "pod_bytes": 10000},
+        },
+        "test",
+    )
+    cap, sc, notes = translate(
+        t,
+        {"pods_per_node": 3, "pod_bytes": 5000, "node_bytes": 12000, "consistent_cache": True},
+        pods_share=0.8,
+    )
     assert cap.replicas == 3 and cap.cores < 8 and cap.memory_bytes == 32 * 2**30
     assert sc.list_bytes == pytest.approx(0.8 * 10 * 2 + 0.2) and sc.list_cost > 1
     text = " ".join(notes)
-    for word in ("etcd shares", "load balancer", "32Gi", "ConsistentListFromCache",
-                 "per-core speed", "pods per node"):
+    for word in (
+        "etcd shares",
+        "load balancer",
+        "32Gi",
+        "ConsistentListFromCache",
+        "per-core speed",
+        "pods per node",
+    ):
         assert word in text

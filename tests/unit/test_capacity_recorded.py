@@ -40,13 +40,17 @@ def test_work_grows_with_the_cluster_and_cpu_with_it(runs: dict[int, Path]) -> N
 
 
 def test_forecast_from_the_passing_sizes_lands_between_pass_and_failure(
-        runs: dict[int, Path]) -> None:
+    runs: dict[int, Path],
+) -> None:
     fc = forecast.forecast_from_runs([runs[50], runs[71]], cores=1.6)
     assert fc["slo"] in ("mutating", "break-glass")  # the SLOs that failed at 100 nodes
     assert 71 < fc["nodes"] < 100 * 1.25
-    assert all(u is None or u >= 0 for u in capacity.fit_model(
-        [capacity.sample_from_run(runs[50]), capacity.sample_from_run(runs[71])],
-        1.6).unit.per_unit.values())
+    assert all(
+        u is None or u >= 0
+        for u in capacity.fit_model(
+            [capacity.sample_from_run(runs[50]), capacity.sample_from_run(runs[71])], 1.6
+        ).unit.per_unit.values()
+    )
     assert any("cores for the API server (given)" in a for a in fc["assumptions"])
 
 

@@ -38,8 +38,11 @@ def test_peak_reads_and_resets_the_hierarchys_counter(tmp_path: Path, monkeypatc
     monkeypatch.setattr(cgroups, "ROOT", tmp_path)
     if v2:
         (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
-    d, name = ((tmp_path / "loadtest-c1", "memory.peak") if v2 else
-               (tmp_path / "memory" / "loadtest-c1", "memory.max_usage_in_bytes"))
+    d, name = (
+        (tmp_path / "loadtest-c1", "memory.peak")
+        if v2
+        else (tmp_path / "memory" / "loadtest-c1", "memory.max_usage_in_bytes")
+    )
     assert cgroups.peak("c1") is None
     d.mkdir(parents=True)
     (d / name).write_text("2147483648\n")

@@ -33,6 +33,7 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[int]:
             (d / "summary.json").write_text(json.dumps(s))
             sizes.append(nodes)
             return d
+
         return run
 
     monkeypatch.setattr(cli_gate, "_runner", runner)
@@ -40,8 +41,19 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[int]:
 
 
 def test_incident_reproduced(fake_runs: list[int], tmp_path: Path, capsys) -> None:
-    rc = main(["incident", "--small", "10", "--large", "50", "--between", "20",
-               "--out", str(tmp_path / "out")])
+    rc = main(
+        [
+            "incident",
+            "--small",
+            "10",
+            "--large",
+            "50",
+            "--between",
+            "20",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0 and fake_runs == [10, 20, 50]
     out_dir = next((tmp_path / "out").glob("*-incident-telemetry-v2"))
     sweep = json.loads((out_dir / "sweep.json").read_text())
@@ -49,8 +61,9 @@ def test_incident_reproduced(fake_runs: list[int], tmp_path: Path, capsys) -> No
     assert len(sweep["checks"]) == 3  # three sizes: the fit of two predicts the third
     html = (out_dir / "report.html").read_text()
     assert "Cause at 50 nodes" in html and "telemetry-agent/2.0.0" in html
-    assert "sweep telemetry-v2: 10 nodes pass, 20 nodes pass, 50 nodes fail" in \
-        capsys.readouterr().out
+    assert (
+        "sweep telemetry-v2: 10 nodes pass, 20 nodes pass, 50 nodes fail" in capsys.readouterr().out
+    )
 
 
 def test_incident_not_reproduced_exits_1(fake_runs: list[int], tmp_path: Path) -> None:
@@ -64,14 +77,20 @@ def test_sweep_sizes_are_validated(capsys) -> None:
 
 
 def test_grown_inventory_check_leaves_an_unreachable_cluster_to_the_run(
-        fake_runs: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_runs: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cluster whose API server is gone is not refused (nor a traceback) by the pre-check:
     the run's own check names it in one line."""
     from loadtest.clusters.base import Cluster
     from loadtest.clusters.local import free_port
 
-    dead = Cluster(name="gone", provider="local", kubeconfig=tmp_path / "kc", context="",
-                   server=f"https://127.0.0.1:{free_port()}")  # nothing listens there
+    dead = Cluster(
+        name="gone",
+        provider="local",
+        kubeconfig=tmp_path / "kc",
+        context="",
+        server=f"https://127.0.0.1:{free_port()}",
+    )  # nothing listens there
 
     class Provider:
         def get(self, name: str) -> Cluster:

@@ -37,8 +37,7 @@ def _has(cmd: str, flag: str) -> bool:
 
 def _folder_args(cmd: str) -> list[str]:
     """The positional arguments of a command that are paths (results folders)."""
-    return [a.dest for a in _subparsers()[cmd]._actions
-            if not a.option_strings and a.type is Path]
+    return [a.dest for a in _subparsers()[cmd]._actions if not a.option_strings and a.type is Path]
 
 
 def _tree(root: Path) -> set[str]:
@@ -64,8 +63,18 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], rc: int, want_rc: int = 
 
 
 def test_every_command_is_tested() -> None:
-    assert {"run", "compare", "compare-results", "mitigate", "report", "summarize",
-            "verdict", "seed", "sweep", "incident"} <= set(COMMANDS)
+    assert {
+        "run",
+        "compare",
+        "compare-results",
+        "mitigate",
+        "report",
+        "summarize",
+        "verdict",
+        "seed",
+        "sweep",
+        "incident",
+    } <= set(COMMANDS)
 
 
 def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,8 +113,9 @@ def _folder_argv(cmd: str, folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["missing", "foreign"])
 @pytest.mark.parametrize("cmd", FOLDER_COMMANDS)
-def test_missing_or_foreign_folder_is_one_line(cmd: str, kind: str, place: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_or_foreign_folder_is_one_line(
+    cmd: str, kind: str, place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert {"summarize", "verdict", "report", "compare-results"} <= set(FOLDER_COMMANDS)
     folder = place / "cwd" / "nope"
     if kind == "foreign":
@@ -129,19 +139,24 @@ BAD_KUBECONFIGS = {
 
 @pytest.mark.parametrize("kind", sorted(BAD_KUBECONFIGS))
 @pytest.mark.parametrize("cmd", KUBECONFIG_COMMANDS)
-def test_bad_kubeconfig_is_one_line_and_leaves_nothing(cmd: str, kind: str, place: Path,
-                                                       capsys: pytest.CaptureFixture[str]
-                                                       ) -> None:
-    assert {"run", "compare", "seed", "agents", "mitigate", "sweep"} <= set(
-        KUBECONFIG_COMMANDS)
+def test_bad_kubeconfig_is_one_line_and_leaves_nothing(
+    cmd: str, kind: str, place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert {"run", "compare", "seed", "agents", "mitigate", "sweep"} <= set(KUBECONFIG_COMMANDS)
     run = place / "run"
     shutil.copytree(RUNS / "telemetry-v2", run)
     kc = place / "kubeconfig"
     text = BAD_KUBECONFIGS[kind]
     if text is not None:
         kc.write_text(text)
-    argv = [cmd, *[a.format(run=run) for a in REQUIRED.get(cmd, [])],
-            "--provider", "existing", "--kubeconfig", str(kc)]
+    argv = [
+        cmd,
+        *[a.format(run=run) for a in REQUIRED.get(cmd, [])],
+        "--provider",
+        "existing",
+        "--kubeconfig",
+        str(kc),
+    ]
     if _has(cmd, "--out"):
         argv += ["--out", str(place / "cwd" / "results")]
     before = _tree(place)
@@ -152,11 +167,20 @@ def test_bad_kubeconfig_is_one_line_and_leaves_nothing(cmd: str, kind: str, plac
 
 @pytest.mark.parametrize("cmd", ["run", "compare", "sweep", "incident"])
 def test_a_run_that_reached_no_cluster_leaves_no_results_folder(
-        cmd: str, place: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cmd: str, place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """No toolchain in the cache: the first run cannot create its cluster. Neither the run
     folder nor the comparison's or sweep's folder (nor results/ itself) stays behind."""
-    argv = [cmd, *REQUIRED.get(cmd, []), "--provider", "local", "--name", "gate-unit-none",
-            "--out", str(place / "cwd" / "results")]
+    argv = [
+        cmd,
+        *REQUIRED.get(cmd, []),
+        "--provider",
+        "local",
+        "--name",
+        "gate-unit-none",
+        "--out",
+        str(place / "cwd" / "results"),
+    ]
     before = _tree(place)
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -8,9 +8,16 @@ from loadtest.errors import ClusterError, ConfigError
 
 
 def _cluster(**kw) -> Cluster:
-    base = dict(name="x", provider="local", kubeconfig=Path("/k"), context="c",
-                server="https://127.0.0.1:1", token="t0ken", dns=("127.0.0.1", 53),
-                metrics={"apiserver": "https://127.0.0.1:1/metrics"})
+    base = dict(
+        name="x",
+        provider="local",
+        kubeconfig=Path("/k"),
+        context="c",
+        server="https://127.0.0.1:1",
+        token="t0ken",
+        dns=("127.0.0.1", 53),
+        metrics={"apiserver": "https://127.0.0.1:1/metrics"},
+    )
     return Cluster(**{**base, **kw})
 
 

@@ -16,25 +16,31 @@ RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 V1, V2 = RUNS / "telemetry-v1", RUNS / "telemetry-v2"
 
 
-@pytest.mark.parametrize(("text", "kind", "limit"), [
-    ("apiserver_cpu:+10%", "relative", 0.10),
-    ("p99_list:20%", "relative", 0.20),  # pytest-benchmark's form: an increase
-    ("p99_list:+0.5", "absolute", 0.5),
-    ("dns_p99_ms:<=100", "ceiling", 100.0),
-    (" bytes_per_agent_s : +2.5% ", "relative", 0.025),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "limit"),
+    [
+        ("apiserver_cpu:+10%", "relative", 0.10),
+        ("p99_list:20%", "relative", 0.20),  # pytest-benchmark's form: an increase
+        ("p99_list:+0.5", "absolute", 0.5),
+        ("dns_p99_ms:<=100", "ceiling", 100.0),
+        (" bytes_per_agent_s : +2.5% ", "relative", 0.025),
+    ],
+)
 def test_parse_budget(text: str, kind: str, limit: float) -> None:
     b = compare.parse_budget(text)
     assert (b.kind, b.limit) == (kind, pytest.approx(limit))
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("apiserver_cpu", "expected METRIC:+N%"),
-    ("apiserver_cpu:-10%", "expected METRIC:+N%"),
-    ("apiserver_cpu:+ten%", "expected METRIC:+N%"),
-    ("cpu:+10%", "unknown metric 'cpu' (known: requests_per_agent_s"),
-    ("dns_p99_ms:<=10%", "a ceiling is absolute"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("apiserver_cpu", "expected METRIC:+N%"),
+        ("apiserver_cpu:-10%", "expected METRIC:+N%"),
+        ("apiserver_cpu:+ten%", "expected METRIC:+N%"),
+        ("cpu:+10%", "unknown metric 'cpu' (known: requests_per_agent_s"),
+        ("dns_p99_ms:<=10%", "a ceiling is absolute"),
+    ],
+)
 def test_bad_budget_is_one_line(text: str, says: str) -> None:
     with pytest.raises(ConfigError) as e:
         compare.parse_budget(text)
@@ -74,8 +80,9 @@ def test_paired_differences_cancel_drift() -> None:
 
 
 def _mc(base: list[float], cand: list[float]) -> compare.MetricComparison:
-    return compare.compare_values([_vals(p99_list=x) for x in base],
-                                  [_vals(p99_list=y) for y in cand])["p99_list"]
+    return compare.compare_values(
+        [_vals(p99_list=x) for x in base], [_vals(p99_list=y) for y in cand]
+    )["p99_list"]
 
 
 def test_budget_verdicts_and_reasons() -> None:
@@ -110,8 +117,10 @@ def test_compare_recorded_runs_fails_the_incident_candidate() -> None:
     budgets = compare.parse_budgets(compare.DEFAULT_BUDGETS)
     c = compare.compare_runs([V1], [V2], budgets)
     assert c.verdict == "fail"
-    assert {b.budget: b.status for b in c.budgets} == {"apiserver_cpu:+10%": "fail",
-                                                       "p99_list:+20%": "fail"}
+    assert {b.budget: b.status for b in c.budgets} == {
+        "apiserver_cpu:+10%": "fail",
+        "p99_list:+20%": "fail",
+    }
     assert c.warnings == []  # same machine, tools, cluster and inventory
     assert c.to_json()["verdict"] == "fail"
     assert c.lines()[0].startswith("verdict: FAIL (telemetry-v2 vs telemetry-v1, 1 round")
@@ -142,8 +151,9 @@ def test_interleave_alternates_who_goes_first(tmp_path: Path, monkeypatch) -> No
     the second)."""
     order: list[str] = []
     # One load reading per run, in order: the worst of them is the one reported.
-    loads = iter([(0.5, 0.4, 0.3), (3.25, 1, 1), (1.0, 1, 1), (0.2, 1, 1), (2.0, 1, 1),
-                  (0.1, 1, 1)])
+    loads = iter(
+        [(0.5, 0.4, 0.3), (3.25, 1, 1), (1.0, 1, 1), (0.2, 1, 1), (2.0, 1, 1), (0.1, 1, 1)]
+    )
     monkeypatch.setattr(compare.os, "getloadavg", lambda: next(loads))
 
     def fake_run(profile: str, out_root: Path) -> Path:
@@ -155,8 +165,13 @@ def test_interleave_alternates_who_goes_first(tmp_path: Path, monkeypatch) -> No
     assert [p.name for p in a] == ["1-A", "4-A", "5-A"]  # paired by round, whatever the order
     assert [p.name for p in b] == ["2-B", "3-B", "6-B"]
     assert [(x["round"], x["profile"], x["loadavg_1m"]) for x in machine["samples"]] == [
-        (1, "A", 0.5), (1, "B", 3.25), (2, "B", 1.0), (2, "A", 0.2), (3, "A", 2.0),
-        (3, "B", 0.1)]
+        (1, "A", 0.5),
+        (1, "B", 3.25),
+        (2, "B", 1.0),
+        (2, "A", 0.2),
+        (3, "A", 2.0),
+        (3, "B", 0.1),
+    ]
     assert machine["loadavg_1m_max"] == 3.25
     assert machine["schedule"].startswith("ABBA") and "(AB BA AB;" in machine["schedule"]
 
@@ -172,9 +187,10 @@ def test_comparison_says_its_order(tmp_path: Path) -> None:
 def test_relative_change_is_worse_when_positive_even_below_zero() -> None:
     """Cores above idle can be negative; the change is taken against its magnitude, and the
     interval stays ordered (low <= relative <= high)."""
-    mc = compare.compare_values([_vals(apiserver_cpu_per_agent=x) for x in (-0.02, -0.01)],
-                                [_vals(apiserver_cpu_per_agent=x) for x in (0.01, 0.03)]
-                                )["apiserver_cpu_per_agent"]
+    mc = compare.compare_values(
+        [_vals(apiserver_cpu_per_agent=x) for x in (-0.02, -0.01)],
+        [_vals(apiserver_cpu_per_agent=x) for x in (0.01, 0.03)],
+    )["apiserver_cpu_per_agent"]
     assert mc.relative is not None and mc.relative > 0  # the candidate costs more
     lo, hi = mc.relative_bounds()
     assert lo is not None and hi is not None and lo <= mc.relative <= hi
@@ -183,8 +199,9 @@ def test_relative_change_is_worse_when_positive_even_below_zero() -> None:
 def test_cost_below_idle_is_not_measurable(tmp_path: Path) -> None:
     assert compare.above_idle(0.5, {"cpu_cores": 0.1}, 10) == (pytest.approx(0.04), "")
     value, why = compare.above_idle(0.2, {"cpu_cores": 0.3}, 10)
-    assert value is None and why == ("API server CPU above idle not measurable: 0.200 cores "
-                                     "under load < 0.300 idle")
+    assert value is None and why == (
+        "API server CPU above idle not measurable: 0.200 cores under load < 0.300 idle"
+    )
     assert compare.above_idle(0.2, None, 10)[1].endswith("the run has no idle window")
     # a recorded run whose idle window was busier than its load: no number, and why
     run = tmp_path / "run"

@@ -40,8 +40,9 @@ def test_pods_are_bound_to_fake_nodes_and_tolerate_their_taint():
 
 
 def test_plan_is_deterministic_unique_and_matches_counts():
-    spec = InventorySpec(nodes=5, pods_per_node=4, namespaces=3, services_per_namespace=2,
-                         configmaps_per_namespace=1)
+    spec = InventorySpec(
+        nodes=5, pods_per_node=4, namespaces=3, services_per_namespace=2, configmaps_per_namespace=1
+    )
     first = [(k.name, ns, n) for k, _, ns, n in plan(spec)]
     assert first == [(k.name, ns, n) for k, _, ns, n in plan(spec)]
     assert len(set(first)) == len(first)
@@ -79,17 +80,21 @@ def test_error_text_reads_protobuf_and_json_status() -> None:
     from loadtest.inventory import _error_text
 
     # A protobuf Status: binary framing around plain strings (creates ask for protobuf).
-    body = (b"k8s\x00\n\x0c\n\x02v1\x12\x06Status\x12\x8a\x01\n\x04\n\x00\x12\x00"
-            b"\x12\x07Failure\x1a8pods \"x\" is forbidden: error looking up service account"
-            b"\"\x0cForbidden(\x93\x03")
-    r = httpx.Response(403, content=body,
-                       headers={"content-type": "application/vnd.kubernetes.protobuf"})
+    body = (
+        b"k8s\x00\n\x0c\n\x02v1\x12\x06Status\x12\x8a\x01\n\x04\n\x00\x12\x00"
+        b'\x12\x07Failure\x1a8pods "x" is forbidden: error looking up service account'
+        b'"\x0cForbidden(\x93\x03'
+    )
+    r = httpx.Response(
+        403, content=body, headers={"content-type": "application/vnd.kubernetes.protobuf"}
+    )
     assert "error looking up service account" in _error_text(r)
     j = httpx.Response(422, json={"kind": "Status", "message": "bad pod"})
     assert _error_text(j) == "bad pod"
 
 
 # --- padding: a real object's entropy -------------------------------------------------------
+
 
 def _ratio(obj) -> float:
     return padding.gzip_ratio(json.dumps(obj, separators=(",", ":")).encode())
@@ -112,13 +117,22 @@ def test_padding_is_the_same_in_every_process() -> None:
     import subprocess
     import sys
 
-    code = ("import hashlib, json; from loadtest.config import InventorySpec; "
-            "from loadtest.inventory import pod_manifest; "
-            "print(hashlib.sha256(json.dumps(pod_manifest(InventorySpec(), 7)).encode())"
-            ".hexdigest())")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
-            for seed in ("1", "2")}
+    code = (
+        "import hashlib, json; from loadtest.config import InventorySpec; "
+        "from loadtest.inventory import pod_manifest; "
+        "print(hashlib.sha256(json.dumps(pod_manifest(InventorySpec(), 7)).encode())"
+        ".hexdigest())"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(outs) == 1
 
 
@@ -138,8 +152,7 @@ def test_objects_compress_like_real_ones(pod_bytes: int, node_bytes: int) -> Non
     compress 6.3x and a node 7.4x."""
     spec = InventorySpec(pod_bytes=pod_bytes, node_bytes=node_bytes)
     for obj, kind in ((pod_manifest(spec, 11), "pod"), (node_manifest(spec, 5), "node")):
-        assert _size(obj) == pytest.approx({"pod": pod_bytes, "node": node_bytes}[kind],
-                                           abs=100)
+        assert _size(obj) == pytest.approx({"pod": pod_bytes, "node": node_bytes}[kind], abs=100)
         assert _ratio(obj) == pytest.approx(padding.RATIOS[kind], rel=0.2), kind
         # the padding alone is no easier to compress than a real object
         assert padding.gzip_ratio(_pad_text(obj).encode()) < padding.RATIOS[kind] * 1.2
@@ -151,8 +164,10 @@ def test_lists_of_seeded_objects_compress_like_real_ones() -> None:
     between one real object and the top of a real LIST's band; one repeated character made
     these 32x (pods) and 28x (nodes)."""
     spec = InventorySpec(nodes=50, pods_per_node=10, namespaces=5)
-    pods = sorted((pod_manifest(spec, p) for p in range(spec.pods)),
-                  key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+    pods = sorted(
+        (pod_manifest(spec, p) for p in range(spec.pods)),
+        key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
+    )
     nodes = [node_manifest(spec, i) for i in range(spec.nodes)]
     for kind, items in (("pod", pods), ("node", nodes)):
         ratio = _ratio({"kind": "List", "items": items})

@@ -34,15 +34,21 @@ def test_ha_config_has_three_control_planes():
 
 
 def test_per_run_apiserver_flags_become_a_kubeadm_patch():
-    p = get_provider("kind", apiserver_args={"max-requests-inflight": "50"},
-                     feature_gates="ConsistentListFromCache=false", apiserver_port=7443)
+    p = get_provider(
+        "kind",
+        apiserver_args={"max-requests-inflight": "50"},
+        feature_gates="ConsistentListFromCache=false",
+        apiserver_port=7443,
+    )
     assert isinstance(p, KindProvider)
     conf = p._kind_config()
     assert conf["networking"]["apiServerPort"] == 7443
     patch = yaml.safe_load(conf["kubeadmConfigPatches"][-1])
     assert patch["kind"] == "ClusterConfiguration"
     assert patch["apiServer"]["extraArgs"] == {
-        "max-requests-inflight": "50", "feature-gates": "ConsistentListFromCache=false"}
+        "max-requests-inflight": "50",
+        "feature-gates": "ConsistentListFromCache=false",
+    }
 
 
 def test_unknown_config_names_the_known_ones():
@@ -73,27 +79,42 @@ ALL = ["CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_SYS_ADMIN"]
 
 
 def test_wrapper_filters_bundle_config_on_create(monkeypatch, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(
-        {"process": {"capabilities": {k: ALL for k in ("bounding", "effective", "permitted")}}}))
-    calls = _run_wrapper(monkeypatch, tmp_path, ["--root", "/r", "--log", "/l", "create",
-                                                  "--bundle", str(tmp_path), "id"])
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {"process": {"capabilities": {k: ALL for k in ("bounding", "effective", "permitted")}}}
+        )
+    )
+    calls = _run_wrapper(
+        monkeypatch,
+        tmp_path,
+        ["--root", "/r", "--log", "/l", "create", "--bundle", str(tmp_path), "id"],
+    )
     caps = json.loads((tmp_path / "config.json").read_text())["process"]["capabilities"]
     assert caps["bounding"] == ["CAP_CHOWN", "CAP_SYS_ADMIN"]
-    assert calls[0][1:] == ["--root", "/r", "--log", "/l", "create", "--bundle", str(tmp_path),
-                            "id"]
+    assert calls[0][1:] == [
+        "--root",
+        "/r",
+        "--log",
+        "/l",
+        "create",
+        "--bundle",
+        str(tmp_path),
+        "id",
+    ]
 
 
 def test_wrapper_filters_exec_process_file(monkeypatch, tmp_path):
     proc = tmp_path / "process.json"
     proc.write_text(json.dumps({"args": ["true"], "capabilities": {"effective": ALL}}))
     _run_wrapper(monkeypatch, tmp_path, ["exec", "--process", str(proc), "--detach", "id"])
-    assert json.loads(proc.read_text())["capabilities"]["effective"] == ["CAP_CHOWN",
-                                                                        "CAP_SYS_ADMIN"]
+    assert json.loads(proc.read_text())["capabilities"]["effective"] == [
+        "CAP_CHOWN",
+        "CAP_SYS_ADMIN",
+    ]
 
 
 def test_wrapper_leaves_specs_alone_when_the_host_has_every_cap(monkeypatch, tmp_path):
     before = json.dumps({"process": {"capabilities": {"bounding": ALL}}})
     (tmp_path / "config.json").write_text(before)
-    _run_wrapper(monkeypatch, tmp_path, ["run", "-b", str(tmp_path), "id"],
-                 bnd="000001ffffffffff")
+    _run_wrapper(monkeypatch, tmp_path, ["run", "-b", str(tmp_path), "id"], bnd="000001ffffffffff")
     assert (tmp_path / "config.json").read_text() == before

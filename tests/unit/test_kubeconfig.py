@@ -22,10 +22,17 @@ def _write(tmp_path: Path, doc: dict, name: str = "kubeconfig") -> Path:
 def _doc(user: dict, cluster: dict | None = None) -> dict:
     return {
         "current-context": "a",
-        "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}},
-                     {"name": "b", "context": {"cluster": "c", "user": "missing"}}],
-        "clusters": [{"name": "c", "cluster": cluster or {"server": "https://127.0.0.1:6443/",
-                                                           "certificate-authority": "ca.crt"}}],
+        "contexts": [
+            {"name": "a", "context": {"cluster": "c", "user": "u"}},
+            {"name": "b", "context": {"cluster": "c", "user": "missing"}},
+        ],
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": cluster
+                or {"server": "https://127.0.0.1:6443/", "certificate-authority": "ca.crt"},
+            }
+        ],
         "users": [{"name": "u", "user": user}],
     }
 
@@ -43,8 +50,10 @@ def test_reads_relative_files_and_strips_server_slash(tmp_path):
 
 def test_inline_data_is_written_privately_and_outlives_the_loader(tmp_path):
     data = base64.b64encode(b"PEM").decode()
-    p = _write(tmp_path, _doc({"token": "s3cret"},
-                              {"server": "https://x", "certificate-authority-data": data}))
+    p = _write(
+        tmp_path,
+        _doc({"token": "s3cret"}, {"server": "https://x", "certificate-authority-data": data}),
+    )
     c = kubeconfig.read(p, data_dir=tmp_path / "d")
     assert c.ca_file == str(tmp_path / "d" / "a-ca.crt")
     assert Path(c.ca_file).read_bytes() == b"PEM"
@@ -56,14 +65,26 @@ def test_inline_data_is_written_privately_and_outlives_the_loader(tmp_path):
 
 
 def test_kubeconfig_list_is_merged_first_definition_and_current_context_win(tmp_path):
-    one = _write(tmp_path, {"current-context": "a",
-                            "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
-                            "clusters": [{"name": "c", "cluster": {"server": "https://one"}}],
-                            "users": [{"name": "u", "user": {"token": "t1"}}]}, "one")
-    two = _write(tmp_path, {"current-context": "b",
-                            "contexts": [{"name": "b", "context": {"cluster": "c", "user": "u2"}}],
-                            "clusters": [{"name": "c", "cluster": {"server": "https://two"}}],
-                            "users": [{"name": "u2", "user": {"token": "t2"}}]}, "two")
+    one = _write(
+        tmp_path,
+        {
+            "current-context": "a",
+            "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": {"server": "https://one"}}],
+            "users": [{"name": "u", "user": {"token": "t1"}}],
+        },
+        "one",
+    )
+    two = _write(
+        tmp_path,
+        {
+            "current-context": "b",
+            "contexts": [{"name": "b", "context": {"cluster": "c", "user": "u2"}}],
+            "clusters": [{"name": "c", "cluster": {"server": "https://two"}}],
+            "users": [{"name": "u2", "user": {"token": "t2"}}],
+        },
+        "two",
+    )
     spec = f"{one}{os.pathsep}{tmp_path / 'absent'}{os.pathsep}{two}"
     assert kubeconfig.contexts(spec) == ["a", "b"]
     a = kubeconfig.read(spec)  # current-context of the first file that sets one
@@ -74,8 +95,9 @@ def test_kubeconfig_list_is_merged_first_definition_and_current_context_win(tmp_
 
 def test_context_choice_and_insecure_applied_to_the_client(tmp_path, monkeypatch):
     doc = _doc({"token": "t"})
-    doc["clusters"].append({"name": "i", "cluster": {"server": "https://127.0.0.2",
-                                                     "insecure-skip-tls-verify": True}})
+    doc["clusters"].append(
+        {"name": "i", "cluster": {"server": "https://127.0.0.2", "insecure-skip-tls-verify": True}}
+    )
     doc["contexts"].append({"name": "ins", "context": {"cluster": "i", "user": "u"}})
     (tmp_path / "ca.crt").write_text("PEM")
     p = _write(tmp_path, doc)
@@ -92,33 +114,57 @@ def test_context_choice_and_insecure_applied_to_the_client(tmp_path, monkeypatch
 
 def test_exec_plugin_gives_the_token(tmp_path):
     script = tmp_path / "cred.py"
-    script.write_text("import json\nprint(json.dumps({'apiVersion': "
-                      "'client.authentication.k8s.io/v1', 'kind': 'ExecCredential', "
-                      "'status': {'token': 'from-plugin'}}))\n")
-    p = _write(tmp_path, _doc({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
-                                        "command": sys.executable, "args": [str(script)],
-                                        "interactiveMode": "Never"}},
-                              {"server": "https://x"}))
+    script.write_text(
+        "import json\nprint(json.dumps({'apiVersion': "
+        "'client.authentication.k8s.io/v1', 'kind': 'ExecCredential', "
+        "'status': {'token': 'from-plugin'}}))\n"
+    )
+    p = _write(
+        tmp_path,
+        _doc(
+            {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": [str(script)],
+                    "interactiveMode": "Never",
+                }
+            },
+            {"server": "https://x"},
+        ),
+    )
     assert kubeconfig.read(p).token == "from-plugin"
 
 
 def test_exec_plugin_that_fails_is_one_line(tmp_path):
-    p = _write(tmp_path, _doc({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
-                                        "command": "false", "interactiveMode": "Never"}},
-                              {"server": "https://x"}))
+    p = _write(
+        tmp_path,
+        _doc(
+            {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": "false",
+                    "interactiveMode": "Never",
+                }
+            },
+            {"server": "https://x"},
+        ),
+    )
     with pytest.raises(ConfigError, match="plugin gave no token") as e:
         kubeconfig.read(p)
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("- a\n- b\n", "not a kubeconfig"),
-    ("contexts: {a: 1}\n", "contexts must be a list"),
-    ("contexts: [a, b]\n", "contexts must be a list of named mappings"),
-    ("clusters: [\n  {name: c\n", "cannot read"),
-])
-def test_malformed_kubeconfig_is_a_one_line_error_not_a_missing_context(tmp_path, text,
-                                                                         message):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- a\n- b\n", "not a kubeconfig"),
+        ("contexts: {a: 1}\n", "contexts must be a list"),
+        ("contexts: [a, b]\n", "contexts must be a list of named mappings"),
+        ("clusters: [\n  {name: c\n", "cannot read"),
+    ],
+)
+def test_malformed_kubeconfig_is_a_one_line_error_not_a_missing_context(tmp_path, text, message):
     (tmp_path / "junk").write_text(text)
     with pytest.raises(ConfigError, match=message) as e:
         ExistingProvider(tmp_path / "junk").get("a")
@@ -132,8 +178,11 @@ def test_errors_are_one_line_and_name_the_problem(tmp_path):
         kubeconfig.read(p, "b")
     with pytest.raises(kubeconfig.NoSuchContext, match="no entry named 'zzz' in contexts"):
         kubeconfig.read(p, "zzz")
-    p2 = _write(tmp_path, _doc({"token": "t"}, {"server": "https://x",
-                                                "certificate-authority": "nope.crt"}), "k2")
+    p2 = _write(
+        tmp_path,
+        _doc({"token": "t"}, {"server": "https://x", "certificate-authority": "nope.crt"}),
+        "k2",
+    )
     with pytest.raises(ConfigError, match="File does not exist"):
         kubeconfig.read(p2)
     with pytest.raises(ConfigError, match="cannot read"):

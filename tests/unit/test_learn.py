@@ -23,12 +23,21 @@ def _ts(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event(t: float, verb: str, uri: str, resource: str, *, ua: str = "telemetry-agent/3.0",
-          user: str = "system:serviceaccount:tel:agent", cred: str | None = None,
-          duration: float = 0.01, stages: tuple[str, ...] = ("RequestReceived",
-                                                            "ResponseComplete"),
-          impersonate: str | None = None, namespace: str | None = None,
-          group: str = "") -> list[dict]:
+def event(
+    t: float,
+    verb: str,
+    uri: str,
+    resource: str,
+    *,
+    ua: str = "telemetry-agent/3.0",
+    user: str = "system:serviceaccount:tel:agent",
+    cred: str | None = None,
+    duration: float = 0.01,
+    stages: tuple[str, ...] = ("RequestReceived", "ResponseComplete"),
+    impersonate: str | None = None,
+    namespace: str | None = None,
+    group: str = "",
+) -> list[dict]:
     """One request's audit events (one per stage), as kube-apiserver writes them."""
     audit_id = f"id-{next(_ids)}"
     ref = {"resource": resource, "apiVersion": "v1"}
@@ -41,11 +50,21 @@ def event(t: float, verb: str, uri: str, resource: str, *, ua: str = "telemetry-
         u["extra"] = {"authentication.kubernetes.io/credential-id": [f"JTI={cred}"]}
     out = []
     for stage in stages:
-        ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-              "auditID": audit_id, "stage": stage, "requestURI": uri, "verb": verb, "user": u,
-              "sourceIPs": ["10.0.0.7"], "userAgent": ua, "objectRef": ref,
-              "requestReceivedTimestamp": _ts(t),
-              "stageTimestamp": _ts(t + (duration if stage == "ResponseComplete" else 0))}
+        ev = {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata",
+            "auditID": audit_id,
+            "stage": stage,
+            "requestURI": uri,
+            "verb": verb,
+            "user": u,
+            "sourceIPs": ["10.0.0.7"],
+            "userAgent": ua,
+            "objectRef": ref,
+            "requestReceivedTimestamp": _ts(t),
+            "stageTimestamp": _ts(t + (duration if stage == "ResponseComplete" else 0)),
+        }
         if impersonate:
             ev["impersonatedUser"] = {"username": impersonate}
         out.append(ev)
@@ -57,12 +76,24 @@ def agent_traffic(i: int, span: float = 120, **kw) -> list[dict]:
     rng = random.Random(i)
     node = f"node-{i}"
     t = T0 + i * 0.3
-    evs = event(t, "list", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}&limit=500"
-                f"&resourceVersion=0", "pods", **kw)
-    evs += event(t + 0.02, "watch", f"/api/v1/pods?allowWatchBookmarks=true&fieldSelector="
-                 f"spec.nodeName%3D{node}&resourceVersion=123&timeoutSeconds="
-                 f"{rng.randint(300, 599)}&watch=true", "pods", duration=span,
-                 stages=("RequestReceived", "ResponseStarted"), **kw)
+    evs = event(
+        t,
+        "list",
+        f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}&limit=500&resourceVersion=0",
+        "pods",
+        **kw,
+    )
+    evs += event(
+        t + 0.02,
+        "watch",
+        f"/api/v1/pods?allowWatchBookmarks=true&fieldSelector="
+        f"spec.nodeName%3D{node}&resourceVersion=123&timeoutSeconds="
+        f"{rng.randint(300, 599)}&watch=true",
+        "pods",
+        duration=span,
+        stages=("RequestReceived", "ResponseStarted"),
+        **kw,
+    )
     p = t + rng.random() * 10
     while p < T0 + span:
         evs += event(p, "list", "/api/v1/nodes", "nodes", duration=0.05, **kw)
@@ -75,12 +106,30 @@ def others() -> list[dict]:
     """Traffic of other clients: controllers, a kubectl user, a second agent version."""
     evs = []
     for k in range(20):
-        evs += event(T0 + k, "list", "/api/v1/pods?limit=500&resourceVersion=0", "pods",
-                     ua="kube-controller-manager/v1.33.13", user="system:kube-controller-manager")
-        evs += event(T0 + k, "watch", "/api/v1/nodes?watch=true", "nodes",
-                     ua="kubectl/v1.33.13", user="alice")
-        evs += event(T0 + k, "list", "/api/v1/services", "services",
-                     ua="telemetry-agent/2.0", user="system:serviceaccount:tel:agent")
+        evs += event(
+            T0 + k,
+            "list",
+            "/api/v1/pods?limit=500&resourceVersion=0",
+            "pods",
+            ua="kube-controller-manager/v1.33.13",
+            user="system:kube-controller-manager",
+        )
+        evs += event(
+            T0 + k,
+            "watch",
+            "/api/v1/nodes?watch=true",
+            "nodes",
+            ua="kubectl/v1.33.13",
+            user="alice",
+        )
+        evs += event(
+            T0 + k,
+            "list",
+            "/api/v1/services",
+            "services",
+            ua="telemetry-agent/2.0",
+            user="system:serviceaccount:tel:agent",
+        )
     return evs
 
 
@@ -101,8 +150,12 @@ def test_learns_informer_poll_and_identity_and_keeps_only_the_agents_traffic(tmp
     assert p.user_agent == "telemetry-agent/3.0"
     assert [(w.resource, w.scope) for w in p.watches] == [("pods", "node")]
     w = p.watches[0]
-    assert (w.list_resource_version, w.page_size, w.bookmarks, w.watch_list) == \
-        ("0", 500, True, False)
+    assert (w.list_resource_version, w.page_size, w.bookmarks, w.watch_list) == (
+        "0",
+        500,
+        True,
+        False,
+    )
     assert w.field_selector == ""
     assert 250 <= w.timeout_seconds <= 310 and 0.6 <= w.timeout_jitter <= 1.3
     assert [(q.resource, q.scope) for q in p.polls] == [("nodes", "cluster")]
@@ -113,30 +166,40 @@ def test_learns_informer_poll_and_identity_and_keeps_only_the_agents_traffic(tmp
     # only the agent's own requests: other user agents are counted, never modelled
     assert learned.other_requests == 60
     assert learned.left_out == {"GET nodes": 6}
-    assert learned.used == sum(1 for e in evs if e["stage"] == "RequestReceived"
-                               and e["userAgent"].startswith("telemetry-agent/3")) - 6
+    assert (
+        learned.used
+        == sum(
+            1
+            for e in evs
+            if e["stage"] == "RequestReceived" and e["userAgent"].startswith("telemetry-agent/3")
+        )
+        - 6
+    )
 
 
 def test_learned_file_loads_and_says_where_it_came_from(tmp_path):
     evs = [e for i in range(3) for e in agent_traffic(i, cred=f"tok-{i}")] + others()
-    learned = learn(read_audit_log(log_file(tmp_path, evs)), "telemetry-agent/3", "tel-v3",
-                    source="audit.log")
+    learned = learn(
+        read_audit_log(log_file(tmp_path, evs)), "telemetry-agent/3", "tel-v3", source="audit.log"
+    )
     out = write(learned, tmp_path / "profiles" / "tel-v3.yaml")
     assert load_profile(out) == learned.profile
     text = out.read_text()
     assert "# Learned by `loadtest learn` from audit.log" in text
     assert "# user agent pattern: telemetry-agent/3" in text
     assert "# agents seen: 3" in text
-    assert "# Requests it cannot model (left out), with counts:\n#        3  GET nodes\n" \
-        in text
+    assert "# Requests it cannot model (left out), with counts:\n#        3  GET nodes\n" in text
     assert "content_type: json" in text
 
 
 def test_each_request_counts_once_whatever_stages_the_log_has():
-    evs = event(T0, "list", "/api/v1/pods", "pods", stages=("RequestReceived",)) + \
-        event(T0 + 1, "list", "/api/v1/pods", "pods",
-              stages=("RequestReceived", "ResponseComplete")) + \
-        event(T0 + 2, "list", "/api/v1/pods", "pods", stages=("ResponseComplete",))
+    evs = (
+        event(T0, "list", "/api/v1/pods", "pods", stages=("RequestReceived",))
+        + event(
+            T0 + 1, "list", "/api/v1/pods", "pods", stages=("RequestReceived", "ResponseComplete")
+        )
+        + event(T0 + 2, "list", "/api/v1/pods", "pods", stages=("ResponseComplete",))
+    )
     reqs = parse_events(json.dumps(e) for e in evs)
     assert len(reqs) == 3
     assert [r.end is not None for r in reqs] == [False, True, True]
@@ -147,8 +210,10 @@ def test_identity_kinds():
         evs = [e for i in range(3) for e in agent_traffic(i, **kw(i))]
         return learn(parse_events(json.dumps(e) for e in evs), "telemetry", "x").profile.identity
 
-    assert ident(kw=lambda i: {"user": f"system:serviceaccount:tel:agent-{i}"}) == \
-        "serviceaccount-per-agent"
+    assert (
+        ident(kw=lambda i: {"user": f"system:serviceaccount:tel:agent-{i}"})
+        == "serviceaccount-per-agent"
+    )
     assert ident(kw=lambda i: {"user": "admin", "impersonate": f"agent-{i}"}) == "impersonate"
 
 
@@ -166,8 +231,13 @@ def test_node_scoped_nodes_list_is_a_collection_request_though_objectref_names_t
     evs = []
     for i in range(2):
         for k in range(3):
-            ev = event(T0 + 5 * k + i, "list", f"/api/v1/nodes?fieldSelector=metadata.name%3Dn{i}",
-                       "nodes", cred=f"c{i}")
+            ev = event(
+                T0 + 5 * k + i,
+                "list",
+                f"/api/v1/nodes?fieldSelector=metadata.name%3Dn{i}",
+                "nodes",
+                cred=f"c{i}",
+            )
             for e in ev:  # kube-apiserver puts the selected name into objectRef
                 e["objectRef"]["name"] = f"n{i}"
             evs += ev
@@ -181,28 +251,52 @@ def test_node_scoped_nodes_list_is_a_collection_request_though_objectref_names_t
 
 
 def test_a_fixed_node_named_by_every_client_is_a_field_selector_not_node_scope():
-    evs = [e for i in range(3) for e in event(
-        T0 + i, "watch", "/api/v1/pods?fieldSelector=spec.nodeName%3Dmaster&watch=true",
-        "pods", cred=f"c{i}")]
+    evs = [
+        e
+        for i in range(3)
+        for e in event(
+            T0 + i,
+            "watch",
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dmaster&watch=true",
+            "pods",
+            cred=f"c{i}",
+        )
+    ]
     w = learn(parse_events(json.dumps(e) for e in evs), "telemetry", "x").profile.watches[0]
     assert (w.scope, w.field_selector) == ("cluster", "spec.nodeName=master")
 
 
 def test_watch_list_namespaces_and_selectors():
-    evs = event(T0, "watch", "/apis/apps/v1/namespaces/prod/deployments?labelSelector=app%3Dweb"
-                "&resourceVersionMatch=NotOlderThan&sendInitialEvents=true"
-                "&allowWatchBookmarks=true&timeoutSeconds=400&watch=true", "deployments",
-                namespace="prod", group="apps", cred="a")
+    evs = event(
+        T0,
+        "watch",
+        "/apis/apps/v1/namespaces/prod/deployments?labelSelector=app%3Dweb"
+        "&resourceVersionMatch=NotOlderThan&sendInitialEvents=true"
+        "&allowWatchBookmarks=true&timeoutSeconds=400&watch=true",
+        "deployments",
+        namespace="prod",
+        group="apps",
+        cred="a",
+    )
     w = learn(parse_events(json.dumps(e) for e in evs), "telemetry", "x").profile.watches[0]
-    assert (w.group, w.resource, w.scope, w.namespace, w.label_selector, w.watch_list) == \
-        ("apps", "deployments", "namespace", "prod", "app=web", True)
+    assert (w.group, w.resource, w.scope, w.namespace, w.label_selector, w.watch_list) == (
+        "apps",
+        "deployments",
+        "namespace",
+        "prod",
+        "app=web",
+        True,
+    )
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "line 2: not JSON"),
-    ('{"kind": "Event", "stage": "ResponseComplete"}', "line 2: audit event without auditID"),
-    ('{"kind": "EventList"}', "line 2: not an audit.k8s.io Event"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "line 2: not JSON"),
+        ('{"kind": "Event", "stage": "ResponseComplete"}', "line 2: audit event without auditID"),
+        ('{"kind": "EventList"}', "line 2: not an audit.k8s.io Event"),
+    ],
+)
 def test_malformed_log_is_one_line_naming_the_line(tmp_path, line, message):
     good = json.dumps(event(T0, "list", "/api/v1/pods", "pods")[0])
     p = tmp_path / "audit.log"
@@ -222,11 +316,39 @@ def test_no_matching_requests_is_a_clear_error():
 def test_cli_learn_writes_the_profile_and_errors_in_one_line(tmp_path, capsys):
     log = log_file(tmp_path, [e for i in range(2) for e in agent_traffic(i, cred=str(i))])
     out = tmp_path / "learned.yaml"
-    assert cli.main(["learn", "--audit-log", str(log), "--user-agent", "telemetry-agent",
-                     "--name", "tel-v3", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "learn",
+                "--audit-log",
+                str(log),
+                "--user-agent",
+                "telemetry-agent",
+                "--name",
+                "tel-v3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert load_profile(out).name == "tel-v3"
     log.write_text("garbage\n")
-    assert cli.main(["learn", "--audit-log", str(log), "--user-agent", "x", "--name", "y",
-                     "--out", str(out)]) == 1
+    assert (
+        cli.main(
+            [
+                "learn",
+                "--audit-log",
+                str(log),
+                "--user-agent",
+                "x",
+                "--name",
+                "y",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: {log}: line 1: not JSON (Expecting value)"

@@ -1,6 +1,5 @@
 """Summaries of recorded streams from a real telemetry-v2 run (50 agents, local provider)."""
 
-
 from loadtest.measurements import apiserver, client, dns
 from tests.unit.conftest import FIXTURES as FIX
 from tests.unit.conftest import load_recorded
@@ -13,8 +12,11 @@ def test_apiserver_summary_of_a_recorded_run():
     req = s["requests"]
     assert req["total"] == sum(req["by_code"].values()) > 0
     assert req["errors_5xx"] == req["by_code"].get("500", 0) == 2
-    lists = {(r["verb"], r["resource"], r["scope"]): r for r in s["latency"]
-             if r["metric"] == "apiserver_request_sli_duration_seconds"}
+    lists = {
+        (r["verb"], r["resource"], r["scope"]): r
+        for r in s["latency"]
+        if r["metric"] == "apiserver_request_sli_duration_seconds"
+    }
     pods = lists[("LIST", "pods", "cluster")]
     # cluster-wide LISTs of ~3,500 pods by 50 agents: the saturation the profile causes
     assert pods["p50"] <= pods["p99"] <= pods["p99_worst_window"] <= 60
@@ -46,12 +48,35 @@ def test_dns_summary_of_a_recorded_run():
 
 
 def test_dns_counts_timeouts_and_wrong_answers_as_errors():
-    recs = [{"t": 1.0, "name": "a.", "rcode": "TIMEOUT", "answers": [], "ms": 2000,
-             "expect": "A", "error": True},
-            {"t": 2.0, "name": "a.", "rcode": "NOERROR", "answers": ["10.96.0.1"], "ms": 1,
-             "expect": "A", "error": False},
-            {"t": 3.0, "name": "a.", "rcode": "NXDOMAIN", "answers": [], "ms": 1,
-             "expect": "A", "error": True}]
+    recs = [
+        {
+            "t": 1.0,
+            "name": "a.",
+            "rcode": "TIMEOUT",
+            "answers": [],
+            "ms": 2000,
+            "expect": "A",
+            "error": True,
+        },
+        {
+            "t": 2.0,
+            "name": "a.",
+            "rcode": "NOERROR",
+            "answers": ["10.96.0.1"],
+            "ms": 1,
+            "expect": "A",
+            "error": False,
+        },
+        {
+            "t": 3.0,
+            "name": "a.",
+            "rcode": "NXDOMAIN",
+            "answers": [],
+            "ms": 1,
+            "expect": "A",
+            "error": True,
+        },
+    ]
     s = dns.summarize(recs)
     assert s["error_rate"] == 2 / 3
     assert s["failed_by_cause"] == {"timeout": 1, "rcode NXDOMAIN": 1}
@@ -72,4 +97,5 @@ def test_response_bytes_name_what_the_api_server_sent_most(recorded):
     assert (top["verb"], top["resource"], top["scope"]) == ("LIST", "pods", "cluster")
     assert top["bytes"] > 1e6 and top["mean_bytes"] == top["bytes"] / top["responses"]
     assert [r["bytes"] for r in s["response_bytes"]] == sorted(
-        (r["bytes"] for r in s["response_bytes"]), reverse=True)
+        (r["bytes"] for r in s["response_bytes"]), reverse=True
+    )

@@ -30,10 +30,11 @@ def test_counter_delta_groups_and_survives_resets():
     key = next(k for k in after if k[0] == "apiserver_request_total" and ("code", "200") in k[1])
     after[key] = 25
     assert metrics.counter_delta(before, after, "apiserver_request_total", ("code",)) == {
-        ("200",): 15.0, ("429",): 0.0}
+        ("200",): 15.0,
+        ("429",): 0.0,
+    }
     after[key] = 4  # went down: the server restarted, the new value is all new
-    assert metrics.counter_delta(before, after, "apiserver_request_total",
-                                 ("code",))[("200",)] == 4
+    assert metrics.counter_delta(before, after, "apiserver_request_total", ("code",))[("200",)] == 4
 
 
 def test_histogram_quantile_interpolates_like_promql():
@@ -47,8 +48,11 @@ def test_histogram_quantile_interpolates_like_promql():
 
 def test_histogram_delta_is_per_window():
     before = metrics.index(metrics.parse(TEXT))
-    after = metrics.index(metrics.parse(TEXT.replace('le="1"} 9', 'le="1"} 19')
-                                        .replace('le="+Inf"} 10', 'le="+Inf"} 20')))
+    after = metrics.index(
+        metrics.parse(
+            TEXT.replace('le="1"} 9', 'le="1"} 19').replace('le="+Inf"} 10', 'le="+Inf"} 20')
+        )
+    )
     d = metrics.histogram_delta(before, after, "lat", ("verb",))
     assert d[("LIST",)] == [(0.1, 0.0), (1.0, 10.0), (math.inf, 10.0)]
     q = metrics.quantile(0.99, d[("LIST",)])

@@ -19,8 +19,10 @@ def test_flowschema_matches_every_agent_identity_and_queues_by_user():
     assert spec["priorityLevelConfiguration"]["name"] == pl["metadata"]["name"]
     assert spec["distinguisherMethod"] == {"type": "ByUser"}
     subjects = spec["rules"][0]["subjects"]
-    assert {"kind": "Group", "group": {"name": "system:serviceaccounts:loadtest-agents"}} in \
-        subjects
+    assert {
+        "kind": "Group",
+        "group": {"name": "system:serviceaccounts:loadtest-agents"},
+    } in subjects
     # before the suggested workload-low (9000) and global-default (9900) schemas
     assert spec["matchingPrecedence"] < 9000
 
@@ -28,9 +30,13 @@ def test_flowschema_matches_every_agent_identity_and_queues_by_user():
 def test_plan_from_recorded_results_says_why(recorded):
     from loadtest.measurements import apiserver
 
-    summary = {"config": {"profile": "telemetry-v2"}, "verdict": "fail",
-               "measurements": {"apiserver": apiserver.summarize(
-                   recorded("apiserver-telemetry-v2.jsonl.gz"))}}
+    summary = {
+        "config": {"profile": "telemetry-v2"},
+        "verdict": "fail",
+        "measurements": {
+            "apiserver": apiserver.summarize(recorded("apiserver-telemetry-v2.jsonl.gz"))
+        },
+    }
     objs, why = mitigation.from_results(summary)
     assert len(objs) == 2 and "telemetry-v2" in why and "verdict fail" in why
 
@@ -41,10 +47,12 @@ def test_bad_share_is_refused():
 
 
 def test_verdict_holds_only_when_others_keep_their_slos():
-    bad = {"others_slos_failed": ["dns-errors"], "harness_access_degraded": False,
-           "agents_throttled_429": 0}
-    good = {"others_slos_failed": [], "harness_access_degraded": False,
-            "agents_throttled_429": 120}
+    bad = {
+        "others_slos_failed": ["dns-errors"],
+        "harness_access_degraded": False,
+        "agents_throttled_429": 0,
+    }
+    good = {"others_slos_failed": [], "harness_access_degraded": False, "agents_throttled_429": 120}
     v, reasons = mitigation.verdict(bad, good)
     assert v == "mitigation holds" and "dns-errors" in reasons[0] and "120" in reasons[0]
     v, reasons = mitigation.verdict(bad, bad)
@@ -54,13 +62,26 @@ def test_verdict_holds_only_when_others_keep_their_slos():
 
 
 def test_others_view_separates_agents_from_everyone_else():
-    summary = {"slo": [{"name": "dns-errors", "status": "fail"},
-                       {"name": "client-failures", "status": "fail"}],
-               "measurements": {"apiserver": {"apf": {
-                   "rejected": [{"priority_level": "loadtest-agents", "count": 7},
-                                {"priority_level": "workload-low", "count": 2}],
-                   "wait": [{"priority_level": "workload-high", "p99": 0.5},
-                            {"priority_level": "loadtest-agents", "p99": 9.0}]}}}}
+    summary = {
+        "slo": [
+            {"name": "dns-errors", "status": "fail"},
+            {"name": "client-failures", "status": "fail"},
+        ],
+        "measurements": {
+            "apiserver": {
+                "apf": {
+                    "rejected": [
+                        {"priority_level": "loadtest-agents", "count": 7},
+                        {"priority_level": "workload-low", "count": 2},
+                    ],
+                    "wait": [
+                        {"priority_level": "workload-high", "p99": 0.5},
+                        {"priority_level": "loadtest-agents", "p99": 9.0},
+                    ],
+                }
+            }
+        },
+    }
     v = mitigation.others_view(summary)
     assert v["others_slos_failed"] == ["dns-errors"]
     assert v["others_apf_rejected"] == 2 and v["agents_apf_rejected"] == 7
@@ -69,23 +90,43 @@ def test_others_view_separates_agents_from_everyone_else():
 
 def test_share_is_derived_from_the_servers_seats_and_cores():
     def ncs(cpus: int, limits: dict[str, float]) -> tuple[int, str]:
-        summary = {"environment": {"cpus": cpus}, "measurements": {"apiserver": {"apf": {
-            "nominal_limit_seats": limits}}}}
+        summary = {
+            "environment": {"cpus": cpus},
+            "measurements": {"apiserver": {"apf": {"nominal_limit_seats": limits}}},
+        }
         (pl, _), why = mitigation.from_results(summary)
         return pl["spec"]["limited"]["nominalConcurrencyShares"], why
 
-    n, why = ncs(2, {"workload-low": 245.0, "global-default": 49.0, "system": 74.0,
-                     "workload-high": 98.0, "node-high": 98.0, "leader-election": 25.0,
-                     "catch-all": 13.0, "exempt": 0.0})  # 602 seats
+    n, why = ncs(
+        2,
+        {
+            "workload-low": 245.0,
+            "global-default": 49.0,
+            "system": 74.0,
+            "workload-high": 98.0,
+            "node-high": 98.0,
+            "leader-election": 25.0,
+            "catch-all": 13.0,
+            "exempt": 0.0,
+        },
+    )  # 602 seats
     assert n == 1 and "1 seat(s) for the agents = half of 2 cores, of 602 server seats" in why
     n, why = ncs(64, {})  # 32 seats of the default 600: 5.3 % of the server
     assert n == mitigation.shares_for(32 / 600) and "kube-apiserver default" in why
 
 
-HARMED = {"others_slos_failed": ["others-latency"], "harness_access_degraded": False,
-          "break_glass_failed": 0, "agents_throttled_429": 0}
-FINE = {"others_slos_failed": [], "harness_access_degraded": False, "break_glass_failed": 0,
-        "agents_throttled_429": 40}
+HARMED = {
+    "others_slos_failed": ["others-latency"],
+    "harness_access_degraded": False,
+    "break_glass_failed": 0,
+    "agents_throttled_429": 0,
+}
+FINE = {
+    "others_slos_failed": [],
+    "harness_access_degraded": False,
+    "break_glass_failed": 0,
+    "agents_throttled_429": 40,
+}
 
 
 def test_every_round_is_judged():
@@ -110,9 +151,22 @@ def test_break_glass_failures_alone_are_harm():
 
 def test_others_mutating_latency_counts_every_mutating_verb():
     def row(verb: str, p99: float) -> dict:
-        return {"verb": verb, "p99_worst_window": p99,
-                "metric": "apiserver_request_sli_duration_seconds"}
+        return {
+            "verb": verb,
+            "p99_worst_window": p99,
+            "metric": "apiserver_request_sli_duration_seconds",
+        }
 
-    summary = {"measurements": {"apiserver": {"latency": [
-        row("PATCH", 0.2), row("APPLY", 0.7), row("DELETECOLLECTION", 1.5), row("LIST", 9.0)]}}}
+    summary = {
+        "measurements": {
+            "apiserver": {
+                "latency": [
+                    row("PATCH", 0.2),
+                    row("APPLY", 0.7),
+                    row("DELETECOLLECTION", 1.5),
+                    row("LIST", 9.0),
+                ]
+            }
+        }
+    }
     assert mitigation.others_view(summary)["mutating_p99_s"] == 1.5

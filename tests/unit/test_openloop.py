@@ -52,15 +52,24 @@ def test_slots_keep_their_schedule_while_sends_block_and_the_overflow_is_unsent(
     loop.start()
     try:
         unsent = lambda: [r for r in rec.slots() if r["cause"] == openloop.UNSENT]  # noqa: E731
-        until(lambda: len(unsent()) >= 10, "10 slots due while both workers block",
-              timeout=30, interval=0.01)
+        until(
+            lambda: len(unsent()) >= 10,
+            "10 slots due while both workers block",
+            timeout=30,
+            interval=0.01,
+        )
         n_unsent_blocked = len(unsent())
     finally:
         opened = time.time()
         gate.set()
-    until(lambda: sum(1 for r in rec.slots() if r["sched"] > opened + 0.1
-                      and r["cause"] is None) >= 3, "slots answered after the stall",
-          timeout=30, interval=0.01)
+    until(
+        lambda: (
+            sum(1 for r in rec.slots() if r["sched"] > opened + 0.1 and r["cause"] is None) >= 3
+        ),
+        "slots answered after the stall",
+        timeout=30,
+        interval=0.01,
+    )
     loop.stop()
     lines = list(rec.lines)
     start = lines[0][1]
@@ -74,8 +83,7 @@ def test_slots_keep_their_schedule_while_sends_block_and_the_overflow_is_unsent(
     # the stall did not stop the schedule: slots due meanwhile were recorded on their time
     # as unsent failures, never sent late in a burst nor skipped
     assert n_unsent_blocked >= 10
-    blocked = [r for r in slots if r["k"] >= 3 and r["cause"] is None
-               and r["sched"] < opened - 0.1]
+    blocked = [r for r in slots if r["k"] >= 3 and r["cause"] is None and r["sched"] < opened - 0.1]
     assert len(blocked) == 2  # the two workers' slots, held until the gate opened
     for r in blocked:  # timed from their scheduled time, the whole stall included
         assert r["ms"] >= (opened - r["sched"]) * 1000 - 1
@@ -87,11 +95,11 @@ def test_slots_keep_their_schedule_while_sends_block_and_the_overflow_is_unsent(
 def test_a_send_still_blocked_at_stop_is_a_timeout_and_writes_nothing_later():
     gate = threading.Event()
     rec = Recorder()
-    loop = openloop.OpenLoop(20, lambda k: (gate.wait(30), {"cause": None})[1], rec,
-                             workers=1, timeout_s=0.2, name="t")
+    loop = openloop.OpenLoop(
+        20, lambda k: (gate.wait(30), {"cause": None})[1], rec, workers=1, timeout_s=0.2, name="t"
+    )
     loop.start()
-    until(lambda: rec.slots(), "a slot unsent behind the blocked one", timeout=30,
-          interval=0.01)
+    until(lambda: rec.slots(), "a slot unsent behind the blocked one", timeout=30, interval=0.01)
     loop.stop()
     n = len(rec.lines)
     gate.set()  # the worker's send returns now, after stop: it must not write any more
@@ -105,10 +113,15 @@ def test_a_send_still_blocked_at_stop_is_a_timeout_and_writes_nothing_later():
     assert s["p50_ms"] >= 200  # unsent and timed out slots count at the timeout at least
 
 
-def _stream(outcomes: Sequence[tuple[str | None, float | None]], timeout_s: float = 2.0,
-            scheduled: int | None = None, **extra: Any) -> list[dict[str, Any]]:
-    recs: list[dict[str, Any]] = [{"event": "start", "t0": 1000.0, "rate_hz": 10,
-                                   "timeout_s": timeout_s, "workers": 4}]
+def _stream(
+    outcomes: Sequence[tuple[str | None, float | None]],
+    timeout_s: float = 2.0,
+    scheduled: int | None = None,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    recs: list[dict[str, Any]] = [
+        {"event": "start", "t0": 1000.0, "rate_hz": 10, "timeout_s": timeout_s, "workers": 4}
+    ]
     for k, (cause, ms) in enumerate(outcomes):
         if cause != "missing":
             recs.append({"k": k, "sched": 1000 + k / 10, "ms": ms, "cause": cause, **extra})
@@ -117,13 +130,21 @@ def _stream(outcomes: Sequence[tuple[str | None, float | None]], timeout_s: floa
 
 
 def test_summary_counts_every_slot_and_its_quantiles_include_failures():
-    outcomes = ([(None, 10.0)] * 94 + [("unsent", None)] * 2 + [("timeout", 1900.0)]
-                + [("http 429", 5.0), ("transport", 3.0), ("missing", None)])
+    outcomes = (
+        [(None, 10.0)] * 94
+        + [("unsent", None)] * 2
+        + [("timeout", 1900.0)]
+        + [("http 429", 5.0), ("transport", 3.0), ("missing", None)]
+    )
     s = openloop.summarize_slots(openloop.read_slots(_stream(outcomes), 99))
-    assert (s["scheduled"], s["sent"], s["answered"], s["ok"], s["failed"]) == (
-        100, 97, 95, 94, 6)
-    assert s["failed_by_cause"] == {"unsent": 2, "timeout": 1, "http 429": 1, "transport": 1,
-                                    "unrecorded": 1}
+    assert (s["scheduled"], s["sent"], s["answered"], s["ok"], s["failed"]) == (100, 97, 95, 94, 6)
+    assert s["failed_by_cause"] == {
+        "unsent": 2,
+        "timeout": 1,
+        "http 429": 1,
+        "transport": 1,
+        "unrecorded": 1,
+    }
     assert s["scheduled"] == s["ok"] + s["failed"]
     # a timeout at its timeout at least (2 s), unsent and unrecorded slots at the timeout
     assert (s["p50_ms"], s["p99_ms"], s["max_ms"]) == (10.0, 2000.0, 2000.0)
@@ -139,8 +160,7 @@ def test_others_slos_fail_on_a_stall_the_old_summary_passed():
     assert r["others-errors"].status == "fail" and "unsent 30" in r["others-errors"].measured
     assert r["others-throttling"].status == "pass"
     healthy = bystander.summarize(_stream([(None, 20.0)] * 2000 + [("http 500", 9.0)]))
-    r = {x.name: x for x in slo.evaluate({"measurements": {"bystander": healthy}},
-                                         slo.SLOSpec())}
+    r = {x.name: x for x in slo.evaluate({"measurements": {"bystander": healthy}}, slo.SLOSpec())}
     assert r["others-errors"].status == "pass" and r["others-latency"].status == "pass"
 
 
@@ -153,8 +173,7 @@ def test_break_glass_latency_includes_its_failed_writes():
 
 
 def test_dns_latency_counts_timeouts_and_unsent_lookups_at_the_timeout():
-    lookups = [(None, 3.0)] * 97 + [("timeout", 4000.0), ("unsent", None), ("rcode SERVFAIL",
-                                                                               1.0)]
+    lookups = [(None, 3.0)] * 97 + [("timeout", 4000.0), ("unsent", None), ("rcode SERVFAIL", 1.0)]
     d = dns.summarize(_stream(lookups, timeout_s=4, name="a.", rcode="NOERROR"))
     assert d["p99_ms"] == 4000 and d["failed"] == 3 and d["error_rate"] == 0.03
     assert d["by_name"] == {"a.": {"scheduled": 100, "failed": 3}}
@@ -179,17 +198,18 @@ def test_loadtest_summarize_rebuilds_the_probes_from_their_raw_streams(tmp_path,
 
     raw = tmp_path / "raw"
     raw.mkdir()
-    streams = {"apiserver": recorded("apiserver-telemetry-v2.jsonl.gz"),
-               "bystander": _stream([(None, 20.0)] * 40 + [("unsent", None)] * 10, 10,
-                                    status=200),
-               "break_glass": _stream([(None, 30.0)] * 50, 10, status=200),
-               "dns": _stream([(None, 2.0)] * 45 + [("timeout", 4000.0)] * 5, 4, name="a.",
-                              rcode="NOERROR")}
+    streams = {
+        "apiserver": recorded("apiserver-telemetry-v2.jsonl.gz"),
+        "bystander": _stream([(None, 20.0)] * 40 + [("unsent", None)] * 10, 10, status=200),
+        "break_glass": _stream([(None, 30.0)] * 50, 10, status=200),
+        "dns": _stream(
+            [(None, 2.0)] * 45 + [("timeout", 4000.0)] * 5, 4, name="a.", rcode="NOERROR"
+        ),
+    }
     for name, recs in streams.items():
         (raw / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert main(["summarize", str(tmp_path)]) == 0
     m = read_summary(tmp_path)["measurements"]
-    assert (m["bystander"]["scheduled"], m["bystander"]["failed_by_cause"]) == (
-        50, {"unsent": 10})
+    assert (m["bystander"]["scheduled"], m["bystander"]["failed_by_cause"]) == (50, {"unsent": 10})
     assert m["break_glass"]["failed"] == 0 and m["break_glass"]["open_loop"]
     assert m["dns"]["failed"] == 5 and m["dns"]["p99_ms"] == 4000

@@ -18,11 +18,13 @@ ctypes.CDLL(None).pthread_exit(None)
 def test_running_until_the_last_thread_has_exited():
     p = subprocess.Popen([sys.executable, "-c", ZOMBIE_LEADER, "1.5"])
     try:
-        assert until(lambda: processes.argv(p.pid) == [], "the leader to turn zombie", 10,
-                     interval=0.05)
+        assert until(
+            lambda: processes.argv(p.pid) == [], "the leader to turn zombie", 10, interval=0.05
+        )
         assert processes.running(p.pid)  # the leader is a zombie, its thread is not
-        assert until(lambda: not processes.running(p.pid), "the last thread to exit", 10,
-                     interval=0.05)
+        assert until(
+            lambda: not processes.running(p.pid), "the last thread to exit", 10, interval=0.05
+        )
     finally:
         p.kill()
         p.wait()
@@ -33,8 +35,9 @@ def test_mentioning_argv_and_cpu_rss():
     needle = f"needle-{uuid.uuid4().hex}"
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", needle])
     try:
-        assert until(lambda: p.pid in processes.mentioning(needle), "the child to appear", 10,
-                     interval=0.05)
+        assert until(
+            lambda: p.pid in processes.mentioning(needle), "the child to appear", 10, interval=0.05
+        )
         assert processes.mentioning(needle)[p.pid][-1] == needle
         assert list(processes.mentioning(needle)) == [p.pid]
     finally:

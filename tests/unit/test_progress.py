@@ -19,9 +19,13 @@ def test_locust_history_gives_users_and_current_p99_by_name(tmp_path: Path) -> N
         f.write("1795733999,50,LIST,LIST pods [clu")  # torn: being written
     users, rows = progress.locust_now(hist)
     assert users == 50 and "LIST pods [cluster]" in rows
-    text = progress.line(users, rows, {"agents_synced": 49, "throttled_429": 3,
-                                       "agents_started": 50},
-                         {"cores": 1.234, "rss": 512 * 2**20, "http_429": 7}, 42)
+    text = progress.line(
+        users,
+        rows,
+        {"agents_synced": 49, "throttled_429": 3, "agents_started": 50},
+        {"cores": 1.234, "rss": 512 * 2**20, "http_429": 7},
+        42,
+    )
     assert text.startswith("load 42s: 50 agents running, 49 synced")
     assert "429s 7 (API server), 3 (agents)" in text and "1.23 cores" in text
     assert "512 MiB" in text and "LIST pods [cluster]" in text and "WATCH" not in text
@@ -43,9 +47,13 @@ def test_apiserver_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
 
 def test_agents_counters_summed_over_processes(tmp_path: Path) -> None:
     for i, synced in enumerate((3, 4)):
-        (tmp_path / f"agents.{i}.json").write_text(json.dumps(
-            {"agents_started": 5, "agents_synced": synced, "throttled_429": 1}))
+        (tmp_path / f"agents.{i}.json").write_text(
+            json.dumps({"agents_started": 5, "agents_synced": synced, "throttled_429": 1})
+        )
     (tmp_path / "agents.merged.json").write_text(json.dumps({"agents_synced": 100}))
     (tmp_path / "agents.9.json").write_text("{torn")
-    assert progress.agents_now(tmp_path) == {"agents_started": 10, "agents_synced": 7,
-                                             "throttled_429": 2}
+    assert progress.agents_now(tmp_path) == {
+        "agents_started": 10,
+        "agents_synced": 7,
+        "throttled_429": 2,
+    }

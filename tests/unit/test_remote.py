@@ -22,14 +22,20 @@ from loadtest.errors import ConfigError
 def _cluster(tmp_path: Path) -> Cluster:
     for name, text in (("ca", "CA PEM"), ("crt", "ADMIN CERT"), ("key", "ADMIN KEY")):
         (tmp_path / name).write_text(text)
-    return Cluster(name="c", provider="local", kubeconfig=tmp_path / "kubeconfig",
-                   context="ctx", server="https://127.0.0.1:6443", ca_file=str(tmp_path / "ca"),
-                   client_cert=str(tmp_path / "crt"), client_key=str(tmp_path / "key"))
+    return Cluster(
+        name="c",
+        provider="local",
+        kubeconfig=tmp_path / "kubeconfig",
+        context="ctx",
+        server="https://127.0.0.1:6443",
+        ca_file=str(tmp_path / "ca"),
+        client_cert=str(tmp_path / "crt"),
+        client_key=str(tmp_path / "key"),
+    )
 
 
 def test_shared_serviceaccount_workers_get_only_the_agents_token(tmp_path):
-    profile = load_profile("kubelet-like").model_copy(update={"identity":
-                                                              "shared-serviceaccount"})
+    profile = load_profile("kubelet-like").model_copy(update={"identity": "shared-serviceaccount"})
     p = worker_payload(_cluster(tmp_path), profile, ["n0", "n1"], False, shared_token="SA")
     assert p["creds"] == {"ca": "CA PEM", "shared_token": "SA"}
     assert "ADMIN" not in repr(p)
@@ -41,6 +47,7 @@ def test_impersonating_workers_get_the_client_credentials_in_a_private_dir(tmp_p
     w = materialize(p, api_server="https://10.96.0.1:443")
     try:
         c = w.cluster
+        assert c.client_key is not None
         assert c.server == "https://10.96.0.1:443" and w.nodes == ["n0"] and w.decode
         assert Path(c.client_key).read_text() == "ADMIN KEY"
         assert stat.S_IMODE(Path(c.client_key).stat().st_mode) == 0o600
@@ -71,8 +78,11 @@ def test_ledger_counts_a_lost_workers_agents_once_and_frees_their_indexes():
 
 
 def test_master_command_waits_bounded_for_its_workers(tmp_path):
-    cmd = locust_command(AgentRun("kubelet-like", 10, 30, workers=3, master_bind="10.0.0.1:5557",
-                                  workers_wait_s=45), tmp_path / "c.json", tmp_path)
+    cmd = locust_command(
+        AgentRun("kubelet-like", 10, 30, workers=3, master_bind="10.0.0.1:5557", workers_wait_s=45),
+        tmp_path / "c.json",
+        tmp_path,
+    )
     assert cmd[cmd.index("--master-bind-host") + 1] == "10.0.0.1"
     assert cmd[cmd.index("--master-bind-port") + 1] == "5557"
     assert cmd[cmd.index("--expect-workers") + 1] == "3"
@@ -80,8 +90,11 @@ def test_master_command_waits_bounded_for_its_workers(tmp_path):
     with pytest.raises(ConfigError, match="--master-bind"):
         locust_command(AgentRun("kubelet-like", 1, 1, workers=2), tmp_path / "c", tmp_path)
     with pytest.raises(ConfigError, match="exclude"):
-        locust_command(AgentRun("kubelet-like", 1, 1, workers=2, master_bind="h:1",
-                                processes=2), tmp_path / "c", tmp_path)
+        locust_command(
+            AgentRun("kubelet-like", 1, 1, workers=2, master_bind="h:1", processes=2),
+            tmp_path / "c",
+            tmp_path,
+        )
 
 
 def test_worker_command_takes_nothing_but_the_master():
@@ -117,8 +130,9 @@ def test_in_cluster_workers_need_an_image_and_an_address_off_kind(tmp_path):
         in_cluster_workers(c, run, 2, None, print)
     with pytest.raises(ConfigError, match="--master-bind"):
         in_cluster_workers(c, run, 2, "reg/img:1", print)
-    bound, pool = in_cluster_workers(c, AgentRun("kubelet-like", 10, 30, master_bind="h:1"), 2,
-                                     "reg/img:1", print)
+    bound, pool = in_cluster_workers(
+        c, AgentRun("kubelet-like", 10, 30, master_bind="h:1"), 2, "reg/img:1", print
+    )
     assert (bound.workers, bound.master_bind, pool.pull) == (2, "h:1", "IfNotPresent")
     ns, sa, dep = manifests(2, "reg/img:1", "IfNotPresent", "h:1")
     assert sa["automountServiceAccountToken"] is False and ns["metadata"]["name"] != NAMESPACE

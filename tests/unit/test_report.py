@@ -36,16 +36,29 @@ def test_run_report_has_its_plots_and_names_the_cause(tmp_path: Path) -> None:
 
 
 def test_comparison_report(tmp_path: Path) -> None:
-    c = compare.compare_runs([RUNS / "telemetry-v1"], [RUNS / "telemetry-v2"],
-                             compare.parse_budgets(compare.DEFAULT_BUDGETS))
+    c = compare.compare_runs(
+        [RUNS / "telemetry-v1"],
+        [RUNS / "telemetry-v2"],
+        compare.parse_budgets(compare.DEFAULT_BUDGETS),
+    )
     text = report.write_comparison_report(c, tmp_path).read_text()
     assert len(IMG.findall(text)) == 2
     assert "FAIL" in text and "apiserver_cpu:+10%" in text
 
 
 def test_sweep_report(tmp_path: Path) -> None:
-    pts = [scaling.Point(n, n, 0.01 * n + 1e-4 * n * n, 0.01 + 1e-4 * n, 100.0 * n,
-                         0.1 + 1e-3 * n * n, "pass" if n < 100 else "fail") for n in (10, 50, 100)]
+    pts = [
+        scaling.Point(
+            n,
+            n,
+            0.01 * n + 1e-4 * n * n,
+            0.01 + 1e-4 * n,
+            100.0 * n,
+            0.1 + 1e-3 * n * n,
+            "pass" if n < 100 else "fail",
+        )
+        for n in (10, 50, 100)
+    ]
     sw = scaling.analyse("telemetry-v2", pts, cores=2)
     text = report.write_sweep_report(sw, tmp_path).read_text()
     assert len(IMG.findall(text)) == 1
@@ -75,16 +88,22 @@ def _comparison(rounds: int, **series: tuple[list[float], list[float]]) -> compa
         v.update({k: s[side][i] for k, s in series.items()})
         return v
 
-    metrics = compare.compare_values([vals(i, 0) for i in range(rounds)],
-                                     [vals(i, 1) for i in range(rounds)])
-    return compare.Comparison("a", "b", rounds, compare.INTERVAL, metrics, [], [],
-                              {"baseline": [], "candidate": []})
+    metrics = compare.compare_values(
+        [vals(i, 0) for i in range(rounds)], [vals(i, 1) for i in range(rounds)]
+    )
+    return compare.Comparison(
+        "a", "b", rounds, compare.INTERVAL, metrics, [], [], {"baseline": [], "candidate": []}
+    )
 
 
 def test_comparison_report_draws_any_interval(tmp_path: Path) -> None:
     """Around a negative mean (cores above idle), across zero, and one round: all draw."""
-    c = _comparison(2, apiserver_cpu_per_agent=([-0.02, -0.01], [0.01, 0.03]),
-                    p99_list=([1.0, 1.0], [0.5, 1.8]), apiserver_cpu=([1.0, 1.2], [0.9, 1.0]))
+    c = _comparison(
+        2,
+        apiserver_cpu_per_agent=([-0.02, -0.01], [0.01, 0.03]),
+        p99_list=([1.0, 1.0], [0.5, 1.8]),
+        apiserver_cpu=([1.0, 1.2], [0.9, 1.0]),
+    )
     text = report.write_comparison_report(c, tmp_path).read_text()
     assert len(IMG.findall(text)) == 2
     one = _comparison(1, apiserver_cpu_per_agent=([-0.02], [0.01]), p99_list=([1.0], [2.0]))
@@ -92,38 +111,49 @@ def test_comparison_report_draws_any_interval(tmp_path: Path) -> None:
 
 
 def test_interval_errors_are_never_negative() -> None:
-    lo, hi = report.interval_errors([-50.0, 10.0, 5.0, 0.0],
-                                    [(-0.2, -0.8), (-0.5, 0.7), (None, None),
-                                     (float("nan"), 1.0)])
+    lo, hi = report.interval_errors(
+        [-50.0, 10.0, 5.0, 0.0], [(-0.2, -0.8), (-0.5, 0.7), (None, None), (float("nan"), 1.0)]
+    )
     assert lo == [pytest.approx(30.0), 60.0, 0.0, 0.0]
     assert hi == [pytest.approx(30.0), 60.0, 0.0, 0.0]
     assert min(lo + hi) >= 0
 
 
 def test_a_report_that_cannot_be_drawn_does_not_hide_the_verdict(
-        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object) -> Path:
         raise ValueError("'xerr' must not contain\nnegative values")
 
     monkeypatch.setattr(report, "write_comparison_report", broken)
     out = tmp_path / "cmp"
-    rc = main(["compare-results", str(RUNS / "telemetry-v1"), str(RUNS / "telemetry-v2"),
-               "--out", str(out)])
+    rc = main(
+        [
+            "compare-results",
+            str(RUNS / "telemetry-v1"),
+            str(RUNS / "telemetry-v2"),
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1 and captured.out.startswith("verdict: FAIL")
     assert json.loads((out / "comparison.json").read_text())["verdict"] == "fail"
     warnings = [x for x in captured.err.splitlines() if "report not drawn" in x]
-    assert warnings == ["loadtest: warning: report not drawn: ValueError: 'xerr' must not "
-                        "contain negative values"]
+    assert warnings == [
+        "loadtest: warning: report not drawn: ValueError: 'xerr' must not contain negative values"
+    ]
     # `report` itself: the same failure is its answer, one line and exit 1
     monkeypatch.setattr(report, "write_run_report", broken)
     assert main(["report", str(_copy(tmp_path, "telemetry-v2"))]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: report not drawn: ValueError: 'xerr' must not contain negative values"]
+        "error: report not drawn: ValueError: 'xerr' must not contain negative values"
+    ]
 
 
-def test_run_report_draws_the_slo_lines_in_force(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_report_draws_the_slo_lines_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from matplotlib.axes import Axes
 
     from loadtest.slo import DnsSLO, SLOSpec

@@ -38,12 +38,15 @@ def _one_line(e: pytest.ExceptionInfo[ConfigError]) -> str:
 
 
 def test_a_record_round_trips(tmp_path: Path) -> None:
-    rec = RunRecord(environment={"cpus": 2}, config=RunConfig(agents=7),
-                    profile=load_profile("kubelet-like"),
-                    slos=slo.SLOSpec(dns=slo.DnsSLO(p99_ms=150)).model_dump(),
-                    measurements=Measurements(apiserver={"latency": []}, dns={"p99_ms": 3.0}),
-                    slo=[{"name": "dns-p99", "status": "pass", "expected": "<= 150 ms",
-                          "measured": "3 ms"}], verdict="pass")
+    rec = RunRecord(
+        environment={"cpus": 2},
+        config=RunConfig(agents=7),
+        profile=load_profile("kubelet-like"),
+        slos=slo.SLOSpec(dns=slo.DnsSLO(p99_ms=150)).model_dump(),
+        measurements=Measurements(apiserver={"latency": []}, dns={"p99_ms": 3.0}),
+        slo=[{"name": "dns-p99", "status": "pass", "expected": "<= 150 ms", "measured": "3 ms"}],
+        verdict="pass",
+    )
     write_record(tmp_path, rec)
     assert json.loads((tmp_path / "summary.json").read_text())["schema_version"] == 2
     back = load_record(tmp_path)
@@ -67,12 +70,16 @@ def test_an_unknown_schema_is_refused_in_one_line(tmp_path: Path, version: objec
     (tmp_path / "summary.json").write_text(json.dumps({**s, "version": version}))
     with pytest.raises(ConfigError) as e:
         load_record(tmp_path)
-    assert _one_line(e) == (f"{tmp_path / 'summary.json'}: run record schema {version!r}, "
-                            "this harness reads 2 (and migrates 1)")
+    assert _one_line(e) == (
+        f"{tmp_path / 'summary.json'}: run record schema {version!r}, "
+        "this harness reads 2 (and migrates 1)"
+    )
 
 
-@pytest.mark.parametrize("text", ['{"name": "not a run"}', "[1, 2]", "{not json",
-                                  '{"schema_version": 2, "measurement": {}}'])
+@pytest.mark.parametrize(
+    "text",
+    ['{"name": "not a run"}', "[1, 2]", "{not json", '{"schema_version": 2, "measurement": {}}'],
+)
 def test_a_foreign_file_is_one_line(tmp_path: Path, text: str) -> None:
     (tmp_path / "summary.json").write_text(text)
     with pytest.raises(ConfigError) as e:
@@ -88,9 +95,12 @@ def test_write_summary_refuses_what_is_not_a_record(tmp_path: Path) -> None:
 
 def _recorded_elsewhere() -> AgentProfile:
     """A profile that is in no profiles/ file: only the record knows it."""
-    return AgentProfile(name="gone-from-profiles", user_agent="recorded-agent/9.9",
-                        identity="impersonate",
-                        polls=[Poll(resource="pods", interval_seconds=600)])
+    return AgentProfile(
+        name="gone-from-profiles",
+        user_agent="recorded-agent/9.9",
+        identity="impersonate",
+        polls=[Poll(resource="pods", interval_seconds=600)],
+    )
 
 
 def test_the_run_report_uses_the_recorded_profile(tmp_path: Path) -> None:
@@ -102,8 +112,10 @@ def test_the_run_report_uses_the_recorded_profile(tmp_path: Path) -> None:
     report.write_run_report(d)
     cause = json.loads((d / "report.json").read_text())["cause"]
     line = next(c for c in cause if c.startswith("sent by"))
-    assert line == ("sent by 50 agents with profile gone-from-profiles: user agent "
-                    "'recorded-agent/9.9', identity impersonate")
+    assert line == (
+        "sent by 50 agents with profile gone-from-profiles: user agent "
+        "'recorded-agent/9.9', identity impersonate"
+    )
     # and the comparison judges the run's length by the recorded profile's poll (600 s)
     notes = compare.compare_runs([d], [d], []).notes
     assert any("shorter than its 600s poll interval" in n for n in notes)
@@ -115,8 +127,10 @@ def test_a_record_without_a_profile_falls_back_by_name_and_says_so(tmp_path: Pat
     assert profile == load_profile("telemetry-v2")
     assert note == "profile telemetry-v2: not recorded by the run, read from today's profiles/"
     gone = rec.model_copy(update={"config": RunConfig(profile="gone-from-profiles")})
-    assert run_profile(gone) == (None, "profile gone-from-profiles: not recorded by the run, "
-                                       "and not found here")
+    assert run_profile(gone) == (
+        None,
+        "profile gone-from-profiles: not recorded by the run, and not found here",
+    )
 
 
 def test_the_run_records_its_profile_and_slos_as_resolved(tmp_path: Path) -> None:
@@ -129,8 +143,9 @@ def test_the_run_records_its_profile_and_slos_as_resolved(tmp_path: Path) -> Non
 
     f = tmp_path / "mine.yaml"
     f.write_text(yaml.safe_dump(_recorded_elsewhere().model_dump()))
-    job = MainJob(cast(ClusterProvider, None), "c1", RunConfig(profile=str(f)), tmp_path,
-                  log=lambda _: None)
+    job = MainJob(
+        cast(ClusterProvider, None), "c1", RunConfig(profile=str(f)), tmp_path, log=lambda _: None
+    )
     f.unlink()  # what the run ran is in the record, whatever happens to the file
     job._dir = tmp_path
     job.save()

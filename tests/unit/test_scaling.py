@@ -15,22 +15,32 @@ P0, P2 = 0.5, 1e-4  # LIST p99 s = P0 + P2*N^2
 def _point(n: int, agents_per_node: float = 1.0, noise: float = 0.0) -> scaling.Point:
     agents = round(n * agents_per_node)
     per_agent = (A + B * n) * (1 + noise)
-    return scaling.Point(nodes=n, agents=agents, cpu_cores=agents * per_agent,
-                         cpu_per_agent=per_agent, bytes_per_agent_s=100 + 50.0 * n,
-                         list_p99_s=P0 + P2 * n * n, verdict="pass")
+    return scaling.Point(
+        nodes=n,
+        agents=agents,
+        cpu_cores=agents * per_agent,
+        cpu_per_agent=per_agent,
+        bytes_per_agent_s=100 + 50.0 * n,
+        list_p99_s=P0 + P2 * n * n,
+        verdict="pass",
+    )
 
 
 def test_fit_line_recovers_slope_and_intercept() -> None:
     line = fit.fit_line([1, 2, 3, 4], [3, 5, 7, 9])
-    assert (line.intercept, line.slope, line.r2) == (pytest.approx(1), pytest.approx(2),
-                                                     pytest.approx(1))
+    assert (line.intercept, line.slope, line.r2) == (
+        pytest.approx(1),
+        pytest.approx(2),
+        pytest.approx(1),
+    )
     with pytest.raises(ValueError):
         fit.fit_line([5, 5], [1, 2])
 
 
 def test_sweep_predicts_known_break_points() -> None:
-    sw = scaling.analyse("synthetic", [_point(n) for n in (20, 50, 100, 200)], cores=2.0,
-                         slo_list_p99_s=30.0)
+    sw = scaling.analyse(
+        "synthetic", [_point(n) for n in (20, 50, 100, 200)], cores=2.0, slo_list_p99_s=30.0
+    )
     assert sw.cpu_fit and sw.cpu_fit.intercept == pytest.approx(A)
     assert sw.cpu_fit.slope == pytest.approx(B)
     # N*(A + B*N) = 2  =>  N = (-A + sqrt(A^2 + 8B)) / 2B
@@ -54,14 +64,16 @@ def test_agents_per_node_scales_the_total() -> None:
 def test_check_shows_a_wrong_model() -> None:
     # The largest point costs 30 % more than the law of the others predicts.
     pts = [_point(20), _point(50), _point(100), _point(200, noise=0.3)]
-    check = next(c for c in scaling.analyse("x", pts, cores=2).checks
-                 if c.what.startswith("API server cores"))
+    check = next(
+        c
+        for c in scaling.analyse("x", pts, cores=2).checks
+        if c.what.startswith("API server cores")
+    )
     assert check.error == pytest.approx((1 - 1.3) / 1.3)  # predicted 23 % under measured
 
 
 def test_flat_cost_never_saturates_by_growth() -> None:
-    assert scaling.saturation_nodes(scaling.Line(0.01, 0.0, None), 1.0, 2.0) == \
-        pytest.approx(200)
+    assert scaling.saturation_nodes(scaling.Line(0.01, 0.0, None), 1.0, 2.0) == pytest.approx(200)
     assert scaling.saturation_nodes(scaling.Line(0.0, 0.0, None), 1.0, 2.0) is None
 
 
@@ -91,13 +103,20 @@ def test_a_run_whose_agents_did_not_sync_unrefused_is_kept_out_of_the_fit():
     from loadtest.scaling import invalid_reason
 
     def summary(synced: int, throttled: int = 0) -> dict:
-        return {"measurements": {"client": {"requests": 100, "agents": {
-            "agents_synced": synced, "agents_to_sync": 50}},
-            "apiserver": {"requests": {"throttled_429": throttled, "errors_5xx": 0}}}}
+        return {
+            "measurements": {
+                "client": {
+                    "requests": 100,
+                    "agents": {"agents_synced": synced, "agents_to_sync": 50},
+                },
+                "apiserver": {"requests": {"throttled_429": throttled, "errors_5xx": 0}},
+            }
+        }
 
     assert invalid_reason(summary(50)) == ""
-    assert invalid_reason(summary(10)) == ("only 10 of 50 (20%) agents synced, and the API "
-                                           "server refused nothing")
+    assert invalid_reason(summary(10)) == (
+        "only 10 of 50 (20%) agents synced, and the API server refused nothing"
+    )
     # the server turned them away: that is the measurement, and the point stays in the fit
     assert invalid_reason(summary(10, throttled=300)) == ""
     down = summary(10)

@@ -13,9 +13,13 @@ from tests.unit.conftest import load_recorded
 
 def _recorded_summary() -> dict:
     api = apiserver.summarize(load_recorded("apiserver-telemetry-v2.jsonl.gz"))
-    return {"measurements": {"apiserver": api,
-                             "dns": dns.summarize(load_recorded("dns-telemetry-v2.jsonl.gz")),
-                             "client": {"requests": 100, "failures": 0, "by_name": []}}}
+    return {
+        "measurements": {
+            "apiserver": api,
+            "dns": dns.summarize(load_recorded("dns-telemetry-v2.jsonl.gz")),
+            "client": {"requests": 100, "failures": 0, "by_name": []},
+        }
+    }
 
 
 def _by_name(results):
@@ -24,8 +28,12 @@ def _by_name(results):
 
 def test_defaults_are_the_kubernetes_and_clusterloader_slos():
     s = slo.SLOSpec()
-    assert (s.api.mutating_p99_s, s.api.read_resource_p99_s, s.api.read_namespace_p99_s,
-            s.api.read_cluster_p99_s) == (1, 1, 5, 30)
+    assert (
+        s.api.mutating_p99_s,
+        s.api.read_resource_p99_s,
+        s.api.read_namespace_p99_s,
+        s.api.read_cluster_p99_s,
+    ) == (1, 1, 5, 30)
     assert (s.dns.error_ratio_max, s.dns.p50_ms, s.dns.p99_ms) == (0.001, 20, 100)
 
 
@@ -45,11 +53,21 @@ def test_a_tight_override_names_verb_resource_and_scope():
 
 
 def test_missing_measurement_is_an_error_not_a_pass():
-    r = _by_name(slo.evaluate({"measurements": {"apiserver": {"error": "no scrapes"},
-                                                "dns": {"error": "probe died"}}},
-                              slo.SLOSpec()))
-    assert r["api-latency-mutating"].status == "error" and "no scrapes" in r[
-        "api-latency-mutating"].message
+    r = _by_name(
+        slo.evaluate(
+            {
+                "measurements": {
+                    "apiserver": {"error": "no scrapes"},
+                    "dns": {"error": "probe died"},
+                }
+            },
+            slo.SLOSpec(),
+        )
+    )
+    assert (
+        r["api-latency-mutating"].status == "error"
+        and "no scrapes" in r["api-latency-mutating"].message
+    )
     assert r["dns-latency-p99"].status == "error"
 
 
@@ -65,9 +83,23 @@ def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path
     s["measurements"]["dns"] = {"error": "probe died"}
     write_summary(tmp_path, s)
     verdict = Path(slo.__file__).with_name("verdict.py")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "loadtest.pytest_plugin", "-q",
-                        "-p", "no:cacheprovider", str(verdict), "--loadtest-results",
-                        str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "loadtest.pytest_plugin",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(verdict),
+            "--loadtest-results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert "FAILED" in r.stdout and "test_slo[api-errors]" in r.stdout
     assert "ERROR" in r.stdout and "test_slo[dns-errors]" in r.stdout
@@ -76,21 +108,25 @@ def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path
 
 def _slo(measurements: dict, name: str) -> slo.SLOResult | None:
     """The named SLO's result for a summary with these measurements (None: not judged)."""
-    return {r.name: r for r in slo.evaluate({"measurements": measurements},
-                                            slo.SLOSpec())}.get(name)
+    return {r.name: r for r in slo.evaluate({"measurements": measurements}, slo.SLOSpec())}.get(
+        name
+    )
 
 
 def _records(ms: list[float], statuses: list[int]) -> list[dict]:
-    return [{"t": 1000.0 + i, "ms": m, "status": s}
-            for i, (m, s) in enumerate(zip(ms, statuses, strict=True))]
+    return [
+        {"t": 1000.0 + i, "ms": m, "status": s}
+        for i, (m, s) in enumerate(zip(ms, statuses, strict=True))
+    ]
 
 
 def test_break_glass_fails_on_one_failed_rollback_write_or_a_slow_p99():
     from loadtest.measurements import bystander
 
     def verdict(records):
-        return _slo({"break_glass": bystander.summarize(records, bystander.BREAK_GLASS)},
-                    "break-glass")
+        return _slo(
+            {"break_glass": bystander.summarize(records, bystander.BREAK_GLASS)}, "break-glass"
+        )
 
     assert verdict(_records([20.0] * 100, [200] * 100)).status == "pass"
     one_failed = verdict(_records([20.0] * 100, [200] * 99 + [0]))
@@ -102,8 +138,12 @@ def test_break_glass_fails_on_one_failed_rollback_write_or_a_slow_p99():
 
 def test_a_run_whose_agents_did_not_sync_fails_as_load_not_applied():
     def result(synced: int, to_sync: int):
-        client = {"requests": 10, "failures": 0, "by_name": [],
-                  "agents": {"agents_synced": synced, "agents_to_sync": to_sync}}
+        client = {
+            "requests": 10,
+            "failures": 0,
+            "by_name": [],
+            "agents": {"agents_synced": synced, "agents_to_sync": to_sync},
+        }
         return _slo({"client": client}, "agents-synced")
 
     assert result(95, 100).status == "pass"
@@ -114,8 +154,10 @@ def test_a_run_whose_agents_did_not_sync_fails_as_load_not_applied():
 
 def test_api_availability_fails_when_scrapes_of_the_exempt_identity_fail():
     def result(failed: int, errors: list[str]):
-        api = {"error": "fewer than two successful scrapes", "harness_access": {
-            "scrapes": 21, "failed": failed, "errors": errors}}
+        api = {
+            "error": "fewer than two successful scrapes",
+            "harness_access": {"scrapes": 21, "failed": failed, "errors": errors},
+        }
         return _slo({"apiserver": api}, "api-availability")
 
     assert result(0, []).status == "pass"
@@ -125,8 +167,9 @@ def test_api_availability_fails_when_scrapes_of_the_exempt_identity_fail():
 
 def test_a_probe_service_that_could_not_be_made_is_a_propagation_error():
     s = _recorded_summary()
-    s["measurements"]["dns"]["propagation_error"] = ("could not create the probe Service: "
-                                                     "apply Service lt-x: HTTP 403: quota")
+    s["measurements"]["dns"]["propagation_error"] = (
+        "could not create the probe Service: apply Service lt-x: HTTP 403: quota"
+    )
     r = _by_name(slo.evaluate(s, slo.SLOSpec()))
     assert r["dns-propagation"].status == "error"
     assert "HTTP 403: quota" in r["dns-propagation"].measured

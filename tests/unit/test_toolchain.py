@@ -8,8 +8,17 @@ from loadtest.errors import ConfigError, ToolsMissing
 
 def test_pinned_toolchain_names_every_component():
     comps = {c.name: c for c in toolchain.load_components()}
-    assert set(comps) == {"kubernetes", "etcd", "coredns", "kwok", "kind", "cni-plugins",
-                          "crictl", "refagent", "dnsprobe"}
+    assert set(comps) == {
+        "kubernetes",
+        "etcd",
+        "coredns",
+        "kwok",
+        "kind",
+        "cni-plugins",
+        "crictl",
+        "refagent",
+        "dnsprobe",
+    }
     k8s = comps["kubernetes"]
     assert k8s.version.startswith("v1.33.")
     assert "kube-apiserver" in k8s.binaries and "kubelet" in k8s.binaries
@@ -26,12 +35,15 @@ def test_wrapper_modules_pin_the_same_versions():
         assert (c.module_dir / "go.sum").exists()
 
 
-@pytest.mark.parametrize(("pkg", "name"), [
-    ("go.etcd.io/etcd/server/v3", "server"),
-    ("sigs.k8s.io/kwok/cmd/kwokctl", "kwokctl"),
-    ("github.com/coredns/coredns", "coredns"),
-    ("example.com/tool/v2/", "tool"),
-])
+@pytest.mark.parametrize(
+    ("pkg", "name"),
+    [
+        ("go.etcd.io/etcd/server/v3", "server"),
+        ("sigs.k8s.io/kwok/cmd/kwokctl", "kwokctl"),
+        ("github.com/coredns/coredns", "coredns"),
+        ("example.com/tool/v2/", "tool"),
+    ],
+)
 def test_go_binary_name(pkg, name):
     assert toolchain._go_binary_name(pkg) == name
 

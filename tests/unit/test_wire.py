@@ -40,8 +40,10 @@ def test_watch_frames_give_each_event_and_its_version():
     stream = (PB / "watch.pb").read_bytes()
     events, pos = [], 0
     while pos < len(stream):
-        n = wire.frame_length(stream[pos:pos + wire.FRAME_HEADER])
-        events.append(wire.watch_event(stream[pos + wire.FRAME_HEADER:pos + wire.FRAME_HEADER + n]))
+        n = wire.frame_length(stream[pos : pos + wire.FRAME_HEADER])
+        events.append(
+            wire.watch_event(stream[pos + wire.FRAME_HEADER : pos + wire.FRAME_HEADER + n])
+        )
         pos += wire.FRAME_HEADER + n
     assert pos == len(stream)
     assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED"]
@@ -62,11 +64,11 @@ def test_not_protobuf_is_refused():
 class _Response:
     """A response replaying captured bytes in awkward chunks (pure logic: no server)."""
 
-    def __init__(self, body: bytes, ctype: str, gzipped: bool = False,
-                 chunk: int | None = None) -> None:
+    def __init__(
+        self, body: bytes, ctype: str, gzipped: bool = False, chunk: int | None = None
+    ) -> None:
         self.body = gzip.compress(body) if gzipped else body
-        self.headers = {"content-type": ctype, **({"content-encoding": "gzip"} if gzipped
-                                                  else {})}
+        self.headers = {"content-type": ctype, **({"content-encoding": "gzip"} if gzipped else {})}
         self.status_code, self.chunk, self.pos = 200, chunk, 0
 
     def get(self, k: str, default: str = "") -> str:
@@ -76,7 +78,7 @@ class _Response:
         # geventhttpclient's read(n) gives n bytes unless the body ends; `chunk` makes a
         # list's 64 KiB reads come back short, as a stream read may
         n = min(n, self.chunk or n)
-        out = self.body[self.pos:self.pos + n]
+        out = self.body[self.pos : self.pos + n]
         self.pos += len(out)
         return out
 
@@ -98,10 +100,17 @@ class _HTTP:
 
 
 def _agent(resp: _Response, decode: bool = False) -> tuple[Agent, _HTTP]:
-    profile = AgentProfile(name="x", watches=[Watch(resource="pods", scope="node",
-                                                    content_type="protobuf")])
-    agent = Agent(profile, "n1", Endpoint("https://127.0.0.1:1", ssl_context(None), {}),
-                  lambda **_: None, AgentStats(), decode=decode)
+    profile = AgentProfile(
+        name="x", watches=[Watch(resource="pods", scope="node", content_type="protobuf")]
+    )
+    agent = Agent(
+        profile,
+        "n1",
+        Endpoint("https://127.0.0.1:1", ssl_context(None), {}),
+        lambda **_: None,
+        AgentStats(),
+        decode=decode,
+    )
     agent.http = http = _HTTP(resp)  # type: ignore[assignment]
     return agent, http
 
@@ -123,11 +132,18 @@ def test_agent_reads_protobuf_watch_frames_and_relists_on_410():
     agent, _ = _agent(_Response(stream, EXPECTED["watch_content_type"]))
     w = agent.profile.watches[0]
     assert agent.watch(w, EXPECTED["list"]["resourceVersion"]) == EXPECTED["watch"]["deleted"]
-    assert agent.stats.events == {"pods [node] ADDED": 1, "pods [node] MODIFIED": 1,
-                                  "pods [node] DELETED": 1}
+    assert agent.stats.events == {
+        "pods [node] ADDED": 1,
+        "pods [node] MODIFIED": 1,
+        "pods [node] DELETED": 1,
+    }
     assert agent.stats.bytes["WATCH pods [node]"] == len(stream)
-    agent.http = _HTTP(_Response((PB / "watch-410.pb").read_bytes(),  # type: ignore[assignment]
-                                 EXPECTED["watch_content_type"]))
+    agent.http = _HTTP(
+        _Response(
+            (PB / "watch-410.pb").read_bytes(),  # type: ignore[assignment]
+            EXPECTED["watch_content_type"],
+        )
+    )
     with pytest.raises(Gone, match="too old resource version"):
         agent.watch(w, "1")
 
