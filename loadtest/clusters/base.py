@@ -7,11 +7,14 @@ import re
 import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from loadtest.errors import ClusterError
+
+if TYPE_CHECKING:
+    from loadtest.kubeconfig import Credentials
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,36 @@ class Cluster:
         d["kubeconfig"] = str(self.kubeconfig)
         d["token"] = None  # never persisted
         return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_credentials(
+        cls,
+        creds: Credentials,
+        *,
+        name: str,
+        provider: str,
+        kubeconfig: Path,
+        created_by_harness: bool,
+        metrics: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Cluster:
+        """The handle of a cluster whose kubeconfig was read: every provider's one way from
+        credentials to a Cluster (the API server's metrics beside any others given)."""
+        return cls(
+            name=name,
+            provider=provider,
+            kubeconfig=kubeconfig,
+            context=creds.context,
+            server=creds.server,
+            ca_file=creds.ca_file,
+            client_cert=creds.client_cert,
+            client_key=creds.client_key,
+            token=creds.token,
+            insecure=creds.insecure,
+            metrics={"apiserver": creds.server + "/metrics", **(metrics or {})},
+            created_by_harness=created_by_harness,
+            **extra,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Cluster:

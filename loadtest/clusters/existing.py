@@ -35,18 +35,11 @@ class ExistingProvider:
             )
         except kubeconfig.NoSuchContext:
             return None
-        return Cluster(
+        return Cluster.from_credentials(
+            creds,
             name=creds.context,
             provider=self.name,
             kubeconfig=creds.source or Path(self.kubeconfig),
-            context=creds.context,
-            server=creds.server,
-            ca_file=creds.ca_file,
-            client_cert=creds.client_cert,
-            client_key=creds.client_key,
-            token=creds.token,
-            insecure=creds.insecure,
-            metrics={"apiserver": creds.server + "/metrics"},
             created_by_harness=False,
         )
 

@@ -329,22 +329,16 @@ class KindProvider:
 
     def _handle(self, name: str, kcfg: Path, created_by_harness: bool) -> Cluster:
         creds = kubeconfig.read(kcfg, data_dir=kcfg.parent)
-        return Cluster(
+        return Cluster.from_credentials(
+            creds,
             name=name,
             provider=self.name,
             kubeconfig=kcfg,
-            context=creds.context,
-            server=creds.server,
-            ca_file=creds.ca_file,
-            client_cert=creds.client_cert,
-            client_key=creds.client_key,
-            token=creds.token,
+            created_by_harness=created_by_harness,
             # Cluster DNS (kind's default service subnet: kube-dns at 10.96.0.10) is reachable
             # only inside the cluster: probes run in a worker node's network namespace.
             dns=("10.96.0.10", 53),
             dns_via_container=_probe_node(name),
-            metrics={"apiserver": creds.server + "/metrics"},
-            created_by_harness=created_by_harness,
         )
 
 

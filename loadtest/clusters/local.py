@@ -146,18 +146,14 @@ class LocalProvider:
             #    its own ServiceAccount (so APF classifies it as in a real cluster, not exempt)
             self._coredns_identity(d, creds)
             dns_addr, coredns_metrics = self._start_coredns(d, bins["coredns"])
-            cluster = Cluster(
+            cluster = Cluster.from_credentials(
+                creds,
                 name=cluster_name,
                 provider=self.name,
                 kubeconfig=d / "kubeconfig",
-                context=creds.context,
-                server=creds.server,
-                ca_file=creds.ca_file,
-                client_cert=creds.client_cert,
-                client_key=creds.client_key,
-                dns=dns_addr,
-                metrics={"apiserver": creds.server + "/metrics", "coredns": coredns_metrics},
                 created_by_harness=True,
+                metrics={"coredns": coredns_metrics},
+                dns=dns_addr,
             )
             (d / "cluster.json").write_text(cluster.to_json())
             # 3. ready means /readyz ok and DNS answering for the kubernetes Service
