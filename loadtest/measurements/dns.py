@@ -148,7 +148,7 @@ class _ProbeLoop:
             self._send,
             self.writer.write,
             timeout_s=ATTEMPTS * timeout_s,
-            workers=workers or openloop.pool_size(rate_hz, timeout_s),
+            workers=workers or openloop.pool_size(rate_hz, ATTEMPTS * timeout_s),
             describe=self._describe,
             info={"server": f"{server[0]}:{server[1]}", "attempts": ATTEMPTS},
             name="dns-probe",

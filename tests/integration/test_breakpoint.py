@@ -102,7 +102,11 @@ def test_a_loose_slo_climbs_one_growing_inventory_within_its_bounds(
     _check_steps(data)
     if first_fail == len(steps):  # nothing failed: fit, fit, ladder... to the step bound
         assert sizes[:2] == [4, 8] and len(sizes) == 4
-        assert data["bracket"] == [sizes[-1], None] and "step bound" in data["stopped"]
+        assert data["bracket"] == [sizes[-1], None]
+        # the 4th step may land on --max-nodes itself (CI, stop 14: 4, 8, ..., 40)
+        assert "step bound" in data["stopped"] or (
+            sizes[-1] == 40 and "nothing left" in data["stopped"]
+        )
         assert data["predicted"] is not None and "assumptions" in data["predicted"]
         assert [s["phase"] for s in steps][:3] == ["fit", "fit", "ladder"]
     else:
