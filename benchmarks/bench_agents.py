@@ -48,7 +48,7 @@ from loadtest.agents.identity import NAMESPACE, SHARED_SA, ensure_rbac, request_
 from loadtest.agents.profile import load_profile  # noqa: E402
 from loadtest.clusters.base import Cluster, http_client  # noqa: E402
 from loadtest.config import InventorySpec  # noqa: E402
-from loadtest.inventory import Seeder, namespace_name, pod_name, pod_placement  # noqa: E402
+from loadtest.inventory.seed import Seeder, namespace_name, pod_name, pod_placement  # noqa: E402
 from loadtest.measurements import host  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import log, table, write_result  # noqa: E402
-from loadtest import forecast  # noqa: E402
+from loadtest.gate import forecast  # noqa: E402
 
 LOADTEST = Path(sys.executable).with_name("loadtest")
 GOAL = 0.25

@@ -34,7 +34,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from loadtest.clusters.base import Cluster, async_http_client  # noqa: E402
 from loadtest.config import InventorySpec  # noqa: E402
-from loadtest.inventory import LABEL, pod_manifest  # noqa: E402
+from loadtest.inventory.seed import LABEL, pod_manifest  # noqa: E402
 from loadtest.measurements import host  # noqa: E402
 
 H2 = {"http2": True, "limits": httpx.Limits(max_connections=8)}

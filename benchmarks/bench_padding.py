@@ -4,7 +4,7 @@
    GKE node and a Deployment's pod, read from the Go module cache the toolchain build
    filled; never copied into the repository) and, with `--kind NAME`, the kube-system pods
    and the nodes of a kind cluster; then of seeded objects padded the old way (one repeated
-   character) and the new way (loadtest/padding.py).
+   character) and the new way (loadtest/inventory/padding.py).
 2. On one local cluster, two inventories side by side, `old` and `new` (the same spec, each
    object Running under KWOK). Rounds of LISTs alternate old / new / none: cluster-wide pods
    and nodes LISTs by label selector, resourceVersion=0 (the watch cache, as informers do),
@@ -42,12 +42,16 @@ from benchmarks.common import (  # noqa: E402
     table,
     write_result,
 )
-from loadtest import inventory, metrics, padding  # noqa: E402
 from loadtest.clusters.base import Cluster, http_client  # noqa: E402
 from loadtest.config import InventorySpec  # noqa: E402
 from loadtest.errors import ClusterError  # noqa: E402
-from loadtest.inventory import LABEL, Seeder, node_manifest, pod_manifest  # noqa: E402
-from loadtest.measurements import host  # noqa: E402
+from loadtest.inventory import padding  # noqa: E402
+from loadtest.inventory import seed as inventory
+from loadtest.inventory.seed import LABEL, Seeder, node_manifest, pod_manifest  # noqa: E402
+from loadtest.measurements import (
+    host,  # noqa: E402
+    metrics,
+)
 
 CLUSTER = "bench-padding"
 FORMATS = {"json": "application/json", "protobuf": "application/vnd.kubernetes.protobuf"}

@@ -30,7 +30,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from loadtest.config import InventorySpec  # noqa: E402
 from loadtest.errors import ClusterError  # noqa: E402
-from loadtest.inventory import Seeder, expected_counts  # noqa: E402
+from loadtest.inventory.seed import Seeder, expected_counts  # noqa: E402
 from loadtest.measurements import host  # noqa: E402
 
 GOAL_NODES, GOAL_PODS, GOAL_SECONDS = 5_000, 150_000, 300

@@ -33,7 +33,7 @@ from loadtest.agents.profile import load_profile  # noqa: E402
 from loadtest.agents.runner import AgentRun, LocalWorkers, run_agents  # noqa: E402
 from loadtest.clusters import get_provider  # noqa: E402
 from loadtest.config import InventorySpec  # noqa: E402
-from loadtest.inventory import LABEL, Seeder  # noqa: E402
+from loadtest.inventory.seed import LABEL, Seeder  # noqa: E402
 
 NAME = "bench-i17-workers"
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1

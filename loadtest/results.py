@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from loadtest import processes, toolchain
 from loadtest.errors import ConfigError
-from loadtest.run_record import RunRecord, as_dict, coerce, load_record, write_record
+from loadtest.run.record import RunRecord, as_dict, coerce, load_record, write_record
 
 # The fields of `environment()` that must match for two runs (or figures) to be comparable;
 # the commit, its dirtiness and the load are reported beside them, not required to match.

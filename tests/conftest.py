@@ -1,1 +1,1 @@
-pytest_plugins = ["loadtest.pytest_plugin"]
+pytest_plugins = ["loadtest.verdict.pytest_plugin"]

@@ -34,7 +34,7 @@ from loadtest.clusters.base import Cluster, http_client
 from loadtest.clusters.local import LocalProvider, state_root
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError, CommandError, ConfigError
-from loadtest.inventory import Seeder, namespace_name, node_name, pod_name, pod_placement
+from loadtest.inventory.seed import Seeder, namespace_name, node_name, pod_name, pod_placement
 
 Log = Callable[[str], None]
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}

@@ -14,7 +14,7 @@ import httpx
 from loadtest.errors import ClusterError
 
 if TYPE_CHECKING:
-    from loadtest.kubeconfig import Credentials
+    from loadtest.clusters.kubeconfig import Credentials
 
 
 @dataclass(frozen=True)

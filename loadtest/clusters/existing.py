@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest import kubeconfig, toolchain
+from loadtest import toolchain
+from loadtest.clusters import kubeconfig
 from loadtest.clusters.base import Cluster
 from loadtest.errors import ClusterError, ConfigError
 

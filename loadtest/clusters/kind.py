@@ -20,10 +20,11 @@ from typing import Any
 
 import yaml
 
-from loadtest import kubeconfig, toolchain
+from loadtest import toolchain
+from loadtest.clusters import kubeconfig
 from loadtest.clusters.base import Cluster, check_name, http_client
+from loadtest.clusters.fake_nodes import ensure_beside, stop_beside
 from loadtest.errors import ClusterError, CommandError, ConfigError
-from loadtest.fake_nodes import ensure_beside, stop_beside
 from loadtest.proc import run
 from loadtest.wait import until
 

@@ -24,7 +24,8 @@ import dns.query
 import dns.rcode
 import yaml
 
-from loadtest import cgroups, kubeconfig, processes, toolchain
+from loadtest import processes, toolchain
+from loadtest.clusters import cgroups, kubeconfig
 from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.errors import ClusterError, CommandError, LoadtestError
 from loadtest.proc import run, stop_group, stop_pidfile

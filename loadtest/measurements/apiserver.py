@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from loadtest import metrics
 from loadtest.clusters.base import Cluster, http_client
+from loadtest.measurements import metrics
 from loadtest.measurements.base import Ticker
 from loadtest.results import JsonlWriter, read_jsonl
 from loadtest.stats import percentile

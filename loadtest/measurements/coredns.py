@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from loadtest import metrics
 from loadtest.clusters.base import Cluster, http_client
+from loadtest.measurements import metrics
 from loadtest.measurements.base import Ticker
 from loadtest.results import JsonlWriter, read_jsonl
 

@@ -7,7 +7,7 @@ kubelet wrote it (the kube-dns Service address, the namespace's search list, ndo
 glibc's search-list, retry and timeout semantics, open-loop: slots on a fixed schedule from
 the pod's start, latency from the scheduled time, a timeout or an unsent slot a failure.
 Each lookup is one JSON line in the pod's log, which the harness follows through the API
-server as it is written (loadtest/podlogs.py) into raw/dns_pods.jsonl.
+server as it is written (loadtest/clusters/podlogs.py) into raw/dns_pods.jsonl.
 
 Names, by kind: `kubernetes` (kubernetes.default: the second search domain answers),
 `service` (SERVICE.NAMESPACE of a seeded Service), `short` (the probe namespace's own Service
@@ -43,10 +43,10 @@ import httpx
 
 from loadtest import toolchain
 from loadtest.clusters.base import Cluster, apply_object, http_client
+from loadtest.clusters.podlogs import PodLogFollower
 from loadtest.errors import ClusterError
 from loadtest.measurements import dns as dns_m
 from loadtest.measurements.base import Measurement, Ticker
-from loadtest.podlogs import PodLogFollower
 from loadtest.proc import run
 from loadtest.results import JsonlWriter, read_jsonl
 from loadtest.wait import until

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from loadtest import slo, toolchain
+from loadtest import toolchain
 from loadtest.clusters import Cluster
 from loadtest.clusters.base import http_client
 from loadtest.clusters.kind import KindProvider
@@ -23,6 +23,7 @@ from loadtest.measurements import dns_pods
 from loadtest.measurements.dns import CACHE_TTL_S
 from loadtest.proc import run
 from loadtest.results import read_jsonl
+from loadtest.verdict import slo
 from loadtest.wait import until
 
 pytestmark = pytest.mark.e2e

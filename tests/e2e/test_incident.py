@@ -35,7 +35,7 @@ def incident(tmp_path_factory: pytest.TempPathFactory):
     cmd = [
         sys.executable,
         "-m",
-        "loadtest.cli",
+        "loadtest.cli.main",
         "incident",
         "--provider",
         provider,

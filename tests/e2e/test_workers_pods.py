@@ -19,10 +19,10 @@ from loadtest.agents.identity import NAMESPACE
 from loadtest.agents.pods import in_cluster_workers, kind_gateway
 from loadtest.agents.runner import AgentRun, run_agents
 from loadtest.clusters import get_provider, http_client
+from loadtest.clusters.fake_nodes import ensure_beside
 from loadtest.clusters.kind import state_root
 from loadtest.config import InventorySpec
-from loadtest.fake_nodes import ensure_beside
-from loadtest.inventory import LABEL, Seeder, node_name
+from loadtest.inventory.seed import LABEL, Seeder, node_name
 from tests.integration.test_agents import AUDIT_POLICY
 
 pytestmark = pytest.mark.e2e

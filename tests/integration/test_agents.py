@@ -21,7 +21,7 @@ from loadtest.agents.profile import AgentProfile, Poll, Watch
 from loadtest.agents.runner import AgentRun, run_agents
 from loadtest.clusters import Cluster, get_provider, http_client
 from loadtest.config import InventorySpec
-from loadtest.inventory import LABEL, Seeder, namespace_name, node_name
+from loadtest.inventory.seed import LABEL, Seeder, namespace_name, node_name
 
 pytestmark = pytest.mark.integration
 

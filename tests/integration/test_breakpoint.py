@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import breakpoint as bp
-from loadtest import cli
+from loadtest.cli import main as cli
 from loadtest.clusters import Cluster, get_provider
 from loadtest.config import InventorySpec
-from loadtest.inventory import Seeder, expected_counts
+from loadtest.gate import breakpoint as bp
+from loadtest.inventory.seed import Seeder, expected_counts
 from loadtest.results import read_summary
 
 pytestmark = pytest.mark.integration

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from loadtest import mitigation
 from loadtest.agents.identity import ROLE, ensure_rbac
 from loadtest.agents.profile import load_profile
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.clusters import Cluster, get_provider, http_client
 from loadtest.clusters.base import FIELD_MANAGER, apply_object
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError
+from loadtest.gate import mitigation
 from loadtest.measurements import bystander, probe_service
 from loadtest.results import read_summary, write_summary
-from loadtest.run import BREAK_GLASS_FS, MainJob, RunConfig, ensure_break_glass
+from loadtest.run.job import BREAK_GLASS_FS, MainJob, RunConfig, ensure_break_glass
 
 pytestmark = pytest.mark.integration
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from loadtest import padding
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.clusters import Cluster
 from loadtest.clusters.base import http_client
 from loadtest.config import InventorySpec
-from loadtest.inventory import LABEL, Seeder
+from loadtest.inventory import padding
+from loadtest.inventory.seed import LABEL, Seeder
 
 pytestmark = pytest.mark.integration
 

@@ -174,8 +174,8 @@ def test_coredns_reads_the_api_as_its_own_serviceaccount(loadtest_cluster: Clust
 
 
 def test_mitigation_objects_pass_server_validation_and_classify_agents(loadtest_cluster):
-    from loadtest import mitigation
     from loadtest.agents.identity import NAMESPACE
+    from loadtest.gate import mitigation
 
     objs = mitigation.objects(mitigation.Plan())
     assert mitigation.apply(loadtest_cluster, objs, dry_run=True) == [
@@ -207,7 +207,7 @@ def test_mitigation_objects_pass_server_validation_and_classify_agents(loadtest_
 def test_apiserver_memory_budget_is_a_cgroup_of_its_own():
     import os
 
-    from loadtest import cgroups
+    from loadtest.clusters import cgroups
 
     if os.geteuid() != 0:
         pytest.skip("a cgroup memory limit needs root")

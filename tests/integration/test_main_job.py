@@ -5,12 +5,13 @@ import uuid
 
 import pytest
 
-from loadtest import config, slo
+from loadtest import config
 from loadtest.clusters import Cluster, get_provider, http_client
 from loadtest.config import InventorySpec
 from loadtest.measurements import dns as dns_m
 from loadtest.results import read_jsonl, read_summary
-from loadtest.run import MainJob, RunConfig, run_verdict_pytest
+from loadtest.run.job import MainJob, RunConfig, run_verdict_pytest
+from loadtest.verdict import slo
 from loadtest.wait import until
 
 pytestmark = pytest.mark.integration
@@ -167,7 +168,7 @@ def test_dns_probe_sees_deleted_service_go_and_new_one_arrive(loadtest_cluster, 
 def test_sweep_refuses_a_cluster_seeded_beyond_its_smallest_size(
     light_run, loadtest_cluster, tmp_path, capsys
 ):
-    from loadtest.cli import main
+    from loadtest.cli.main import main
 
     rc = main(
         [

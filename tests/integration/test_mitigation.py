@@ -4,11 +4,11 @@ CPU, the scarce resource, as on a busy production API server."""
 
 import pytest
 
-from loadtest import mitigation
 from loadtest.clusters import get_provider
 from loadtest.config import InventorySpec
+from loadtest.gate import mitigation
 from loadtest.results import read_summary
-from loadtest.run import MainJob, RunConfig
+from loadtest.run.job import MainJob, RunConfig
 
 pytestmark = pytest.mark.integration
 

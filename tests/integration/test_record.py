@@ -8,14 +8,15 @@ import gevent
 import pytest
 import yaml
 
-from loadtest import metrics, toolchain
+from loadtest import toolchain
 from loadtest.agents.agent import Agent, AgentStats
 from loadtest.agents.identity import SHARED_SA, Identities, ensure_rbac, request_token
 from loadtest.agents.profile import AgentProfile, load_profile
 from loadtest.agents.record import Recording, record
 from loadtest.clusters import get_provider, http_client
 from loadtest.config import InventorySpec
-from loadtest.inventory import node_name
+from loadtest.inventory.seed import node_name
+from loadtest.measurements import metrics
 
 pytestmark = pytest.mark.integration
 

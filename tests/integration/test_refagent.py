@@ -7,13 +7,14 @@ import time
 import gevent
 import pytest
 
-from loadtest import metrics, toolchain
+from loadtest import toolchain
 from loadtest.agents.agent import Agent, AgentStats
 from loadtest.agents.identity import Identities, ensure_rbac
 from loadtest.agents.profile import PROFILES_DIR, load_profile
 from loadtest.clusters import Cluster, http_client
 from loadtest.config import InventorySpec
-from loadtest.inventory import Seeder, node_name
+from loadtest.inventory.seed import Seeder, node_name
+from loadtest.measurements import metrics
 
 pytestmark = pytest.mark.integration
 

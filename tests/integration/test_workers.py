@@ -20,7 +20,7 @@ from loadtest.agents.identity import NAMESPACE
 from loadtest.agents.runner import AgentRun, LocalWorkers, run_agents
 from loadtest.clusters import Cluster, get_provider
 from loadtest.config import InventorySpec
-from loadtest.inventory import LABEL, Seeder, node_name
+from loadtest.inventory.seed import LABEL, Seeder, node_name
 from tests.integration.test_agents import AUDIT_POLICY, _audited
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest import metrics, slo
 from loadtest.clusters.base import Cluster
-from loadtest.measurements import apiserver
+from loadtest.measurements import apiserver, metrics
 from loadtest.results import read_jsonl
+from loadtest.verdict import slo
 from loadtest.wait import until
 
 CLUSTER = Cluster(

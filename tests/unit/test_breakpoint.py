@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import breakpoint as bp
 from loadtest.config import InventorySpec
+from loadtest.gate import breakpoint as bp
 
 
 def _fake(true_break: int, calls: list[int]) -> bp.Runner:
@@ -93,7 +93,7 @@ def test_forecast_error_against_the_bracket_middle() -> None:
 
 
 def test_surplus_is_what_a_bigger_inventory_has_beyond_a_smaller_one() -> None:
-    from loadtest import inventory as inv
+    from loadtest.inventory import seed as inv
 
     small = InventorySpec(nodes=3, pods_per_node=2)
     extra = bp.surplus(small, 5)
@@ -111,7 +111,7 @@ def test_a_failure_at_the_floor_ends_the_search_there(tmp_path: Path) -> None:
 
 
 def test_report_shows_the_ladder_and_the_forecast_against_the_measurement(tmp_path: Path) -> None:
-    from loadtest.report_breakpoint import write_breakpoint_report
+    from loadtest.report.breakpoint import write_breakpoint_report
 
     _search(tmp_path, 520, 500.0, min_nodes=20, max_nodes=5000, max_steps=20)
     html = write_breakpoint_report(tmp_path).read_text()
@@ -159,7 +159,7 @@ def test_step_from_run_tells_an_error_before_load_from_a_failure_under_it(tmp_pa
 
 
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys) -> None:
-    from loadtest import cli
+    from loadtest.cli import main as cli
 
     bad = tmp_path / "target.yaml"
     bad.write_text("version: 1\napiserver: {cores: -1}\n")

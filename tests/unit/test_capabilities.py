@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import run
 from loadtest.clusters import get_provider
 from loadtest.clusters.base import Cluster
 from loadtest.clusters.capabilities import (
@@ -16,7 +15,8 @@ from loadtest.clusters.capabilities import (
     RunsFakeNodesBeside,
     RunsPods,
 )
-from loadtest.run import MainJob, RunConfig
+from loadtest.run import job as run
+from loadtest.run.job import MainJob, RunConfig
 
 CAPABILITIES = (
     RunsFakeNodesBeside,

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest import capacity, config
+from loadtest import config
 from loadtest.errors import ConfigError
-from loadtest.target import TargetSpec, load_target, translate
+from loadtest.gate import capacity
+from loadtest.gate.target import TargetSpec, load_target, translate
 
 U_BYTE, U_EVENT, IDLE = 2e-8, 4e-5, 0.1  # CPU-s per byte, per event; idle cores
 

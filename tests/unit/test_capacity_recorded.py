@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import capacity, forecast
+from loadtest.gate import capacity, forecast
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "breakpoint"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import cgroups
+from loadtest.clusters import cgroups
 from loadtest.errors import ClusterError
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 
 
 def test_tools_missing_is_one_clear_line(tmp_path, monkeypatch, capsys):

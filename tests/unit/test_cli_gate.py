@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import cli_gate
-from loadtest.cli import main
+from loadtest.cli import gate as cli_gate
+from loadtest.cli import runs as cli_runs
+from loadtest.cli.main import main
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 
@@ -96,7 +97,7 @@ def test_grown_inventory_check_leaves_an_unreachable_cluster_to_the_run(
         def get(self, name: str) -> Cluster:
             return dead
 
-    monkeypatch.setattr(cli_gate, "make_provider", lambda args: Provider())
+    monkeypatch.setattr(cli_runs, "make_provider", lambda args: Provider())
     rc = main(["sweep", "--sizes", "10,20", "--out", str(tmp_path / "out")])
     assert rc == 0 and fake_runs == [10, 20]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import build_parser, main
+from loadtest.cli.main import build_parser, main
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 

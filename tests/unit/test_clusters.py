@@ -60,7 +60,7 @@ def test_local_provider_refuses_bad_names_before_doing_anything(tmp_path, monkey
 
 
 def test_check_cluster_says_unreachable_in_one_line_and_lets_bugs_through(monkeypatch):
-    from loadtest import run
+    from loadtest.run import job as run
 
     dead = _cluster(server="https://127.0.0.1:1")
     with pytest.raises(ClusterError, match="cannot reach the API server") as e:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import compare
 from loadtest.errors import ConfigError
+from loadtest.gate import compare
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 V1, V2 = RUNS / "telemetry-v1", RUNS / "telemetry-v2"

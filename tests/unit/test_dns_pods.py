@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest import podlogs
+from loadtest.clusters import podlogs
 from loadtest.clusters.base import Cluster
 from loadtest.measurements import dns_pods
 

@@ -4,10 +4,11 @@ from collections import Counter
 
 import pytest
 
-from loadtest import config, padding
+from loadtest import config
 from loadtest.config import InventorySpec
 from loadtest.errors import ConfigError
-from loadtest.inventory import (
+from loadtest.inventory import padding
+from loadtest.inventory.seed import (
     KWOK_ANNOTATION,
     LABEL,
     expected_counts,
@@ -77,7 +78,7 @@ def test_bad_specs_are_refused_with_the_field(tmp_path):
 def test_error_text_reads_protobuf_and_json_status() -> None:
     import httpx
 
-    from loadtest.inventory import _error_text
+    from loadtest.inventory.seed import _error_text
 
     # A protobuf Status: binary framing around plain strings (creates ask for protobuf).
     body = (
@@ -119,7 +120,7 @@ def test_padding_is_the_same_in_every_process() -> None:
 
     code = (
         "import hashlib, json; from loadtest.config import InventorySpec; "
-        "from loadtest.inventory import pod_manifest; "
+        "from loadtest.inventory.seed import pod_manifest; "
         "print(hashlib.sha256(json.dumps(pod_manifest(InventorySpec(), 7)).encode())"
         ".hexdigest())"
     )
@@ -148,7 +149,7 @@ def test_each_object_has_its_own_padding() -> None:
 @pytest.mark.parametrize(("pod_bytes", "node_bytes"), [(5_000, 12_000), (10_000, 20_000)])
 def test_objects_compress_like_real_ones(pod_bytes: int, node_bytes: int) -> None:
     """gzip level 1 (the API server's) of a whole seeded object, against real objects'
-    ratios (loadtest/padding.py): within 20%. One repeated character made a default pod
+    ratios (loadtest/inventory/padding.py): within 20%. One repeated character made a default pod
     compress 6.3x and a node 7.4x."""
     spec = InventorySpec(pod_bytes=pod_bytes, node_bytes=node_bytes)
     for obj, kind in ((pod_manifest(spec, 11), "pod"), (node_manifest(spec, 5), "node")):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadtest import kubeconfig
+from loadtest.clusters import kubeconfig
 from loadtest.clusters.base import client_options
 from loadtest.clusters.existing import ExistingProvider
 from loadtest.errors import ConfigError

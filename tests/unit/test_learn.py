@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import cli
 from loadtest.agents.learn import learn, parse_events, read_audit_log, write
 from loadtest.agents.profile import load_profile
+from loadtest.cli import main as cli
 from loadtest.errors import ConfigError
 
 T0 = 1_750_000_000.0

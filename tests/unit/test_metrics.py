@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from loadtest import metrics
+from loadtest.measurements import metrics
 
 TEXT = """# HELP apiserver_request_total Counter
 # TYPE apiserver_request_total counter

@@ -1,7 +1,7 @@
 import pytest
 
-from loadtest import mitigation
 from loadtest.errors import ConfigError
+from loadtest.gate import mitigation
 
 
 def test_shares_give_the_asked_fraction_of_the_server():

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from loadtest import slo
 from loadtest.measurements import bystander, dns, openloop
 from loadtest.stats import percentile
+from loadtest.verdict import slo
 from loadtest.wait import until
 
 
@@ -193,7 +193,7 @@ def test_closed_loop_records_of_before_are_read_one_slot_each():
 def test_loadtest_summarize_rebuilds_the_probes_from_their_raw_streams(tmp_path, recorded):
     import json
 
-    from loadtest.cli import main
+    from loadtest.cli.main import main
     from loadtest.results import read_summary
 
     raw = tmp_path / "raw"

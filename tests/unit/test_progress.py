@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from loadtest import progress
+from loadtest.measurements import progress
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 

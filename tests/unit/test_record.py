@@ -59,7 +59,7 @@ def test_recording_checks_its_bounds(bad):
 
 
 def test_cli_record_takes_the_command_after_double_dash():
-    from loadtest.cli import build_parser
+    from loadtest.cli.main import build_parser
 
     a = build_parser().parse_args(
         ["record", "--name", "x", "--nodes", "3", "--", "refagent", "--profile", "p", "--name", "y"]

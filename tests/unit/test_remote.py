@@ -108,7 +108,7 @@ def test_worker_command_takes_nothing_but_the_master():
 
 
 def test_cli_takes_the_worker_flags_for_agents_run_and_worker():
-    from loadtest.cli import build_parser, run_config
+    from loadtest.cli.main import build_parser, run_config
 
     p = build_parser()
     a = p.parse_args(["agents", "--workers", "2", "--master-bind", "127.0.0.1:5557"])

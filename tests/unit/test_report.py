@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import compare, report, scaling
-from loadtest.cli import build_parser, main
+from loadtest.cli import gate as cli_gate
+from loadtest.cli.main import build_parser, main
+from loadtest.gate import compare, scaling
+from loadtest.report.comparison import interval_errors, write_comparison_report
+from loadtest.report.run import write_run_report
+from loadtest.report.sweep import write_sweep_report
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 IMG = re.compile(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"')
@@ -25,7 +29,7 @@ def _copy(tmp_path: Path, name: str) -> Path:
 
 def test_run_report_has_its_plots_and_names_the_cause(tmp_path: Path) -> None:
     d = _copy(tmp_path, "telemetry-v2")
-    text = report.write_run_report(d).read_text()
+    text = write_run_report(d).read_text()
     assert len(IMG.findall(text)) == 4  # latency vs agents, 429/APF, CPU, DNS
     assert "http" not in text.replace("http-equiv", "")  # nothing fetched when opened
     cause = json.loads((d / "report.json").read_text())["cause"]
@@ -41,7 +45,7 @@ def test_comparison_report(tmp_path: Path) -> None:
         [RUNS / "telemetry-v2"],
         compare.parse_budgets(compare.DEFAULT_BUDGETS),
     )
-    text = report.write_comparison_report(c, tmp_path).read_text()
+    text = write_comparison_report(c, tmp_path).read_text()
     assert len(IMG.findall(text)) == 2
     assert "FAIL" in text and "apiserver_cpu:+10%" in text
 
@@ -60,7 +64,7 @@ def test_sweep_report(tmp_path: Path) -> None:
         for n in (10, 50, 100)
     ]
     sw = scaling.analyse("telemetry-v2", pts, cores=2)
-    text = report.write_sweep_report(sw, tmp_path).read_text()
+    text = write_sweep_report(sw, tmp_path).read_text()
     assert len(IMG.findall(text)) == 1
     assert "How cost grew with node count" in text and "x10.0 for x10.0 nodes" in text
 
@@ -104,14 +108,14 @@ def test_comparison_report_draws_any_interval(tmp_path: Path) -> None:
         p99_list=([1.0, 1.0], [0.5, 1.8]),
         apiserver_cpu=([1.0, 1.2], [0.9, 1.0]),
     )
-    text = report.write_comparison_report(c, tmp_path).read_text()
+    text = write_comparison_report(c, tmp_path).read_text()
     assert len(IMG.findall(text)) == 2
     one = _comparison(1, apiserver_cpu_per_agent=([-0.02], [0.01]), p99_list=([1.0], [2.0]))
-    assert len(IMG.findall(report.write_comparison_report(one, tmp_path).read_text())) == 2
+    assert len(IMG.findall(write_comparison_report(one, tmp_path).read_text())) == 2
 
 
 def test_interval_errors_are_never_negative() -> None:
-    lo, hi = report.interval_errors(
+    lo, hi = interval_errors(
         [-50.0, 10.0, 5.0, 0.0], [(-0.2, -0.8), (-0.5, 0.7), (None, None), (float("nan"), 1.0)]
     )
     assert lo == [pytest.approx(30.0), 60.0, 0.0, 0.0]
@@ -125,7 +129,7 @@ def test_a_report_that_cannot_be_drawn_does_not_hide_the_verdict(
     def broken(*args: object) -> Path:
         raise ValueError("'xerr' must not contain\nnegative values")
 
-    monkeypatch.setattr(report, "write_comparison_report", broken)
+    monkeypatch.setattr(cli_gate, "write_comparison_report", broken)
     out = tmp_path / "cmp"
     rc = main(
         [
@@ -144,7 +148,7 @@ def test_a_report_that_cannot_be_drawn_does_not_hide_the_verdict(
         "loadtest: warning: report not drawn: ValueError: 'xerr' must not contain negative values"
     ]
     # `report` itself: the same failure is its answer, one line and exit 1
-    monkeypatch.setattr(report, "write_run_report", broken)
+    monkeypatch.setattr(cli_gate, "write_run_report", broken)
     assert main(["report", str(_copy(tmp_path, "telemetry-v2"))]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: report not drawn: ValueError: 'xerr' must not contain negative values"
@@ -156,7 +160,7 @@ def test_run_report_draws_the_slo_lines_in_force(
 ) -> None:
     from matplotlib.axes import Axes
 
-    from loadtest.slo import DnsSLO, SLOSpec
+    from loadtest.verdict.slo import DnsSLO, SLOSpec
 
     lines: list[tuple[float, str]] = []
     real = Axes.axhline
@@ -170,6 +174,6 @@ def test_run_report_draws_the_slo_lines_in_force(
     s = json.loads((d / "summary.json").read_text())
     s["slos"] = SLOSpec(dns=DnsSLO(p99_ms=250)).model_dump()
     (d / "summary.json").write_text(json.dumps(s))
-    report.write_run_report(d)
+    write_run_report(d)
     assert (250.0, "SLO p99 250 ms") in lines
     assert not any(y == 100 for y, _ in lines)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadtest import report
-from loadtest.cli import main
+from loadtest.cli.main import main
+from loadtest.report.mitigation import write_mitigation_report
 from tests.unit.test_report import IMG
 
 
@@ -55,7 +55,7 @@ def test_mitigation_report_side_by_side_with_plots(tmp_path: Path, capsys) -> No
     )
     assert main(["report", str(m)]) == 0
     text = (m / "report.html").read_text()
-    assert report.write_mitigation_report(m).read_text() == text
+    assert write_mitigation_report(m).read_text() == text
     assert len(IMG.findall(text)) == 3  # p99 bars, bystander and break-glass timelines
     assert "Mitigation check: mitigation holds" in text
     assert "others-latency" in text and "loadtest-agents" in text

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import compare, report, slo
 from loadtest.agents.profile import AgentProfile, Poll, load_profile
 from loadtest.errors import ConfigError
+from loadtest.gate import compare
+from loadtest.report.run import write_run_report
 from loadtest.results import read_summary, write_summary
-from loadtest.run_config import RunConfig
-from loadtest.run_record import (
+from loadtest.run.config import RunConfig
+from loadtest.run.record import (
     SCHEMA_VERSION,
     Measurements,
     RunRecord,
@@ -21,6 +22,7 @@ from loadtest.run_record import (
     run_profile,
     write_record,
 )
+from loadtest.verdict import slo
 
 RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 
@@ -109,7 +111,7 @@ def test_the_run_report_uses_the_recorded_profile(tmp_path: Path) -> None:
     s["profile"] = _recorded_elsewhere().model_dump()
     s["config"]["profile"] = "gone-from-profiles"
     (d / "summary.json").write_text(json.dumps(s))
-    report.write_run_report(d)
+    write_run_report(d)
     cause = json.loads((d / "report.json").read_text())["cause"]
     line = next(c for c in cause if c.startswith("sent by"))
     assert line == (
@@ -139,7 +141,7 @@ def test_the_run_records_its_profile_and_slos_as_resolved(tmp_path: Path) -> Non
     import yaml
 
     from loadtest.clusters.base import ClusterProvider
-    from loadtest.run import MainJob
+    from loadtest.run.job import MainJob
 
     f = tmp_path / "mine.yaml"
     f.write_text(yaml.safe_dump(_recorded_elsewhere().model_dump()))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from loadtest import fit, scaling
+from loadtest.gate import fit, scaling
 
 A, B = 0.001, 2e-5  # per-agent cores = A + B*N
 P0, P2 = 0.5, 1e-4  # LIST p99 s = P0 + P2*N^2
@@ -100,7 +100,7 @@ def test_idle_cpu_is_taken_off_the_capacity() -> None:
 
 
 def test_a_run_whose_agents_did_not_sync_unrefused_is_kept_out_of_the_fit():
-    from loadtest.scaling import invalid_reason
+    from loadtest.gate.scaling import invalid_reason
 
     def summary(synced: int, throttled: int = 0) -> dict:
         return {

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import config, slo
+from loadtest import config
 from loadtest.errors import ConfigError
 from loadtest.measurements import apiserver, dns
 from loadtest.results import write_summary
+from loadtest.verdict import slo
 from tests.unit.conftest import load_recorded
 
 
@@ -82,14 +83,14 @@ def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path
     s = _recorded_summary()
     s["measurements"]["dns"] = {"error": "probe died"}
     write_summary(tmp_path, s)
-    verdict = Path(slo.__file__).with_name("verdict.py")
+    verdict = Path(slo.__file__).with_name("pytest_verdict.py")
     r = subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
             "-p",
-            "loadtest.pytest_plugin",
+            "loadtest.verdict.pytest_plugin",
             "-q",
             "-p",
             "no:cacheprovider",

@@ -1,7 +1,7 @@
 """The SLO verdict as pytest: one test per SLO over a results folder.
 
-    pytest -p loadtest.pytest_plugin loadtest/verdict.py --loadtest-results DIR \
-        [--loadtest-slo FILE]
+    pytest -p loadtest.verdict.pytest_plugin loadtest/verdict/pytest_verdict.py \
+        --loadtest-results DIR [--loadtest-slo FILE]
 
 A violated SLO fails its test, with what was expected, what was measured, and for which
 verb, resource and scope; an SLO whose measurement is missing or broken is an error.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import slo
 from loadtest.results import read_summary
+from loadtest.verdict import slo
 
 
 class MeasurementBroken(Exception):
@@ -27,7 +27,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     results = metafunc.config.getoption("--loadtest-results")
     if not results:
-        raise pytest.UsageError("loadtest/verdict.py needs --loadtest-results DIR")
+        raise pytest.UsageError("loadtest/verdict/pytest_verdict.py needs --loadtest-results DIR")
     slo_file = metafunc.config.getoption("--loadtest-slo")
     summary = read_summary(Path(results))
     evaluated = slo.evaluate(summary, slo.load_slos(Path(slo_file) if slo_file else None))

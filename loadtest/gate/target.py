@@ -18,10 +18,11 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from loadtest import cgroups, config
-from loadtest.capacity import Capacity, Scaling
+from loadtest import config
+from loadtest.clusters import cgroups
 from loadtest.config import Strict
 from loadtest.errors import LoadtestError
+from loadtest.gate.capacity import Capacity, Scaling
 
 # DESIGN.md, measured here: 200 consistent LISTs of 2,000 pods, watch cache 16.3 s, etcd 24.4 s
 # at the same concurrency (and etcd's own CPU 0.2 s -> 3.9 s).

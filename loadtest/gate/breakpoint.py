@@ -1,6 +1,6 @@
 """Where it breaks: the smallest node count at which any SLO fails, measured.
 
-The search: fit runs at small sizes, a forecast from them (loadtest.capacity), then a
+The search: fit runs at small sizes, a forecast from them (loadtest.gate.capacity), then a
 ladder upward from below the forecast (fast far from it, 20 % steps near it: one step of
 1.22 is a bracket of +-10 % around its middle), and bisection once a step failed after a
 larger jump. The inventory only grows on the ladder (seeding is idempotent); a bisection
@@ -228,7 +228,7 @@ def write(out: Path, s: Search) -> Path:
 def surplus(spec: InventorySpec, seeded_nodes: int) -> list[tuple[str, str, str]]:
     """(path, namespace, name) of objects an inventory of `seeded_nodes` has beyond `spec`
     (same shape, fewer nodes): what trimming to spec deletes. Pods before their nodes."""
-    from loadtest import inventory as inv
+    from loadtest.inventory import seed as inv
 
     big = spec.model_copy(update={"nodes": seeded_nodes})
     out = []
@@ -260,7 +260,7 @@ def trim(cluster: Any, spec: InventorySpec, seeded_nodes: int) -> int:
 
 def step_from_run(run_dir: Path, phase: str, loadavg_1m: float | None) -> Step:
     """A measured run as a step: its verdict and the SLOs it failed, in evaluation order."""
-    from loadtest.compare import run_costs
+    from loadtest.gate.compare import run_costs
     from loadtest.results import read_summary
 
     s = read_summary(run_dir)

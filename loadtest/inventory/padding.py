@@ -96,7 +96,7 @@ VOCABULARY = tuple(_WORDS.split())
 # Records as real objects hold them (an env entry, a port, a condition, a managedFields
 # entry): a fixed sequence of keys, each with the few values it takes in practice. Built once
 # from a fixed seed, so every process makes the same filler.
-_SCHEMA_RNG = random.Random("loadtest.padding/schemas")
+_SCHEMA_RNG = random.Random("loadtest.inventory.padding/schemas")
 _SCHEMAS = tuple(
     tuple(_SCHEMA_RNG.sample(VOCABULARY, _SCHEMA_RNG.randrange(3, 9))) for _ in range(32)
 )

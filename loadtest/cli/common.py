@@ -1,6 +1,7 @@
 """What every `loadtest` command module shares: the log line, the cluster-target arguments
-and the provider factory they feed. cli.py and the command modules beside it (cli_gate,
-cli_learn) import this; it imports none of them, so no command module imports another."""
+and the provider factory they feed. main.py and the command modules beside it (gate,
+learn, breakpoint; runs for those that make measured runs) import this; it imports none of
+them, so no command module imports another."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from loadtest import cgroups
-from loadtest.clusters import PROVIDERS, get_provider, require_load_allowed
+from loadtest.clusters import PROVIDERS, cgroups, get_provider, require_load_allowed
 from loadtest.clusters.base import Cluster, ClusterProvider
 from loadtest.errors import ClusterError, LoadtestError
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 
-from loadtest import slo
 from loadtest.agents.profile import load_profile
 from loadtest.agents.runner import AgentRun, run_agents
 from loadtest.clusters import require_load_allowed
@@ -39,7 +38,7 @@ from loadtest.clusters.capabilities import (
     RunsPods,
 )
 from loadtest.errors import ClusterError, LoadtestError
-from loadtest.inventory import Seeder, namespace_name
+from loadtest.inventory.seed import Seeder, namespace_name
 from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
 from loadtest.measurements import dns_pods, probe_service
@@ -50,9 +49,10 @@ from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
-from loadtest.progress import Progress
+from loadtest.measurements.progress import Progress
 from loadtest.results import environment, new_run_dir, read_jsonl, read_summary, write_summary
-from loadtest.run_config import RunConfig
+from loadtest.run.config import RunConfig
+from loadtest.verdict import slo
 
 Log = Callable[[str], None]
 
@@ -488,9 +488,10 @@ class MainJob:
         self.save()
         for r in results:
             self.log(f"SLO {r.status.upper():5} {r.message}")
-        from loadtest import report  # matplotlib only when reporting
+        from loadtest.report.parts import draw  # matplotlib only when reporting
+        from loadtest.report.run import write_run_report
 
-        report.draw(lambda: report.write_run_report(self.dir), self.log)
+        draw(lambda: write_run_report(self.dir), self.log)
 
 
 def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
@@ -500,12 +501,12 @@ def run_verdict_pytest(run_dir: Path, slo_file: str = "") -> int:
         "-m",
         "pytest",
         "-p",
-        "loadtest.pytest_plugin",
+        "loadtest.verdict.pytest_plugin",
         "-q",
         "--no-header",
         "-p",
         "no:cacheprovider",
-        str(Path(__file__).with_name("verdict.py")),
+        str(Path(__file__).parent.parent / "verdict" / "pytest_verdict.py"),
         "--loadtest-results",
         str(run_dir),
         f"--junitxml={run_dir / 'verdict.xml'}",

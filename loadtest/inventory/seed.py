@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
-from loadtest import padding
 from loadtest.clusters.base import Cluster, async_http_client, not_ready, unreachable
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError
+from loadtest.inventory import padding
 
 LABEL = "loadtest.io/inventory"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -54,7 +54,7 @@ def _stderr(msg: str) -> None:
 def _pad(obj: dict[str, Any], target: int) -> dict[str, Any]:
     """Grow an object to about `target` JSON bytes with an annotation, as real objects carry
     last-applied configurations and tool annotations: text with a real object's entropy
-    (`loadtest.padding`), its own for each object, the same on every run."""
+    (`loadtest.inventory.padding`), its own for each object, the same on every run."""
     size = len(json.dumps(obj, separators=(",", ":")))
     missing = target - size - len('"loadtest.io/padding":"",')
     if missing > 0:

@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from loadtest import cli_breakpoint, cli_gate, cli_learn, config, toolchain
-from loadtest.cli_common import (
+from loadtest import config, toolchain
+from loadtest.cli import breakpoint as cli_breakpoint
+from loadtest.cli import gate as cli_gate
+from loadtest.cli import learn as cli_learn
+from loadtest.cli.common import (
     check_target,
     cluster_target_args,
     log,
@@ -22,8 +25,8 @@ from loadtest.clusters import PROVIDERS
 from loadtest.clusters.base import Cluster
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError, CommandError, ConfigError, LoadtestError
-from loadtest.inventory import Seeder
-from loadtest.run import MainJob, RunConfig, rebuild_summary, run_verdict_pytest
+from loadtest.inventory.seed import Seeder
+from loadtest.run.job import MainJob, RunConfig, rebuild_summary, run_verdict_pytest
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -224,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_mitigate(args: argparse.Namespace) -> int:
-    from loadtest import mitigation
+    from loadtest.gate import mitigation
     from loadtest.results import latest_run, read_summary
 
     if args.fresh_cluster and not args.rerun:
@@ -256,7 +259,8 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
         log(f"applied: {', '.join(mitigation.apply(cluster, objs))}")
     if cfg is None:
         return 0
-    from loadtest import report
+    from loadtest.report.mitigation import write_mitigation_report
+    from loadtest.report.parts import draw
 
     verdict, comparison = mitigation.rerun(
         make_provider(args),
@@ -270,7 +274,7 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
         fresh,
         log,
     )
-    report.draw(lambda: report.write_mitigation_report(comparison.parent), log)
+    draw(lambda: write_mitigation_report(comparison.parent), log)
     return 0 if verdict == mitigation.HOLDS else 1
 
 

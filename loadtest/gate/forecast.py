@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest import capacity, slo
+from loadtest.gate import capacity
+from loadtest.gate.target import TargetSpec, consistent_cache, translate
 from loadtest.results import read_summary
-from loadtest.target import TargetSpec, consistent_cache, translate
+from loadtest.verdict import slo
 
 # DESIGN.md: pinned, the API server got ~1.57 of this machine's 2 cores beside etcd, KWOK and
 # the harness.

@@ -1,6 +1,6 @@
 """pytest fixtures and options: a session-wide cluster the harness creates (or reuses).
 
-Enable with `pytest_plugins = ["loadtest.pytest_plugin"]`. Options:
+Enable with `pytest_plugins = ["loadtest.verdict.pytest_plugin"]`. Options:
   --loadtest-provider local|kind   which provider creates the cluster (default local)
   --loadtest-cluster NAME          cluster name (default loadtest-pytest)
   --loadtest-keep-cluster          leave the cluster running after the session (and reuse it)
@@ -20,7 +20,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--loadtest-provider", default="local", choices=["local", "kind"])
     g.addoption("--loadtest-cluster", default="loadtest-pytest")
     g.addoption("--loadtest-keep-cluster", action="store_true")
-    g.addoption("--loadtest-results", default="", help="results folder for loadtest/verdict.py")
+    g.addoption(
+        "--loadtest-results",
+        default="",
+        help="results folder for loadtest/verdict/pytest_verdict.py",
+    )
     g.addoption("--loadtest-slo", default="", help="SLO file overriding the defaults")
 
 

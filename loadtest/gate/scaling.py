@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest import slo
-from loadtest.compare import run_costs
-from loadtest.fit import Line, fit_nonnegative
-from loadtest.run_record import RecordLike, coerce, load_record
+from loadtest.gate.compare import run_costs
+from loadtest.gate.fit import Line, fit_nonnegative
+from loadtest.run.record import RecordLike, coerce, load_record
+from loadtest.verdict import slo
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Sweep:
     slo_break_nodes: float | None = None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    # the capacity model's forecast (loadtest.forecast), the one the break points come from
+    # the capacity model's forecast (loadtest.gate.forecast), the one the break points come from
     forecast: dict[str, Any] | None = None
 
     @property
@@ -291,7 +291,7 @@ def with_forecast(
     """Set the capacity model's forecast on a sweep (fitted on its passing runs); its break
     points replace the law's. Without raw streams there is nothing to fit: the law stays,
     with a note."""
-    from loadtest.forecast import forecast_from_runs
+    from loadtest.gate.forecast import forecast_from_runs
 
     dirs = [
         Path(p.run_dir)

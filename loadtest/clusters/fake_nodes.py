@@ -14,7 +14,7 @@ from pathlib import Path
 from loadtest import toolchain
 from loadtest.clusters.base import Cluster
 from loadtest.errors import CommandError
-from loadtest.inventory import KWOK_ANNOTATION
+from loadtest.inventory.seed import KWOK_ANNOTATION
 from loadtest.proc import alive, stop_pidfile
 
 

@@ -28,9 +28,9 @@ from loadtest.clusters.base import (
     response_message,
 )
 from loadtest.errors import ClusterError, ConfigError, LoadtestError
-from loadtest.run import MainJob, RunConfig
-from loadtest.run_record import RecordLike, coerce, load_record
-from loadtest.slo import MUTATING_VERBS
+from loadtest.run.job import MainJob, RunConfig
+from loadtest.run.record import RecordLike, coerce, load_record
+from loadtest.verdict.slo import MUTATING_VERBS
 
 FC = "/apis/flowcontrol.apiserver.k8s.io/v1"
 NAME = "loadtest-agents"

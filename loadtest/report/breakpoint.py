@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtest.report import _axes, figure_tag, items, page, table
+from loadtest.report.parts import axes, figure_tag, items, page, table
 
 
 def _ladder_plot(data: dict[str, Any]) -> str:
-    fig, ax = _axes("the search: each step's size and verdict", "nodes", "step")
+    fig, ax = axes("the search: each step's size and verdict", "nodes", "step")
     steps = data["steps"]
     for i, s in enumerate(steps, 1):
         ax.scatter(
@@ -39,7 +39,7 @@ def _curve_plot(data: dict[str, Any]) -> str:
     curve = (data.get("predicted") or {}).get("curve") or []
     if not curve:
         return ""
-    fig, ax = _axes("utilisation forecast against measured CPU", "API server cores", "nodes")
+    fig, ax = axes("utilisation forecast against measured CPU", "API server cores", "nodes")
     ax.plot([r["nodes"] for r in curve], [r["cores"] for r in curve], label="forecast demand")
     cores = data["predicted"]["capacity"]["cores"]
     ax.axhline(cores, color="#b00020", ls=":", label=f"capacity {cores:.2g} cores")

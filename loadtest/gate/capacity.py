@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from loadtest import metrics
-from loadtest.compare import load_window, run_costs
-from loadtest.fit import Line, fit_nonnegative
+from loadtest.gate.compare import load_window, run_costs
+from loadtest.gate.fit import Line, fit_nonnegative
+from loadtest.measurements import metrics
 from loadtest.measurements.apiserver import expand
 from loadtest.results import read_jsonl, read_summary
 
@@ -125,7 +125,7 @@ def _mean_features(rows: Sequence[tuple[float, float, float, dict]]) -> dict[str
 def _p99_classes(summary: dict[str, Any]) -> dict[str, float]:
     """Worst p99 of each SLO class that CPU saturation moves (API server's SLI histogram,
     as the SLOs read it; break-glass as the harness's client saw it)."""
-    from loadtest.slo import MUTATING_VERBS
+    from loadtest.verdict.slo import MUTATING_VERBS
 
     out: dict[str, float] = {}
     api = summary.get("measurements", {}).get("apiserver", {})

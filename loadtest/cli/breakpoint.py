@@ -7,18 +7,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loadtest import breakpoint as bp
-from loadtest.cli_common import check_target, log, make_provider
-from loadtest.cli_gate import _job, _load_args, _out_dir, _refuse_grown_inventory
-from loadtest.compare import machine_load
+from loadtest.cli.common import check_target, log, make_provider
+from loadtest.cli.runs import load_args, measured_run, out_dir, refuse_grown_inventory
 from loadtest.config import InventorySpec
 from loadtest.errors import ConfigError, LoadtestError
-from loadtest.report import draw
-from loadtest.target import TargetSpec, load_target
+from loadtest.gate import breakpoint as bp
+from loadtest.gate.compare import machine_load
+from loadtest.gate.target import TargetSpec, load_target
+from loadtest.report.parts import draw
 
 
 def _forecaster(args: argparse.Namespace, target: TargetSpec | None):  # noqa: ANN202
-    from loadtest import cgroups, forecast
+    from loadtest.clusters import cgroups
+    from loadtest.gate import forecast
 
     memory = cgroups.parse_bytes(args.apiserver_memory) if args.apiserver_memory else None
 
@@ -64,9 +65,9 @@ def cmd_breakpoint(args: argparse.Namespace) -> int:
             f"--min-nodes {bounds.min_nodes} must be >= 1 and below --max-nodes {bounds.max_nodes}"
         )
     check_target(args)
-    _refuse_grown_inventory(args, bounds.min_nodes)
+    refuse_grown_inventory(args, bounds.min_nodes)
     search = bp.Search(args.profile, args.agents_per_node, bounds)
-    with _out_dir(args.out, f"breakpoint-{args.profile}") as out:
+    with out_dir(args.out, f"breakpoint-{args.profile}") as out:
         bp.search(search, _step_runner(args, search, out), _forecaster(args, target), out, log)
     res = search.result()
     lo, hi = res["bracket"]
@@ -77,7 +78,7 @@ def cmd_breakpoint(args: argparse.Namespace) -> int:
         + (f" (off by {err:+.0%} of the bracket's middle)" if err is not None else "")
     )
     log(f"breakpoint: {out / 'breakpoint.json'}")
-    from loadtest.report_breakpoint import write_breakpoint_report
+    from loadtest.report.breakpoint import write_breakpoint_report
 
     draw(lambda: write_breakpoint_report(out), log)
     return 0 if lo is not None and hi is not None else 1
@@ -107,7 +108,7 @@ def _step_runner(args: argparse.Namespace, search: bp.Search, out: Path) -> bp.R
                     f"{bp.trim(cluster, spec, seeded[0])} objects deleted"
                 )
         load = machine_load()["loadavg_1m"]
-        job = _job(args, n, agents, args.profile, out / "steps", step_log)
+        job = measured_run(args, n, agents, args.profile, out / "steps", step_log)
         try:
             job.execute()
         except LoadtestError as e:  # a step that broke the control plane is a failing step
@@ -120,7 +121,7 @@ def _step_runner(args: argparse.Namespace, search: bp.Search, out: Path) -> bp.R
 
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("breakpoint", help="measure the smallest node count where an SLO fails")
-    _load_args(b, agents=False)
+    load_args(b, agents=False)
     b.add_argument("--profile", default="telemetry-v2")
     b.add_argument("--agents-per-node", type=float, default=1.0)
     b.add_argument("--min-nodes", type=int, default=50, help="smallest size (fit at it and x2)")

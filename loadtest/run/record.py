@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from loadtest.agents.profile import AgentProfile, load_profile
 from loadtest.config import describe
 from loadtest.errors import ConfigError, LoadtestError
-from loadtest.run_config import RunConfig
+from loadtest.run.config import RunConfig
 
 # 1: `version`, no recorded profile. 2: `schema_version`, the profile as run.
 SCHEMA_VERSION: Literal[2] = 2

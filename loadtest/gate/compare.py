@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from loadtest.errors import ConfigError
 from loadtest.results import COMPARABLE
-from loadtest.run_record import RecordLike, RunRecord, as_dict, coerce, load_record, run_profile
+from loadtest.run.record import RecordLike, RunRecord, as_dict, coerce, load_record, run_profile
 
 Values = dict[str, float | None]
 
@@ -208,7 +208,7 @@ def _worst(rows: list[dict[str, Any]], verbs: frozenset[str] | set[str]) -> floa
 
 def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
     """The comparison metrics of one results folder, and notes on what could not be had."""
-    from loadtest.slo import MUTATING_VERBS
+    from loadtest.verdict.slo import MUTATING_VERBS
 
     r = load_record(run_dir)
     m = r.measurements

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loadtest.agents.learn import Learned, learn, read_audit_log, write
 from loadtest.agents.profile import PROFILES_DIR
-from loadtest.cli_common import log
+from loadtest.cli.common import log
 
 
 def _written(learned: Learned, out: Path | None) -> int:

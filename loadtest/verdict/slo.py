@@ -19,7 +19,7 @@ from pydantic import Field
 
 from loadtest import config
 from loadtest.config import Strict
-from loadtest.run_record import RecordLike, coerce
+from loadtest.run.record import RecordLike, coerce
 
 # The API server's verb label (apiserver_request_* metrics) by SLI; the one set every module uses.
 READ_VERBS = frozenset({"GET", "LIST"})

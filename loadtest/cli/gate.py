@@ -1,6 +1,6 @@
 """The rollout gate's subcommands: compare, compare-results, report, sweep, incident.
 
-Kept apart from cli.py so both can change independently; cli.build_parser calls `register`.
+Kept apart from main.py so both can change independently; main.build_parser calls `register`.
 Each command returns 0 on a passing verdict and 1 on a failing one, for CI.
 """
 
@@ -8,77 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
-from loadtest import cgroups, compare, report, scaling, slo
-from loadtest.cli_common import check_target, cluster_target_args, log, make_provider
-from loadtest.clusters.base import http_client
-from loadtest.config import InventorySpec
+from loadtest.cli.common import check_target, log
+from loadtest.cli.runs import load_args, measured_run, out_dir, refuse_grown_inventory
+from loadtest.clusters import cgroups
 from loadtest.errors import ConfigError, LoadtestError
-from loadtest.run import MainJob, RunConfig
-
-
-@contextmanager
-def _out_dir(root: Path, label: str) -> Iterator[Path]:
-    """A new folder for a command's results. A command that fails before any run wrote a
-    summary into it (a bad kubeconfig, no such cluster) takes it away again, with any of
-    its parents it made: bad input leaves nothing behind."""
-    made = [p for p in (root, *root.parents) if not p.exists()]  # innermost first
-    d = root / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{label}"
-    d.mkdir(parents=True, exist_ok=True)
-    try:
-        yield d
-    except BaseException:
-        if not any(d.rglob("summary.json")):
-            shutil.rmtree(d, ignore_errors=True)
-            for p in made:
-                try:
-                    p.rmdir()
-                except OSError:
-                    break
-        raise
-
-
-def _job(
-    args: argparse.Namespace,
-    nodes: int,
-    agents: int,
-    profile: str,
-    out_root: Path,
-    log_to: Callable[[str], None] = log,
-) -> MainJob:
-    """One bounded main-job run on the named cluster, the inventory at `nodes`."""
-    cfg = RunConfig(
-        profile=profile,
-        agents=agents,
-        duration_s=args.duration,
-        spawn_rate=args.spawn_rate,
-        inventory=InventorySpec(nodes=nodes, pods_per_node=args.pods_per_node),
-        propagation_check=args.propagation,
-        slo_file=args.slo or "",
-        restart_dns_at_s=args.restart_dns_at_s,
-    )
-    return MainJob(
-        make_provider(args),
-        args.name,
-        cfg,
-        out_root,
-        log_to,
-        allow_existing=args.allow_existing_cluster,
-    )
+from loadtest.gate import compare, scaling
+from loadtest.report.comparison import load_comparison, write_comparison_report
+from loadtest.report.mitigation import write_mitigation_report
+from loadtest.report.parts import draw, failure
+from loadtest.report.run import write_run_report
+from loadtest.report.sweep import write_sweep_report
+from loadtest.verdict import slo
 
 
 def _runner(args: argparse.Namespace, nodes: int, agents: int) -> Callable[[str, Path], Path]:
     """One bounded main-job run per call, on the named cluster, same inventory every time."""
 
     def run(profile: str, out_root: Path) -> Path:
-        return _job(args, nodes, agents, profile, out_root).execute()
+        return measured_run(args, nodes, agents, profile, out_root).execute()
 
     return run
 
@@ -95,7 +45,7 @@ def _finish_comparison(c: compare.Comparison, out: Path) -> int:
     for line in c.lines():
         print(line, flush=True)
     log(f"comparison: {out / 'comparison.json'}")
-    report.draw(lambda: report.write_comparison_report(c, out), log)
+    draw(lambda: write_comparison_report(c, out), log)
     return 0 if c.verdict == "pass" else 1
 
 
@@ -104,7 +54,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise ConfigError("--rounds must be at least 1")
     check_target(args)
-    with _out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}") as out:
+    with out_dir(args.out, f"compare-{args.baseline}-vs-{args.candidate}") as out:
         run = _runner(args, args.nodes, args.agents)
         a, b, machine = compare.interleave(
             args.baseline, args.candidate, args.rounds, out, run, log
@@ -122,7 +72,7 @@ def cmd_compare_results(args: argparse.Namespace) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         return _finish_comparison(c, args.out)
-    with _out_dir(Path("results"), "compare-results") as out:
+    with out_dir(Path("results"), "compare-results") as out:
         return _finish_comparison(c, out)
 
 
@@ -130,16 +80,16 @@ def _write_report(d: Path) -> Path:
     """The report of whatever folder this is: mitigation, comparison, break point, sweep
     or run."""
     if d.name == "mitigation" and (d / "comparison.json").exists():
-        return report.write_mitigation_report(d)
+        return write_mitigation_report(d)
     if (d / "comparison.json").exists():
-        return report.write_comparison_report(report.load_comparison(d), d)
+        return write_comparison_report(load_comparison(d), d)
     if (d / "breakpoint.json").exists():
-        from loadtest.report_breakpoint import write_breakpoint_report
+        from loadtest.report.breakpoint import write_breakpoint_report
 
         return write_breakpoint_report(d)
     if (d / "sweep.json").exists():
-        return report.write_sweep_report(scaling.load_sweep(d), d)
-    return report.write_run_report(d)
+        return write_sweep_report(scaling.load_sweep(d), d)
+    return write_run_report(d)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -150,7 +100,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except LoadtestError:
         raise
     except Exception as e:  # noqa: BLE001 - a plot that cannot be drawn: one line, no trace
-        raise LoadtestError(f"report not drawn: {report.failure(e)}") from None
+        raise LoadtestError(f"report not drawn: {failure(e)}") from None
     print(path)
     return 0
 
@@ -165,43 +115,16 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-# Real nodes a harness cluster has besides KWOK's (kind's HA config has the most).
-REAL_NODES_MAX = 5
-
-
-def _refuse_grown_inventory(args: argparse.Namespace, smallest: int) -> None:
-    """A sweep's inventory only grows: on a cluster seeded bigger than its smallest size,
-    that size would measure the bigger one. Refuse before any run."""
-    cluster = make_provider(args).get(args.name)
-    if cluster is None:
-        return
-    try:
-        with http_client(cluster) as c:
-            r = c.get("/api/v1/nodes", params={"limit": "1"})
-    except httpx.HTTPError:
-        return  # the run's own check names an unreachable cluster, in one line
-    if r.status_code != 200:
-        return
-    body = r.json()
-    n = len(body.get("items", [])) + int(body.get("metadata", {}).get("remainingItemCount") or 0)
-    if n > smallest + REAL_NODES_MAX:
-        raise LoadtestError(
-            f"cluster {args.name!r} already has {n} nodes, more than the "
-            f"smallest size {smallest}: use a fresh cluster (loadtest cluster "
-            f"down --provider {args.provider} --name {args.name})"
-        )
-
-
 def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sweep:
     check_target(args)
-    _refuse_grown_inventory(args, sizes[0])
+    refuse_grown_inventory(args, sizes[0])
     # the LIST SLO line of the fit: the flag, else the SLOs in force (--slo, else defaults)
     slo_list_p99 = (
         args.slo_list_p99
         or slo.load_slos(Path(args.slo) if args.slo else None).api.read_cluster_p99_s
     )
     points = []
-    with _out_dir(args.out, f"{label}-{args.profile}") as out:
+    with out_dir(args.out, f"{label}-{args.profile}") as out:
         for n in sizes:  # ascending: the inventory only grows, so seeding stays idempotent
             agents = max(1, round(n * args.agents_per_node))
             load = compare.machine_load()
@@ -224,7 +147,7 @@ def _sweep(args: argparse.Namespace, sizes: list[int], label: str) -> scaling.Sw
     for line in sweep.lines():
         print(line, flush=True)
     log(f"sweep: {out / 'sweep.json'}")
-    report.draw(lambda: report.write_sweep_report(sweep, out), log)
+    draw(lambda: write_sweep_report(sweep, out), log)
     return sweep
 
 
@@ -257,31 +180,6 @@ def cmd_incident(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _load_args(p: argparse.ArgumentParser, agents: bool = True) -> None:
-    cluster_target_args(p)
-    p.set_defaults(name="gate")
-    if agents:
-        p.add_argument("--agents", type=int, default=20, help="agents per run")
-        p.add_argument("--nodes", type=int, default=20, help="inventory: fake nodes")
-    p.add_argument("--pods-per-node", type=int, default=10)
-    p.add_argument("--duration", type=float, default=30, help="seconds of load per run")
-    p.add_argument("--spawn-rate", type=float, default=50)
-    p.add_argument(
-        "--propagation",
-        action="store_true",
-        help="also time a new Service's DNS propagation (adds ~60 s per run)",
-    )
-    p.add_argument(
-        "--restart-dns-at",
-        type=float,
-        dest="restart_dns_at_s",
-        help="restart CoreDNS this many seconds into each run's load (how DNS "
-        "breaks in an incident: a CoreDNS that cannot sync)",
-    )
-    p.add_argument("--slo", help="SLO file overriding the defaults (e.g. for a busy machine)")
-    p.add_argument("--out", type=Path, default=Path("results"))
-
-
 def _budget_arg(p: argparse.ArgumentParser) -> None:
     defaults = " ".join(compare.DEFAULT_BUDGETS).replace("%", "%%")  # argparse formats help
     p.add_argument(
@@ -294,7 +192,7 @@ def _budget_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
-    _load_args(p, agents=False)
+    load_args(p, agents=False)
     p.add_argument("--profile", default="telemetry-v2")
     p.add_argument("--agents-per-node", type=float, default=1.0)
     p.add_argument(
@@ -314,7 +212,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="interleaved runs of two profiles, verdict on budgets")
-    _load_args(c)
+    load_args(c)
     c.add_argument("--baseline", required=True, help="profile A (e.g. telemetry-v1)")
     c.add_argument("--candidate", required=True, help="profile B (e.g. telemetry-v2)")
     c.add_argument("--rounds", type=int, default=2, help="A,B pairs (>= 2 for an interval)")

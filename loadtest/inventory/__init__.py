@@ -1,0 +1,1 @@
+"""The inventory stage: a production-shaped object set, seeded idempotently."""

@@ -1,0 +1,1 @@
+"""Reports: one module per kind, HTML and plots shared."""

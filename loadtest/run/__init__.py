@@ -1,0 +1,2 @@
+"""The main job (cluster -> inventory -> agents -> measurements -> verdict -> report), its
+config and its typed record."""
