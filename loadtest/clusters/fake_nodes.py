@@ -17,6 +17,11 @@ from loadtest.errors import CommandError
 from loadtest.inventory.seed import KWOK_ANNOTATION
 from loadtest.proc import alive, stop_pidfile
 
+# A kubelet's node Lease: 40 s, renewed every quarter of it (10 s), one PUT per node every 10 s:
+# the write load (and the Lease watch events) a real cluster of that size has. kwokctl's own
+# default is 200 s (a renewal every 50 s per node: five times fewer).
+NODE_LEASE_DURATION_S = 40
+
 
 def ensure_beside(cluster: Cluster, state_dir: Path) -> int:
     """Start KWOK for `cluster` unless it already runs; returns its pid."""
@@ -34,7 +39,7 @@ def ensure_beside(cluster: Cluster, state_dir: Path) -> int:
         "--kubeconfig",
         str(cluster.kubeconfig),
         f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-        "--node-lease-duration-seconds=40",
+        f"--node-lease-duration-seconds={NODE_LEASE_DURATION_S}",
         # its own health/metrics server, on loopback only
         "--server-address=127.0.0.1:0",
     ]

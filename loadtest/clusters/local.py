@@ -27,6 +27,7 @@ import yaml
 from loadtest import processes, toolchain
 from loadtest.clusters import cgroups, kubeconfig
 from loadtest.clusters.base import Cluster, check_name, http_client
+from loadtest.clusters.fake_nodes import NODE_LEASE_DURATION_S
 from loadtest.errors import ClusterError, CommandError, LoadtestError
 from loadtest.proc import run, stop_group, stop_pidfile
 from loadtest.wait import until
@@ -278,6 +279,7 @@ class LocalProvider:
             "kwokControllerBinary": str(bins["kwok"]),
             "etcdBinary": str(bins["etcd"]),
             "kubectlBinary": str(bins["kubectl"]),
+            "nodeLeaseDurationSeconds": NODE_LEASE_DURATION_S,  # as kubelets renew theirs
         }
         if self.apiserver_port:
             options["kubeApiserverPort"] = self.apiserver_port

@@ -205,16 +205,7 @@ def _cause(status: int) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="loadtest-bystander")
     ap.add_argument("--cluster-json", type=Path, required=True)
-    ap.add_argument("--rate", type=float, default=5.0)
-    ap.add_argument("--timeout", type=float, default=TIMEOUT_S)
-    ap.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="concurrent requests at most (0: enough for a server within the SLO)",
-    )
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--max-s", type=float, default=6 * 3600)
+    openloop.add_probe_args(ap, 5.0, TIMEOUT_S)
     ap.add_argument("--role", choices=sorted(ROLES), default=BYSTANDER.name)
     a = ap.parse_args(argv)
     role = ROLES[a.role]

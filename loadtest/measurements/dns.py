@@ -213,16 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server", required=True, help="HOST:PORT")
     ap.add_argument("--name", action="append", default=[], help="a name that must resolve")
     ap.add_argument("--missing", action="append", default=[], help="a name that must not")
-    ap.add_argument("--rate", type=float, default=10.0)
-    ap.add_argument("--timeout", type=float, default=TIMEOUT_S, help="per attempt")
-    ap.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="lookups in flight at most (0: enough for answers within --timeout)",
-    )
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--max-s", type=float, default=6 * 3600)
+    openloop.add_probe_args(ap, 10.0, TIMEOUT_S, "seconds per attempt")
     a = ap.parse_args(argv)
     host, _, port = a.server.rpartition(":")
     names = [ProbeName(n) for n in a.name] + [ProbeName(n, exists=False) for n in a.missing]

@@ -18,12 +18,14 @@ sent), "ms" (scheduled to done), "cause" (null: success), ...the probe's own fie
 
 from __future__ import annotations
 
+import argparse
 import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from loadtest.stats import percentile
@@ -42,6 +44,22 @@ def pool_size(rate_hz: float, timeout_s: float) -> int:
     SLO threshold instead, a 1.4 s stall under a 1 s SLO left slots unsent and recorded them
     at the 10 s timeout (CI, stop 14): the pool, not the server, made those failures."""
     return math.ceil(rate_hz * timeout_s) + 1
+
+
+def add_probe_args(
+    ap: argparse.ArgumentParser, rate_hz: float, timeout_s: float, timeout_help: str = ""
+) -> None:
+    """The arguments every open-loop probe process takes: its schedule, its bound, its file."""
+    ap.add_argument("--rate", type=float, default=rate_hz, help="slots per second")
+    ap.add_argument("--timeout", type=float, default=timeout_s, help=timeout_help or None)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="requests in flight at most (0: enough for answers within the timeout)",
+    )
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--max-s", type=float, default=6 * 3600, help="stop after this long")
 
 
 class OpenLoop:
