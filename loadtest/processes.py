@@ -56,3 +56,11 @@ def running(pid: int) -> bool:
 
 def memory_total_bytes() -> int:
     return int(psutil.virtual_memory().total)
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over its cores;
+    idle and I/O wait are not busy."""
+    t = psutil.cpu_times()
+    total = float(sum(t))
+    return total - t.idle - getattr(t, "iowait", 0.0), total

@@ -3,7 +3,9 @@ and the node count where the first SLO breaks (pure).
 
 Why not a polynomial in N: past the knee latency is queueing, not work. The model is
   demand(N)  = idle + sum_k u_k * F_k(N)    CPU-seconds per second (cores)
-  rho(N)     = demand(N) / cores            utilisation of what the API server really gets
+  rho(N)     = demand(N) / cores(N)         utilisation of what the API server really gets:
+               its cores, or on a shared host min(quota, host - others(N)), others(N)
+               the host's busy cores besides it (etcd, KWOK, the harness), a + b*N
   p99(N)     = s(N) / (1 - rho(N))          queueing: latency diverges as rho -> 1
   429s       = 1 - 1/rho once rho > 1       APF sheds what the server cannot serve
   seats(N)   = seats per agent, scaled by the same 1/(1 - rho)   against the level's seats
@@ -27,6 +29,7 @@ import numpy as np
 
 from loadtest.gate.compare import load_window, run_costs
 from loadtest.gate.fit import Line, fit_nonnegative
+from loadtest.measurements import machine as machine_m
 from loadtest.measurements import metrics
 from loadtest.measurements.apiserver import expand
 from loadtest.results import read_jsonl, read_summary
@@ -72,6 +75,9 @@ class RunSample:
     verdict: str = "?"
     failed_slos: list[str] = field(default_factory=list)
     run_dir: str = ""
+    # the machine's busy cores besides the API server in the load window (etcd, KWOK, the
+    # harness, its agents): None when not measured (runs before the machine measurement)
+    others_cores: float | None = None
 
 
 def _interval_features(a: dict, b: dict, dt: float) -> dict[str, float]:
@@ -165,6 +171,13 @@ def sample_from_run(run_dir: Path) -> RunSample:
         if r["verb"] == "LIST" and load_s:
             by_res[r["resource"]] = by_res.get(r["resource"], 0.0) + r["bytes"] / load_s
     nominal = api.get("apf", {}).get("nominal_limit_seats", {})
+    mraw = run_dir / "raw" / "machine.jsonl"
+    busy = machine_m.busy_cores(read_jsonl(mraw), *window) if window and mraw.exists() else None
+    others = (
+        max(0.0, busy - v["apiserver_cpu"])
+        if busy is not None and v["apiserver_cpu"] is not None
+        else None
+    )
     peak = s.get("cluster", {}).get("apiserver_memory_peak_bytes")
     rss = api.get("process", {}).get("rss_max_mib")
     return RunSample(
@@ -186,6 +199,7 @@ def sample_from_run(run_dir: Path) -> RunSample:
         verdict=s.get("verdict", "?"),
         failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
         run_dir=str(run_dir),
+        others_cores=others,
     )
 
 
@@ -250,6 +264,9 @@ class Capacity:
     replicas: int = 1
     level_seats: float | None = None
     memory_bytes: float | None = None
+    # the host's cores when the API server shares it with the rest (this machine): it then
+    # gets min(cores, machine_cores - what the rest takes at N); None: a machine of its own
+    machine_cores: float | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +330,14 @@ class Model:
     list_bytes_per_agent: Line | None  # bytes of LIST responses per agent per second
     fit_nodes: list[int]
     pods_share_of_list_bytes: float  # how much of LIST bytes are pods (for object scaling)
+    others: Line | None = None  # the machine's cores besides the API server, a + b*N
+
+    def available(self, n: float, cap: Capacity) -> float:
+        """The cores the API server gets at n nodes: its own, or on a shared host what the
+        rest leaves of it, whichever is less (never below a sliver: rho stays finite)."""
+        if cap.machine_cores is None or self.others is None:
+            return cap.cores
+        return max(0.05, min(cap.cores, cap.machine_cores - max(0.0, self.others(n))))
 
     def demand(self, n: float, sc: Scaling, cap: Capacity) -> tuple[float, dict[str, float]]:
         """API server cores needed at n nodes, per replica, and the work behind it."""
@@ -346,7 +371,7 @@ class Model:
         n = float(max(1, min(self.fit_nodes)))
         while n <= max_nodes:
             cpu, work = self.demand(n, sc, cap)
-            rho = cpu / cap.cores
+            rho = cpu / self.available(n, cap)
             if sat is None and rho >= 1:
                 sat = n
             q = 1 / (1 - rho) if rho < 1 else math.inf
@@ -435,13 +460,22 @@ def _law(xs: Sequence[float], ys: Sequence[float]) -> Line:
     return fit_nonnegative(xs, ys)
 
 
-def fit_model(samples: Sequence[RunSample], cores: float) -> Model:
+def fit_model(
+    samples: Sequence[RunSample], cores: float, machine_cores: float | None = None
+) -> Model:
     """The model from small runs (all of them passing, ideally); `cores` is the capacity the
-    runs had, to compute the utilisation each latency was measured at."""
+    runs had (a quota, or the machine), `machine_cores` the host's when the API server
+    shared it: each latency is then read at the utilisation of what the rest left it."""
     runs = [s for s in samples if s.agents and s.cpu_busy is not None]
     if not runs:
         raise ValueError("no run with agents and a measured API server CPU")
     unit = fit_unit_costs(runs, cores)
+
+    def avail(s: RunSample) -> float:
+        if machine_cores is None or s.others_cores is None:
+            return cores
+        return max(0.05, min(cores, machine_cores - s.others_cores))
+
     ns = [float(s.nodes) for s in runs]
     work = {
         k: Law(
@@ -453,13 +487,13 @@ def fit_model(samples: Sequence[RunSample], cores: float) -> Model:
     base: dict[str, Line] = {}
     for cls in sorted({c for s in runs for c in s.p99}):
         pts = [
-            (float(s.nodes), s.p99[cls] * max(0.05, 1 - s.cpu_busy / cores))
+            (float(s.nodes), s.p99[cls] * max(0.05, 1 - s.cpu_busy / avail(s)))
             for s in runs
             if cls in s.p99 and s.cpu_busy is not None
         ]
         base[cls] = _law([x for x, _ in pts], [y for _, y in pts])
     seats = [
-        (float(s.nodes), s.seats_per_agent * max(0.05, 1 - (s.cpu_busy or 0) / cores))
+        (float(s.nodes), s.seats_per_agent * max(0.05, 1 - (s.cpu_busy or 0) / avail(s)))
         for s in runs
         if s.seats_per_agent is not None
     ]
@@ -468,6 +502,7 @@ def fit_model(samples: Sequence[RunSample], cores: float) -> Model:
     total_lb = sum(sum(s.list_bytes_by_resource.values()) for s in runs)
     pods_lb = sum(s.list_bytes_by_resource.get("pods", 0.0) for s in runs)
     levels = [s.level_seats for s in runs if s.level_seats]
+    others = [(float(s.nodes), s.others_cores) for s in runs if s.others_cores is not None]
     return Model(
         unit,
         work,
@@ -478,4 +513,5 @@ def fit_model(samples: Sequence[RunSample], cores: float) -> Model:
         _law([x for x, _ in lb], [y for _, y in lb]) if lb else None,
         sorted(s.nodes for s in runs),
         pods_lb / total_lb if total_lb else 1.0,
+        _law([x for x, _ in others], [y for _, y in others]) if others else None,
     )

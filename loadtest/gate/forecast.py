@@ -18,8 +18,11 @@ from loadtest.verdict import slo
 SHARE_OF_MACHINE = 0.8
 
 
-def fit_cores(summaries: Sequence[dict[str, Any]], cores: float | None) -> tuple[float, str]:
-    """The cores the fit's API server had, and how that was known."""
+def fit_cores(
+    summaries: Sequence[dict[str, Any]], cores: float | None, shared_measured: bool = False
+) -> tuple[float, str]:
+    """The cores the fit's API server had, and how that was known. shared_measured: the
+    runs measured what the rest of this machine took (the model subtracts it at each N)."""
     quotas = {s.get("cluster", {}).get("apiserver_cpu_cores") for s in summaries} - {None}
     if cores:
         return cores, f"{cores:g} cores for the API server (given)"
@@ -27,6 +30,8 @@ def fit_cores(summaries: Sequence[dict[str, Any]], cores: float | None) -> tuple
         q = float(quotas.pop())
         return q, f"{q:g} cores for the API server (its CPU quota)"
     cpus = float(os.cpu_count() or 1)
+    if shared_measured:
+        return cpus, f"this machine's {cpus:g} cores for the API server, less what the rest takes"
     return cpus * SHARE_OF_MACHINE, (
         f"{cpus * SHARE_OF_MACHINE:.2g} cores for the API server: {SHARE_OF_MACHINE:.0%} of "
         f"this machine's {cpus:g} (measured: ~1.57 of 2 when pinned, beside etcd, KWOK and "
@@ -63,17 +68,28 @@ def forecast_from_runs(
     forecast_cores: this machine's API server with other cores than the fit had (a CPU
     quota carried over)."""
     summaries = [read_summary(d) for d in run_dirs]
-    here, how = fit_cores(summaries, cores)
     samples = [capacity.sample_from_run(d) for d in run_dirs]
-    model = capacity.fit_model(samples, here)
+    shared = all(s.others_cores is not None for s in samples)
+    here, how = fit_cores(summaries, cores, shared)
+    machine = float(os.cpu_count() or 1) if shared else None
+    model = capacity.fit_model(samples, here, machine)
     notes = [
         how,
         f"fitted on {len(samples)} run(s) at {', '.join(map(str, model.fit_nodes))} "
         f"nodes ({model.unit.samples} scrape windows, r2 "
         f"{model.unit.r2 if model.unit.r2 is None else round(model.unit.r2, 3)})",
     ]
+    if model.others is not None and machine is not None:
+        rest = model.others
+        notes.append(
+            f"on this {machine:g}-core machine the API server gets at most what etcd, KWOK and "
+            f"the harness leave: they took {rest.intercept:.2f} cores + {rest.slope * 1000:.2f} "
+            "per 1,000 nodes (measured in the fit's load windows)"
+        )
     if target is None:
-        cap = capacity.Capacity(cores=forecast_cores or here, memory_bytes=memory_bytes)
+        cap = capacity.Capacity(
+            cores=forecast_cores or here, memory_bytes=memory_bytes, machine_cores=machine
+        )
         sc = capacity.Scaling(agents_per_node=agents_per_node)
         notes.append(
             "the same machine, inventory shape and Kubernetes as the runs"

@@ -42,6 +42,7 @@ from loadtest.inventory.seed import Seeder, namespace_name
 from loadtest.measurements import client as client_m
 from loadtest.measurements import dns as dns_m
 from loadtest.measurements import dns_pods, probe_service
+from loadtest.measurements import machine as machine_m
 from loadtest.measurements.apiserver import ApiserverMetrics
 from loadtest.measurements.apiserver import summarize as summarize_apiserver
 from loadtest.measurements.base import Measurement
@@ -49,6 +50,7 @@ from loadtest.measurements.bystander import ROLES, Bystander
 from loadtest.measurements.bystander import summarize as summarize_bystander
 from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
+from loadtest.measurements.machine import MachineCpu
 from loadtest.measurements.progress import Progress
 from loadtest.results import environment, new_run_dir, read_jsonl, read_summary, write_summary
 from loadtest.run.config import RunConfig
@@ -268,6 +270,7 @@ class MainJob:
         scrapes: list[Measurement] = [
             api,
             coredns,
+            MachineCpu(raw / "machine.jsonl", self.cfg.scrape_interval_s),
             *(
                 Bystander(cluster, self.dir / "cluster.json", raw / f"{role}.jsonl", role=r)
                 for role, r in ROLES.items()
@@ -532,6 +535,8 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
             m["dns"]["propagation_error"] = propagation_error
     if (run_dir / "raw" / "coredns.jsonl").exists():
         m["coredns"] = summarize_coredns(read_jsonl(run_dir / "raw" / "coredns.jsonl"))
+    if (run_dir / "raw" / "machine.jsonl").exists():
+        m["machine"] = machine_m.summarize(read_jsonl(run_dir / "raw" / "machine.jsonl"))
     if (run_dir / "agents").exists():
         m["client"] = client_m.summarize(run_dir / "agents")
     summary["rebuilt_from_raw"] = True

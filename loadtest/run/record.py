@@ -38,6 +38,7 @@ class Measurements(BaseModel):
     client: Summary | None = None
     bystander: Summary | None = None
     break_glass: Summary | None = None
+    machine: Summary | None = None  # the host's CPU: what the API server competes with
 
 
 class SloRow(BaseModel):

@@ -106,6 +106,31 @@ def test_more_cores_carry_the_knee_out_as_the_law_says() -> None:
     assert two / one == pytest.approx(math.sqrt((2.0 - IDLE) / (1.0 - IDLE)), rel=0.08)
 
 
+def test_a_quota_on_a_shared_machine_gets_what_the_rest_leaves() -> None:
+    """The rest of the machine (etcd, KWOK, the harness) takes 0.2 + 0.004 cores a node: a
+    1.4-core quota on 2 cores is the quota up to 100 nodes, then what the rest leaves. The
+    knee then comes where demand meets 2 - others(N), before the quota alone would put it."""
+    runs = [_run(50), _run(100)]
+    for r in runs:
+        r.others_cores = 0.2 + 0.004 * r.nodes
+    m = capacity.fit_model(runs, cores=1.4, machine_cores=2.0)
+    assert m.others is not None and m.others(300) == pytest.approx(1.4, rel=0.01)
+    shared = capacity.Capacity(cores=1.4, machine_cores=2.0)
+    assert m.available(50, shared) == pytest.approx(1.4)
+    assert m.available(300, shared) == pytest.approx(0.6, rel=0.02)
+    alone = m.forecast(capacity.Capacity(cores=1.4)).saturation_nodes
+    beside = m.forecast(shared).saturation_nodes
+    assert alone and beside and beside < alone
+    truth = next(
+        n
+        for n in range(100, 5000)
+        if IDLE + U_BYTE * n * (1000 + n * 250) + U_EVENT * 2 * n >= min(1.4, 1.8 - 0.004 * n)
+    )
+    assert beside == pytest.approx(truth, rel=0.05)
+    # runs without the machine measured: the quota alone, as before
+    assert capacity.fit_model([_run(50), _run(100)], 1.4, 2.0).available(300, shared) == 1.4
+
+
 def test_replicas_share_the_load_and_memory_can_break_first() -> None:
     m = capacity.fit_model([_run(50), _run(100)], cores=1.6)
     one = m.forecast(capacity.Capacity(cores=1.6)).nodes
