@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import log, table, write_result  # noqa: E402
 from loadtest.gate import forecast  # noqa: E402
 
-LOADTEST = Path(sys.executable).with_name("loadtest")
+# the command as a module: no console script needed, and the checkout it runs is this one
+LOADTEST = [sys.executable, "-m", "loadtest.cli"]
 GOAL = 0.25
 
 
@@ -36,7 +37,7 @@ def search(
 ) -> dict[str, Any]:
     """One breakpoint search on a fresh cluster; its breakpoint.json and the load around it."""
     cmd = [
-        str(LOADTEST),
+        *LOADTEST,
         "breakpoint",
         "--provider",
         "local",
@@ -69,7 +70,7 @@ def search(
         subprocess.run(cmd, check=False)
     finally:
         subprocess.run(
-            [str(LOADTEST), "cluster", "down", "--provider", "local", "--name", name], check=False
+            [*LOADTEST, "cluster", "down", "--provider", "local", "--name", name], check=False
         )
     found = sorted(out.glob(f"*-breakpoint-{profile}/breakpoint.json"))
     if not found:
