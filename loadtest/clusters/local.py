@@ -267,6 +267,16 @@ class LocalProvider:
                     "extraArgs": [{"key": k, "value": v} for k, v in args.items()],
                 }
             )
+        # kwokctl renders --node-lease-duration-seconds=200 whatever its options say (v0.7.0,
+        # tried): the controller's own flag, given again after it, is the one that counts.
+        patches.append(
+            {
+                "name": "kwok-controller",
+                "extraArgs": [
+                    {"key": "node-lease-duration-seconds", "value": str(NODE_LEASE_DURATION_S)}
+                ],
+            }
+        )
         options: dict[str, object] = {
             "runtime": "binary",
             # kwokctl binds kube-apiserver and etcd to 0.0.0.0 unless told otherwise.
@@ -279,7 +289,6 @@ class LocalProvider:
             "kwokControllerBinary": str(bins["kwok"]),
             "etcdBinary": str(bins["etcd"]),
             "kubectlBinary": str(bins["kubectl"]),
-            "nodeLeaseDurationSeconds": NODE_LEASE_DURATION_S,  # as kubelets renew theirs
         }
         if self.apiserver_port:
             options["kubeApiserverPort"] = self.apiserver_port
