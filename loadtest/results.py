@@ -18,7 +18,6 @@ from typing import Any, TextIO
 
 from loadtest import processes, toolchain
 from loadtest.errors import ConfigError
-from loadtest.run.record import RunRecord, as_dict, coerce, load_record, write_record
 
 # The fields of `environment()` that must match for two runs (or figures) to be comparable;
 # the commit, its dirtiness and the load are reported beside them, not required to match.
@@ -99,14 +98,3 @@ def latest_run(root: Path, profile: str) -> Path:
             f"PROFILE={profile}` (or give --from RESULTS)"
         )
     return runs[-1]
-
-
-def write_summary(run_dir: Path, summary: RunRecord | dict[str, Any]) -> Path:
-    """summary.json, validated as a run record (a dict is one in the making)."""
-    return write_record(run_dir, coerce(summary))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """A run record's JSON form, for readers not yet typed (`load_record` is the typed one);
-    an older schema is migrated or refused in one line."""
-    return as_dict(load_record(run_dir))

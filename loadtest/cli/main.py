@@ -228,7 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_mitigate(args: argparse.Namespace) -> int:
     from loadtest.gate import mitigation
-    from loadtest.results import latest_run, read_summary
+    from loadtest.results import latest_run
+    from loadtest.run.record import read_summary
 
     if args.fresh_cluster and not args.rerun:
         raise ConfigError("--fresh-cluster goes with --rerun (a new cluster for every rerun)")
@@ -314,7 +315,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
-    from loadtest.results import read_summary
+    from loadtest.run.record import read_summary
 
     summary = read_summary(args.results)  # a missing or foreign folder: one line, no XML
     # by default the SLOs the run was judged by, not today's defaults

@@ -261,7 +261,7 @@ def trim(cluster: Any, spec: InventorySpec, seeded_nodes: int) -> int:
 def step_from_run(run_dir: Path, phase: str, loadavg_1m: float | None) -> Step:
     """A measured run as a step: its verdict and the SLOs it failed, in evaluation order."""
     from loadtest.gate.compare import run_costs
-    from loadtest.results import read_summary
+    from loadtest.run.record import read_summary
 
     s = read_summary(run_dir)
     try:

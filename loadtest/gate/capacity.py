@@ -32,7 +32,8 @@ from loadtest.gate.fit import Line, fit_nonnegative
 from loadtest.measurements import machine as machine_m
 from loadtest.measurements import metrics
 from loadtest.measurements.apiserver import expand
-from loadtest.results import read_jsonl, read_summary
+from loadtest.results import read_jsonl
+from loadtest.run.record import read_summary
 
 # Work the API server does, per second, by what it costs (see module doc).
 FEATURES = ("list_bytes", "watch_events", "watches", "requests")

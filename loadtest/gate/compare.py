@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loadtest.errors import ConfigError
+from loadtest.measurements.apiserver import ApiServerSummary, LatencyRow
+from loadtest.measurements.client import ClientSummary
 from loadtest.results import COMPARABLE
 from loadtest.run.record import RecordLike, RunRecord, as_dict, coerce, load_record, run_profile
 
@@ -88,7 +90,8 @@ def load_window(run_dir: Path) -> tuple[float, float] | None:
 def scrape_origin(run_dir: Path, summary: RecordLike) -> float | None:
     """Epoch time of the first API server scrape: the zero of the summary's timeseries."""
     record = coerce(summary)
-    t = (record.measurements.apiserver or {}).get("origin_t")
+    api = record.measurements.apiserver
+    t = api.origin_t if api else None
     if t:
         return float(t)
     raw = run_dir / "raw" / "apiserver.jsonl"
@@ -195,13 +198,13 @@ def above_idle(
     return cost / agents, ""
 
 
-def _worst(rows: list[dict[str, Any]], verbs: frozenset[str] | set[str]) -> float | None:
+def _worst(rows: list[LatencyRow], verbs: frozenset[str] | set[str]) -> float | None:
     vals = [
-        r["p99"]
+        r.p99
         for r in rows
-        if r["verb"] in verbs
-        and r["p99"] is not None
-        and r["metric"] == "apiserver_request_duration_seconds"
+        if r.verb in verbs
+        and r.p99 is not None
+        and r.metric == "apiserver_request_duration_seconds"
     ]
     return max(vals) if vals else None
 
@@ -212,7 +215,8 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
 
     r = load_record(run_dir)
     m = r.measurements
-    api, client, dns = m.apiserver or {}, m.client or {}, m.dns or {}
+    api = m.apiserver or ApiServerSummary()
+    client = m.client or ClientSummary()
     agents = r.agents
     notes: list[str] = []
     window = load_window(run_dir)
@@ -221,17 +225,17 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
         notes.append("no Locust history: load window taken as the configured duration")
     v: Values = dict.fromkeys(METRICS)
     if agents and load_s:
-        v["requests_per_agent_s"] = client.get("requests", 0) / agents / load_s
-        sent = client.get("agents", {}).get("bytes") or {}
+        v["requests_per_agent_s"] = client.requests / agents / load_s
+        sent = client.agents.bytes
         v["bytes_per_agent_s"] = sum(sent.values()) / agents / load_s if sent else None
     origin = scrape_origin(run_dir, r)
-    if api.get("timeseries") and origin and window:
-        busy, _ = cpu_in_window(api["timeseries"], origin, window)
+    if api.timeseries and origin and window:
+        busy, _ = cpu_in_window(api.timeseries, origin, window)
         v["apiserver_cpu"] = busy
-        v["apiserver_cpu_per_agent"], why = above_idle(busy, api.get("idle"), agents)
+        v["apiserver_cpu_per_agent"], why = above_idle(busy, api.idle, agents)
         notes += [why] if why else []
-    elif "process" in api:
-        v["apiserver_cpu"] = api["process"].get("cpu_cores_avg")
+    elif api.process is not None:
+        v["apiserver_cpu"] = api.process.cpu_cores_avg
         notes.append("API server CPU averaged over the whole measurement, not the load")
     if window and agents:
         seats = seat_seconds(run_dir, window)
@@ -239,17 +243,18 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
             notes.append("APF seats need raw/apiserver.jsonl")
         else:
             v["apf_seats_per_agent"] = seats / (window[1] - window[0]) / agents
-    rows = api.get("latency", [])
+    rows = api.latency or []
     v["p99_list"] = _worst(rows, {"LIST"})
     v["p99_mutating"] = _worst(rows, MUTATING_VERBS)
-    client_p99 = [r["p99_ms"] for r in client.get("by_name", []) if r.get("p99_ms") is not None]
+    client_p99 = [r.p99_ms for r in client.by_name if r.p99_ms is not None]
     v["client_p99_ms"] = max(client_p99) if client_p99 else None
-    req = api.get("requests")
-    if req and req.get("total"):
-        v["throttled_ratio"] = req["throttled_429"] / req["total"]
-    if "p99_ms" in dns:
-        v["dns_p99_ms"] = dns["p99_ms"]
-        v["dns_error_ratio"] = dns.get("error_rate")
+    req = api.requests
+    if req and req.total:
+        v["throttled_ratio"] = req.throttled_429 / req.total
+    dns = m.dns
+    if dns is not None and "p99_ms" in dns.model_fields_set:  # the probe measured
+        v["dns_p99_ms"] = dns.p99_ms
+        v["dns_error_ratio"] = dns.error_rate if "error_rate" in dns.model_fields_set else None
     return v, notes
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from loadtest.gate import capacity
 from loadtest.gate.target import TargetSpec, consistent_cache, translate
-from loadtest.results import read_summary
+from loadtest.run.record import read_summary
 from loadtest.verdict import slo
 
 # DESIGN.md: pinned, the API server got ~1.57 of this machine's 2 cores beside etcd, KWOK and

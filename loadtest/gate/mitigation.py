@@ -28,6 +28,10 @@ from loadtest.clusters.base import (
     response_message,
 )
 from loadtest.errors import ClusterError, ConfigError, LoadtestError
+from loadtest.measurements.apiserver import ApiServerSummary
+from loadtest.measurements.bystander import RoleSummary
+from loadtest.measurements.client import ClientSummary
+from loadtest.measurements.openloop import OpenLoopSummary
 from loadtest.run.job import MainJob, RunConfig
 from loadtest.run.record import RecordLike, coerce, load_record
 from loadtest.verdict.slo import MUTATING_VERBS
@@ -127,8 +131,8 @@ def derive_plan(summary: RecordLike) -> tuple[Plan, str]:
     is CPU-bound), so the agents get as many seats as half the API server's cores, of the
     server's total seats (read from its nominal limits when scraped)."""
     record = coerce(summary)
-    api = record.measurements.apiserver or {}
-    limits = api.get("apf", {}).get("nominal_limit_seats") or {}
+    api = record.measurements.apiserver or ApiServerSummary()
+    limits = api.apf.nominal_limit_seats
     total = sum(limits.values()) or DEFAULT_SERVER_SEATS
     cores = record.environment.get("cpus") or 2
     seats = max(1, int(cores // 2))
@@ -146,7 +150,7 @@ def from_results(summary: RecordLike, plan: Plan | None = None) -> tuple[list[di
     basis = "share given"
     if plan is None:
         plan, basis = derive_plan(record)
-    seats = (record.measurements.apiserver or {}).get("apf", {}).get("executing_seats_max", {})
+    seats = (record.measurements.apiserver or ApiServerSummary()).apf.executing_seats_max
     why = (
         f"profile {record.config.profile if record.config else '?'}: verdict "
         f"{record.verdict or '?'}; executing seats max by priority level {seats}; "
@@ -201,54 +205,55 @@ def others_view(summary: RecordLike) -> dict[str, Any]:
     """What the mitigation is for: how everyone but the agents fared in a run (pure)."""
     record = coerce(summary)
     m = record.measurements
-    api, dns = m.apiserver or {}, m.dns or {}
-    apf = api.get("apf", {})
-    others_rejected = sum(
-        r["count"] for r in apf.get("rejected", []) if r["priority_level"] != NAME
-    )
-    others_wait = [w for w in apf.get("wait", []) if w["priority_level"] not in (NAME, "exempt")]
+    api, dns = m.apiserver or ApiServerSummary(), m.dns
+    apf = api.apf
+    others_rejected = sum(r["count"] for r in apf.rejected if r["priority_level"] != NAME)
+    others_wait = [w for w in apf.wait if w["priority_level"] not in (NAME, "exempt")]
     slo = {r.name: r.status for r in record.slo}
-    agents = (m.client or {}).get("agents", {})
-    bystander = m.bystander or {}
-    glass = m.break_glass or {}
+    agents = (m.client or ClientSummary()).agents
+    bystander, glass = m.bystander, m.break_glass
     return {
         "others_p99_s": _p99_s(bystander),
         # the share of the other tenant's scheduled reads that succeeded: when both runs'
         # p99 sits at the timeout, this is where a mitigation still shows
         "others_ok_share": (
-            bystander["ok"] / bystander["scheduled"] if bystander.get("scheduled") else None
+            bystander.ok / bystander.scheduled if bystander and bystander.scheduled else None
         ),
-        "others_429": bystander.get("throttled_429"),
+        "others_429": _set(bystander, "throttled_429"),
         # agents only read: mutating latency and DNS are the others' experience
         "others_slos_failed": sorted(
             n for n, s in slo.items() if s != "pass" and n not in AGENTS_OWN_SLOS
         ),
         "mutating_p99_s": max(
             (
-                r["p99_worst_window"] or 0
-                for r in api.get("latency", [])
-                if r["verb"] in MUTATING_VERBS and r["metric"].endswith("sli_duration_seconds")
+                r.p99_worst_window or 0
+                for r in api.latency or []
+                if r.verb in MUTATING_VERBS and r.metric.endswith("sli_duration_seconds")
             ),
             default=None,
         ),
         "others_apf_rejected": others_rejected,
         "others_apf_wait_p99_s": max((w["p99"] or 0 for w in others_wait), default=None),
-        "dns_error_rate": dns.get("error_rate"),
-        "dns_propagation_s": [p["seconds"] for p in dns.get("propagation", [])],
-        "harness_access_degraded": api.get("harness_access", {}).get("degraded"),
+        "dns_error_rate": _set(dns, "error_rate"),
+        "dns_propagation_s": [p.seconds for p in dns.propagation] if dns else [],
+        "harness_access_degraded": api.harness_access.degraded if api.harness_access else None,
         # the operator's rollback path: an admin PATCH, exempt from APF
         "break_glass_p99_s": _p99_s(glass),
-        "break_glass_failed": glass.get("failed"),
-        "agents_throttled_429": agents.get("throttled_429", 0),
-        "agents_apf_rejected": sum(
-            r["count"] for r in apf.get("rejected", []) if r["priority_level"] == NAME
-        ),
+        "break_glass_failed": _set(glass, "failed"),
+        "agents_throttled_429": agents.throttled_429,
+        "agents_apf_rejected": sum(r["count"] for r in apf.rejected if r["priority_level"] == NAME),
     }
 
 
-def _p99_s(role: dict[str, Any]) -> float | None:
+def _set(summary: OpenLoopSummary | None, field: str) -> Any:
+    """A field the measurement recorded, else None (not its default: a summary that is
+    only an error has no count)."""
+    return getattr(summary, field) if summary and field in summary.model_fields_set else None
+
+
+def _p99_s(role: RoleSummary | None) -> float | None:
     """A client-timed role's p99 (bystander, break-glass) in seconds."""
-    return role["p99_ms"] / 1000 if role.get("p99_ms") is not None else None
+    return role.p99_ms / 1000 if role and role.p99_ms is not None else None
 
 
 HOLDS, FAILS, INCONCLUSIVE = (

@@ -20,6 +20,7 @@ from typing import Any
 
 from loadtest.gate.compare import run_costs
 from loadtest.gate.fit import Line, fit_nonnegative
+from loadtest.measurements.apiserver import ApiServerSummary
 from loadtest.run.record import RecordLike, coerce, load_record
 from loadtest.verdict import slo
 
@@ -46,19 +47,18 @@ def invalid_reason(s: RecordLike) -> str:
     """A run whose agents never got going measured the cluster, not the agents: keep it out
     of the fit (it still counts for the SLO verdict)."""
     m = coerce(s).measurements
-    client = m.client or {}
-    if not client.get("requests"):
+    client = m.client
+    if client is None or not client.requests:
         return "the agents sent no request (setup failed?)"
-    api = m.apiserver or {}
-    access = api.get("harness_access", {})
-    if access.get("failed"):
+    api = m.apiserver or ApiServerSummary()
+    access = api.harness_access
+    if access and access.failed:
         # it fails the SLOs (api-availability), but what it cost is no point of a cost law
         return (
-            f"the API server stopped answering ({access['failed']} of "
-            f"{access['scrapes']} scrapes failed): not a cost measurement"
+            f"the API server stopped answering ({access.failed} of "
+            f"{access.scrapes} scrapes failed): not a cost measurement"
         )
-    req = api.get("requests", {})
-    refused = (req.get("throttled_429") or 0) + (req.get("errors_5xx") or 0)
+    refused = (api.requests.throttled_429 + api.requests.errors_5xx) if api.requests else 0
     # Agents the API server refused (429, 5xx) are the finding, not a broken run.
     synced = slo.agents_synced(client, slo.ClientSLO())
     if synced and synced.status != "pass" and not refused:

@@ -30,12 +30,88 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import Field
 
 from loadtest.clusters.base import Cluster, http_client
 from loadtest.measurements import metrics
-from loadtest.measurements.base import Ticker
+from loadtest.measurements.base import MeasurementSummary, Num, Row, Ticker
 from loadtest.results import JsonlWriter, read_jsonl
 from loadtest.stats import percentile
+
+# --- the summary as the run record holds it (what its readers use is typed) -----------------
+
+
+class LatencyRow(Row):
+    """One verb, resource and scope of one latency histogram (seconds)."""
+
+    metric: str = ""
+    verb: str = ""
+    resource: str = ""
+    scope: str = ""
+    count: Num = 0
+    p99: Num | None = None
+    p99_worst_window: Num | None = None  # the worst 5-minute window, as the SLOs read it
+
+    @property
+    def p99_judged(self) -> Num:
+        """The p99 an SLO judges: the worst window's, else the run's."""
+        return self.p99_worst_window or self.p99 or 0
+
+
+class Requests(Row):
+    """Request counts over the run, by outcome (apiserver_request_total)."""
+
+    total: Num = 0
+    throttled_429: Num = 0
+    errors_5xx: Num = 0
+
+
+class ServerAccess(Row):
+    scrapes: int = 0
+    failed: int = 0
+    outages: list[list[Num]] = []
+
+
+class HarnessAccess(Row):
+    """How the harness reached the servers; `failed` counts the servers' failures only."""
+
+    scrapes: int = 0
+    failed: int = 0
+    degraded: bool | None = None
+    errors: list[str] = []
+    by_server: dict[str, ServerAccess] = {}
+
+
+class Apf(Row):
+    """API Priority and Fairness, by priority level (rows as dicts: priority_level, ...)."""
+
+    nominal_limit_seats: dict[str, Num] = {}
+    executing_seats_max: dict[str, Num] = {}
+    inqueue_max: dict[str, Num] = {}
+    dispatched: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    wait: list[dict[str, Any]] = []
+
+
+class Process(Row):
+    cpu_cores_avg: Num | None = None
+    rss_max_mib: Num | None = None
+
+
+class ApiServerSummary(MeasurementSummary):
+    """What `summarize` returns; a field missing from the JSON is left out when written."""
+
+    origin_t: Num | None = None  # epoch of the first scrape: the timeseries' zero
+    harness_access: HarnessAccess | None = None
+    requests: Requests | None = None
+    latency: list[LatencyRow] | None = None
+    response_bytes: list[dict[str, Any]] = []
+    apf: Apf = Field(default_factory=Apf)
+    process: Process | None = None
+    idle: dict[str, Any] | None = None
+    timeseries: list[dict[str, Any]] = []
+    servers: dict[str, Any] = {}
+
 
 FAMILIES = (
     "apiserver_request_duration_seconds",

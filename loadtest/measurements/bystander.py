@@ -32,6 +32,7 @@ import httpx
 from loadtest.clusters.base import Cluster, apply_object, http_client
 from loadtest.errors import ClusterError
 from loadtest.measurements import openloop
+from loadtest.measurements.openloop import OpenLoopSummary
 from loadtest.results import JsonlWriter, read_jsonl
 
 NAMESPACE = "loadtest-bystander"
@@ -160,6 +161,13 @@ class Bystander:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
         return summarize(read_jsonl(self.raw), self.role)
+
+
+class RoleSummary(OpenLoopSummary):
+    """What `summarize` returns: the bystander's and break-glass's."""
+
+    user: str = ""
+    throttled_429: int = 0
 
 
 def summarize(records: list[dict[str, Any]], role: Role = BYSTANDER) -> dict[str, Any]:

@@ -7,6 +7,40 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from loadtest.measurements.base import MeasurementSummary, Num, Row
+
+
+class ClientRow(Row):
+    """One Locust request name's counts and latency."""
+
+    name: str = ""
+    requests: int = 0
+    failures: int = 0
+    p50_ms: Num | None = None
+    p99_ms: Num | None = None
+    avg_bytes: Num | None = None
+
+
+class AgentCounters(Row):
+    """The agents' own counters, merged over the agents (agents.merged.json)."""
+
+    agents_to_sync: int = 0
+    agents_synced: int = 0
+    throttled_429: int = 0
+    bytes: dict[str, Num] = {}
+    requests: dict[str, Num] = {}
+
+
+class ClientSummary(MeasurementSummary):
+    """What `summarize` returns."""
+
+    requests: int = 0
+    failures: int = 0
+    by_name: list[ClientRow] = []
+    agents: AgentCounters = Field(default_factory=AgentCounters)
+
 
 def summarize(agent_dir: Path) -> dict[str, Any]:
     """From Locust's CSV and the merged agent counters in `agent_dir` (pure file reading)."""

@@ -19,7 +19,7 @@ import httpx
 
 from loadtest.clusters.base import Cluster, http_client
 from loadtest.measurements import metrics
-from loadtest.measurements.base import Ticker
+from loadtest.measurements.base import MeasurementSummary, Ticker
 from loadtest.results import JsonlWriter, read_jsonl
 
 FAMILIES = (
@@ -38,6 +38,10 @@ FAMILIES = (
 )
 SELECTOR = "k8s-app=kube-dns"
 PODS = "/api/v1/namespaces/kube-system/pods"
+
+
+class CorednsSummary(MeasurementSummary):
+    """What `summarize` returns; nothing outside this module reads into it yet."""
 
 
 class CorednsMetrics:

@@ -34,8 +34,8 @@ import dns.query
 import dns.rcode
 
 from loadtest.measurements import openloop
-from loadtest.measurements.base import Ticker
-from loadtest.measurements.openloop import tally
+from loadtest.measurements.base import Num, Row, Ticker
+from loadtest.measurements.openloop import OpenLoopSummary, tally
 from loadtest.results import JsonlWriter, read_jsonl
 from loadtest.stats import percentile
 
@@ -285,6 +285,26 @@ def _upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {**r, "k": i, "sched": r["t"], "cause": _cause(r, r["expect"] == "A")}
         for i, r in enumerate(lookups)
     ] + [r for r in records if "event" in r]
+
+
+class NameCount(Row):
+    scheduled: int = 0
+    failed: int = 0
+
+
+class Propagation(Row):
+    name: str = ""
+    seconds: Num | None = None  # None: never resolved
+
+
+class DnsSummary(OpenLoopSummary):
+    """What `summarize` returns, with the run's `where` and `propagation_error`."""
+
+    error_rate: Num = 0
+    by_name: dict[str, NameCount] = {}
+    propagation: list[Propagation] = []
+    propagation_error: str | None = None  # the probe Service could not be made
+    timeseries: list[dict[str, Any]] = []
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import processes
-from loadtest.measurements.base import Ticker
+from loadtest.measurements.base import MeasurementSummary, Num, Ticker
 from loadtest.results import JsonlWriter, read_jsonl
+
+
+class MachineSummary(MeasurementSummary):
+    """What `summarize` returns."""
+
+    cpus: int | None = None
+    samples: int = 0
+    busy_cores_mean: Num | None = None
+    busy_cores_max: Num | None = None
 
 
 class MachineCpu:

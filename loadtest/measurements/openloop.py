@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtest.measurements.base import MeasurementSummary, Num
 from loadtest.stats import percentile
 
 # Failure causes besides the probe's own "http <status>" and "rcode <rcode>" (answered).
@@ -233,6 +234,24 @@ def read_slots(records: Iterable[Record], timeout_s: float) -> Slots:
         for k in range(scheduled)
     ]
     return Slots(slots, 1000 * start.get("timeout_s", timeout_s), start)
+
+
+class OpenLoopSummary(MeasurementSummary):
+    """An open-loop probe's summary as recorded (what `summarize_slots` returns; DNS, the
+    bystander and break-glass add their own fields)."""
+
+    open_loop: bool | None = None
+    scheduled: int = 0
+    sent: int = 0
+    answered: int = 0
+    ok: int = 0
+    failed: int = 0
+    failed_by_cause: dict[str, int] = {}
+    p50_ms: Num | None = None
+    p99_ms: Num | None = None
+    max_ms: Num | None = None
+    timeout_s: Num | None = None
+    workers: int | None = None
 
 
 def summarize_slots(s: Slots) -> Record:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from loadtest.errors import ConfigError, LoadtestError
 from loadtest.gate import compare
 from loadtest.report.parts import axes, col, figure_tag, items, page, read_json, table
-from loadtest.results import read_summary
+from loadtest.run.record import read_summary
 
 
 def interval_errors(

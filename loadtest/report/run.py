@@ -8,6 +8,8 @@ from pathlib import Path
 
 from loadtest.gate import compare
 from loadtest.measurements import client as client_m
+from loadtest.measurements.apiserver import ApiServerSummary
+from loadtest.measurements.client import ClientSummary
 from loadtest.report.parts import axes, col, figure_tag, items, page, table
 from loadtest.run.record import RecordLike, RunRecord, coerce, load_record, run_profile
 from loadtest.verdict import slo
@@ -17,7 +19,7 @@ def run_plots(run_dir: Path, s: RecordLike) -> list[str]:
     """Latency against agents, throttling, API server CPU, DNS: one figure each."""
     s = coerce(s)
     m = s.measurements
-    ts = (m.apiserver or {}).get("timeseries", [])
+    ts = m.apiserver.timeseries if m.apiserver else []
     origin = compare.scrape_origin(run_dir, s) or 0.0
     users = client_m.timeseries(run_dir / "agents")
     out = []
@@ -58,14 +60,14 @@ def run_plots(run_dir: Path, s: RecordLike) -> list[str]:
             ax.axhline(cpus, color="r", ls=":", label=f"machine cores ({cpus})")
         ax.legend(fontsize=8)
         out.append(figure_tag(fig, "API server CPU (process_cpu_seconds_total rate)"))
-    dts = (m.dns or {}).get("timeseries", [])
+    dts = m.dns.timeseries if m.dns else []
     if dts:
         fig, ax = axes("Cluster DNS", "p99 (ms)", "seconds since the probe started")
         ax.plot(col(dts, "t"), col(dts, "p99_ms"), "o-", label="probe p99")
         limit = slo.in_force(s).dns.p99_ms
         ax.axhline(limit, color="r", ls=":", label=f"SLO p99 {limit:g} ms")
         ax2 = ax.twinx()
-        failed = [d.get("failed", d.get("errors")) for d in dts]  # "errors": before open loop
+        failed = [d.get("failed", d.get("errors")) or 0 for d in dts]  # "errors": before open loop
         ax2.bar(col(dts, "t"), failed, width=2, color="tab:red", alpha=0.4)
         ax2.set_ylabel("failed probes")
         ax2.set_ylim(0, max([1.0, *failed]) * 1.1)
@@ -89,7 +91,7 @@ def cause_lines(s: RecordLike) -> list[str]:
     """What failed and what drove it: SLOs, the requests that cost most, who sent them."""
     record = coerce(s)
     m = record.measurements
-    api = m.apiserver or {}
+    api = m.apiserver or ApiServerSummary()
     out = [
         f"SLO {r.name}: measured {r.measured} (expected {r.expected})"
         + (f"; {'; '.join(r.violations[:3])}" if r.violations else "")
@@ -111,27 +113,26 @@ def cause_lines(s: RecordLike) -> list[str]:
     slow = sorted(
         (
             r
-            for r in api.get("latency", [])
-            if r["metric"] == "apiserver_request_duration_seconds"
-            and r["verb"] != "WATCH"
-            and r["p99"] is not None
+            for r in api.latency or []
+            if r.metric == "apiserver_request_duration_seconds"
+            and r.verb != "WATCH"
+            and r.p99 is not None
         ),
-        key=lambda r: -r["p99"],
+        key=lambda r: -(r.p99 or 0),
     )
     out += [
-        f"slowest at the API server: {r['verb']} {r['resource'] or '-'} scope={r['scope']}"
-        f" p99 {r['p99']:.3g}s over {r['count']:.0f} requests"
+        f"slowest at the API server: {r.verb} {r.resource or '-'} scope={r.scope}"
+        f" p99 {r.p99:.3g}s over {r.count:.0f} requests"
         for r in slow[:2]
     ]
-    for r in api.get("response_bytes", [])[:2]:
+    for r in api.response_bytes[:2]:
         out.append(
             f"the API server sent {r['bytes'] / 1e6:.1f} MB for {r['verb']} "
             f"{r['resource'] or '-'} scope={r['scope']} ({r['responses']:.0f} responses"
             + (f", {r['mean_bytes'] / 1e6:.2f} MB each)" if r["mean_bytes"] else ")")
         )
-    client = m.client or {}
-    sent = client.get("agents", {}).get("bytes") or {}
-    counts = client.get("agents", {}).get("requests") or {}
+    agents = (m.client or ClientSummary()).agents
+    sent, counts = agents.bytes, agents.requests
     total = sum(sent.values())
     for name, b in sorted(sent.items(), key=lambda kv: -kv[1])[:3]:
         if total and b:
@@ -143,19 +144,19 @@ def cause_lines(s: RecordLike) -> list[str]:
             )
     if record.config:
         out.append(f"sent by {record.config.agents} agents with " + _profile_identity(record))
-    apf = api.get("apf", {})
-    for r in apf.get("dispatched", [])[:3]:
+    apf = api.apf
+    for r in apf.dispatched[:3]:
         out.append(
             f"APF dispatched {r['count']:.0f} requests of flow schema "
             f"{r['flow_schema']} (priority level {r['priority_level']})"
         )
-    for pl, seats in sorted((apf.get("executing_seats_max") or {}).items(), key=lambda x: -x[1]):
+    for pl, seats in sorted(apf.executing_seats_max.items(), key=lambda x: -x[1]):
         if pl != "exempt":
             out.append(
                 f"APF priority level {pl}: up to {seats:.0f} seats executing, "
-                f"{(apf.get('inqueue_max') or {}).get(pl, 0):.0f} queued"
+                f"{apf.inqueue_max.get(pl, 0):.0f} queued"
             )
-    for r in apf.get("rejected", [])[:3]:
+    for r in apf.rejected[:3]:
         out.append(
             f"APF rejected {r['count']:.0f} of flow schema {r['flow_schema']} "
             f"({r['priority_level']}, {r['reason']})"
@@ -180,8 +181,8 @@ def write_run_report(run_dir: Path) -> Path:
     by_name = table(
         ("request", "count", "failures", "p50 ms", "p99 ms", "avg bytes"),
         [
-            (r["name"], r["requests"], r["failures"], r["p50_ms"], r["p99_ms"], r["avg_bytes"])
-            for r in (s.measurements.client or {}).get("by_name", [])
+            (r.name, r.requests, r.failures, r.p50_ms, r.p99_ms, r.avg_bytes)
+            for r in (s.measurements.client or ClientSummary()).by_name
         ],
     )
     cost_table = table(

@@ -52,8 +52,9 @@ from loadtest.measurements.coredns import CorednsMetrics
 from loadtest.measurements.coredns import summarize as summarize_coredns
 from loadtest.measurements.machine import MachineCpu
 from loadtest.measurements.progress import Progress
-from loadtest.results import environment, new_run_dir, read_jsonl, read_summary, write_summary
+from loadtest.results import environment, new_run_dir, read_jsonl
 from loadtest.run.config import RunConfig
+from loadtest.run.record import read_summary, write_summary
 from loadtest.verdict import slo
 
 Log = Callable[[str], None]

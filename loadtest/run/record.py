@@ -2,8 +2,8 @@
 
 What a run was (environment, config, the profile and SLOs as resolved at run time, cluster,
 inventory, stages), what it measured and its verdict. The top level is typed and refuses
-unknown keys; each measurement's own summary is still a free-form dict (its module owns its
-shape), held in a typed container with one field per measurement. A record of an older
+unknown keys; each measurement's summary is its module's model, typed where readers look
+and open beyond (the module's further detail is kept as written). A record of an older
 schema is migrated where that is trivial, otherwise refused in one line.
 """
 
@@ -18,27 +18,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from loadtest.agents.profile import AgentProfile, load_profile
 from loadtest.config import describe
 from loadtest.errors import ConfigError, LoadtestError
+from loadtest.measurements.apiserver import ApiServerSummary
+from loadtest.measurements.base import InOrder
+from loadtest.measurements.bystander import RoleSummary
+from loadtest.measurements.client import ClientSummary
+from loadtest.measurements.coredns import CorednsSummary
+from loadtest.measurements.dns import DnsSummary
+from loadtest.measurements.machine import MachineSummary
 from loadtest.run.config import RunConfig
 
 # 1: `version`, no recorded profile. 2: `schema_version`, the profile as run.
 SCHEMA_VERSION: Literal[2] = 2
 FILE = "summary.json"
 
-Summary = dict[str, Any]  # one measurement's summary, shaped by its module
 
-
-class Measurements(BaseModel):
+class Measurements(InOrder):
     """One optional field per measurement, named as the measurement names itself."""
 
     model_config = ConfigDict(extra="forbid")
 
-    apiserver: Summary | None = None
-    coredns: Summary | None = None
-    dns: Summary | None = None
-    client: Summary | None = None
-    bystander: Summary | None = None
-    break_glass: Summary | None = None
-    machine: Summary | None = None  # the host's CPU: what the API server competes with
+    apiserver: ApiServerSummary | None = None
+    coredns: CorednsSummary | None = None
+    dns: DnsSummary | None = None
+    client: ClientSummary | None = None
+    bystander: RoleSummary | None = None
+    break_glass: RoleSummary | None = None
+    machine: MachineSummary | None = None  # the host's CPU: what the API server competes with
 
 
 class SloRow(BaseModel):
@@ -139,9 +144,11 @@ def load_record(run_dir: Path) -> RunRecord:
 
 
 def as_dict(record: RunRecord) -> dict[str, Any]:
-    """The JSON form; a part not recorded (None) is left out, as the summary always did."""
+    """The JSON form; a part not recorded (None) is left out, as the summary always did,
+    and a measurement's summary is written as it was read or made: only the keys it has."""
     d = {k: v for k, v in record.model_dump().items() if v is not None}
-    d["measurements"] = {k: v for k, v in d["measurements"].items() if v is not None}
+    m = record.measurements.model_dump(exclude_unset=True)
+    d["measurements"] = {k: v for k, v in m.items() if v is not None}
     return d
 
 
@@ -152,3 +159,14 @@ def write_record(run_dir: Path, record: RunRecord) -> Path:
     tmp.write_text(json.dumps(as_dict(record), indent=2, default=str))
     tmp.replace(p)  # never a half-written record
     return p
+
+
+def write_summary(run_dir: Path, summary: RecordLike) -> Path:
+    """summary.json, validated as a run record (a dict is one in the making)."""
+    return write_record(run_dir, coerce(summary))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A run record's JSON form, for readers not yet typed (`load_record` is the typed one);
+    an older schema is migrated or refused in one line."""
+    return as_dict(load_record(run_dir))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.results import read_summary
+from loadtest.run.record import read_summary
 from loadtest.verdict import slo
 
 

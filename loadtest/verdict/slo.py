@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from loadtest import config
 from loadtest.config import Strict
+from loadtest.measurements.apiserver import ApiServerSummary, HarnessAccess, LatencyRow
+from loadtest.measurements.bystander import RoleSummary
+from loadtest.measurements.client import ClientSummary
+from loadtest.measurements.dns import DnsSummary
+from loadtest.measurements.openloop import OpenLoopSummary
 from loadtest.run.record import RecordLike, coerce
 
 # The API server's verb label (apiserver_request_* metrics) by SLI; the one set every module uses.
@@ -92,10 +97,10 @@ class SLOResult:
 def evaluate(summary: RecordLike, spec: SLOSpec) -> list[SLOResult]:
     """One result per SLO; 'error' when the measurement it needs is missing or broken."""
     m = coerce(summary).measurements
-    api, dns_m, client = m.apiserver or {}, m.dns, m.client
+    api, dns_m, client = m.apiserver or ApiServerSummary(), m.dns, m.client
     out = [*_api_latency(api, spec.api), *_api_ratios(api, spec.api)]
-    if api.get("harness_access"):
-        out.append(_api_availability(api["harness_access"]))
+    if api.harness_access:
+        out.append(_api_availability(api.harness_access))
     out += _dns(dns_m, spec.dns) if dns_m is not None else []
     if client is not None:
         out.append(_client(client, spec.client))
@@ -108,11 +113,10 @@ def evaluate(summary: RecordLike, spec: SLOSpec) -> list[SLOResult]:
     return out
 
 
-def agents_synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
+def agents_synced(c: ClientSummary, s: ClientSLO) -> SLOResult | None:
     """A run whose agents never finished their first LIST did not apply the load it names:
     the harness was short of CPU, or the API server could not serve the initial LISTs."""
-    a = c.get("agents") or {}
-    want, got = a.get("agents_to_sync", 0), a.get("agents_synced", 0)
+    want, got = c.agents.agents_to_sync, c.agents.agents_synced
     if not want:
         return None  # a profile without watches, or a run recorded before the counter
     return SLOResult(
@@ -123,49 +127,49 @@ def agents_synced(c: dict[str, Any], s: ClientSLO) -> SLOResult | None:
     )
 
 
-def _api_availability(a: dict[str, Any]) -> SLOResult:
+def _api_availability(a: HarnessAccess) -> SLOResult:
     """Did every API server answer? The harness scrapes each one as an exempt identity, so
     a failed scrape is a server that is down or unreachable, not one that throttles. Only
     the servers' failures count: `failed` leaves out what the harness itself got wrong
     (a /metrics text it could not parse), which the summary shows as harness_errors."""
-    servers = a.get("by_server") or {}
-    down = {s: v for s, v in servers.items() if v["failed"]}
-    why = f"; {a['errors'][0]}" if a.get("errors") else ""
+    servers = a.by_server
+    down = {s: v for s, v in servers.items() if v.failed}
+    why = f"; {a.errors[0]}" if a.errors else ""
     return SLOResult(
         "api-availability",
-        "pass" if not a["failed"] else "fail",
+        "pass" if not a.failed else "fail",
         "every API server answers every metrics scrape (exempt identity)",
-        f"{a['failed']} of {a['scrapes']} scrapes failed"
+        f"{a.failed} of {a.scrapes} scrapes failed"
         + (f" ({len(servers)} servers)" if len(servers) > 1 else "")
         + why,
         [
-            f"{s}: {v['failed']} of {v['scrapes']} scrapes failed in {len(v['outages'])} outage(s)"
+            f"{s}: {v.failed} of {v.scrapes} scrapes failed in {len(v.outages)} outage(s)"
             for s, v in sorted(down.items())
         ],
     )
 
 
-def _break_glass(b: dict[str, Any], s: ApiSLO) -> SLOResult:
+def _break_glass(b: RoleSummary, s: ApiSLO) -> SLOResult:
     """The operator's rollback path (exempt from APF): every write succeeds, p99 as any
     mutating call's SLO, over every scheduled write (failures at their latency or timeout)."""
     expected = (
         f"no failure, p99 <= {s.mutating_p99_s:g}s over every scheduled write (admin "
         "PATCH, as the client sees it)"
     )
-    if "error" in b:
-        return _broken("break-glass", expected, b["error"])
-    p99 = b["p99_ms"]
-    ok = b["failed"] == 0 and p99 is not None and p99 / 1000 <= s.mutating_p99_s
+    if b.error is not None:
+        return _broken("break-glass", expected, b.error)
+    p99 = b.p99_ms
+    ok = b.failed == 0 and p99 is not None and p99 / 1000 <= s.mutating_p99_s
     return SLOResult(
         "break-glass",
         "pass" if ok else "fail",
         expected,
-        f"p99 {'-' if p99 is None else f'{p99 / 1000:.3g}s'}, {b['failed']} "
-        f"failed of {b['scheduled']}{_causes(b)}",
+        f"p99 {'-' if p99 is None else f'{p99 / 1000:.3g}s'}, {b.failed} "
+        f"failed of {b.scheduled}{_causes(b)}",
     )
 
 
-def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
+def _bystander(b: RoleSummary, s: ApiSLO) -> list[SLOResult]:
     """Another tenant's namespace LISTs, timed at the client from their scheduled times: APF
     queueing included, failed requests too."""
     lat = (
@@ -174,18 +178,18 @@ def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
     )
     thr = f"429 <= {s.throttled_ratio_max:.2%}"
     err = f"failures other than 429 <= {s.others_error_ratio_max:.2%} of scheduled requests"
-    if "error" in b:
+    if b.error is not None:
         return [
-            _broken(n, e, b["error"])
+            _broken(n, e, b.error)
             for n, e in (
                 ("others-latency", lat),
                 ("others-throttling", thr),
                 ("others-errors", err),
             )
         ]
-    p99, n = b["p99_ms"], b["scheduled"]
-    ratio = b["throttled_429"] / n if n else 0.0
-    other = b["failed"] - b["throttled_429"]
+    p99, n = b.p99_ms, b.scheduled
+    ratio = b.throttled_429 / n if n else 0.0
+    other = b.failed - b.throttled_429
     return [
         SLOResult(
             "others-latency",
@@ -193,13 +197,13 @@ def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
             lat,
             "nothing scheduled"
             if p99 is None
-            else f"{p99 / 1000:.3g}s over {n} requests by {b['user']} ({b['failed']} failed)",
+            else f"{p99 / 1000:.3g}s over {n} requests by {b.user} ({b.failed} failed)",
         ),
         SLOResult(
             "others-throttling",
             "fail" if ratio > s.throttled_ratio_max else "pass",
             thr,
-            f"{ratio:.2%} ({b['throttled_429']} of {n})",
+            f"{ratio:.2%} ({b.throttled_429} of {n})",
         ),
         SLOResult(
             "others-errors",
@@ -210,8 +214,8 @@ def _bystander(b: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
     ]
 
 
-def _causes(b: dict[str, Any]) -> str:
-    c = b.get("failed_by_cause") or {}
+def _causes(b: OpenLoopSummary) -> str:
+    c = b.failed_by_cause
     return "; " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) if c else ""
 
 
@@ -219,7 +223,7 @@ def _broken(name: str, expected: str, why: str) -> SLOResult:
     return SLOResult(name, "error", expected, f"nothing ({why})")
 
 
-def _api_latency(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
+def _api_latency(api: ApiServerSummary, s: ApiSLO) -> list[SLOResult]:
     metric = (
         "apiserver_request_sli_duration_seconds"
         if s.metric == "sli"
@@ -246,50 +250,48 @@ def _api_latency(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
     out = []
     for name, limit, match in classes:
         expected = f"p99 <= {limit:g}s in every 5-minute window ({metric})"
-        if "latency" not in api:
-            out.append(_broken(name, expected, api.get("error", "no API server metrics")))
+        if api.latency is None:
+            out.append(_broken(name, expected, api.error or "no API server metrics"))
             continue
-        rows = [r for r in api["latency"] if r["metric"] == metric and match(r["verb"], r["scope"])]
+        rows = [r for r in api.latency if r.metric == metric and match(r.verb, r.scope)]
         if not rows:
             out.append(SLOResult(name, "pass", expected, "no such requests in the run"))
             continue
-        worst = max(rows, key=lambda r: r["p99_worst_window"] or r["p99"] or 0)
-        bad = [r for r in rows if (r["p99_worst_window"] or r["p99"] or 0) > limit]
+        worst = max(rows, key=lambda r: r.p99_judged)
+        bad = [r for r in rows if r.p99_judged > limit]
         out.append(
             SLOResult(
                 name,
                 "fail" if bad else "pass",
                 expected,
-                f"worst p99 {_s(worst)} for {worst['verb']} {worst['resource']} "
-                f"scope={worst['scope']}",
+                f"worst p99 {_s(worst)} for {worst.verb} {worst.resource} scope={worst.scope}",
                 [
-                    f"{r['verb']} {r['resource'] or '-'} scope={r['scope']}: p99 {_s(r)} over "
-                    f"{r['count']:.0f} requests"
-                    for r in sorted(bad, key=lambda r: -(r["p99_worst_window"] or r["p99"] or 0))
+                    f"{r.verb} {r.resource or '-'} scope={r.scope}: p99 {_s(r)} over "
+                    f"{r.count:.0f} requests"
+                    for r in sorted(bad, key=lambda r: -r.p99_judged)
                 ],
             )
         )
     return out
 
 
-def _s(row: dict[str, Any]) -> str:
-    v = row["p99_worst_window"] or row["p99"] or 0
-    return f"{v:.3g}s"
+def _s(row: LatencyRow) -> str:
+    return f"{row.p99_judged:.3g}s"
 
 
-def _api_ratios(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
-    req = api.get("requests")
-    if not req:
-        why = api.get("error", "no API server metrics")
+def _api_ratios(api: ApiServerSummary, s: ApiSLO) -> list[SLOResult]:
+    req = api.requests
+    if req is None:
+        why = api.error or "no API server metrics"
         return [
             _broken("api-throttling", f"429s <= {s.throttled_ratio_max:.2%}", why),
             _broken("api-errors", f"5xx <= {s.errors_5xx_ratio_max:.2%}", why),
         ]
-    total = max(req["total"], 1.0)
+    total = max(req.total, 1.0)
     out = []
     for name, count, limit, what in (
-        ("api-throttling", req["throttled_429"], s.throttled_ratio_max, "429"),
-        ("api-errors", req["errors_5xx"], s.errors_5xx_ratio_max, "5xx"),
+        ("api-throttling", req.throttled_429, s.throttled_ratio_max, "429"),
+        ("api-errors", req.errors_5xx, s.errors_5xx_ratio_max, "5xx"),
     ):
         ratio = count / total
         out.append(
@@ -297,16 +299,16 @@ def _api_ratios(api: dict[str, Any], s: ApiSLO) -> list[SLOResult]:
                 name,
                 "fail" if ratio > limit else "pass",
                 f"{what} <= {limit:.2%} of requests",
-                f"{ratio:.2%} ({count:.0f} of {req['total']:.0f})",
+                f"{ratio:.2%} ({count:.0f} of {req.total:.0f})",
             )
         )
     return out
 
 
-def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
-    if "error" in d:
+def _dns(d: DnsSummary, s: DnsSLO) -> list[SLOResult]:
+    if d.error is not None:
         return [
-            _broken(n, e, d["error"])
+            _broken(n, e, d.error)
             for n, e in (
                 ("dns-errors", f"<= {s.error_ratio_max:.2%}"),
                 ("dns-latency-p50", f"<= {s.p50_ms}ms"),
@@ -317,18 +319,13 @@ def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
     out = [
         SLOResult(
             "dns-errors",
-            "fail" if d["error_rate"] > s.error_ratio_max else "pass",
+            "fail" if d.error_rate > s.error_ratio_max else "pass",
             f"errors <= {s.error_ratio_max:.2%} of scheduled lookups",
-            f"{d['error_rate']:.2%} ({d['failed']} of {d['scheduled']}{_causes(d)})",
-            [
-                f"{n}: {v['failed']} of {v['scheduled']}"
-                for n, v in d["by_name"].items()
-                if v["failed"]
-            ],
+            f"{d.error_rate:.2%} ({d.failed} of {d.scheduled}{_causes(d)})",
+            [f"{n}: {v.failed} of {v.scheduled}" for n, v in d.by_name.items() if v.failed],
         )
     ]
-    for q, limit in (("p50", s.p50_ms), ("p99", s.p99_ms)):
-        v = d[f"{q}_ms"]
+    for q, v, limit in (("p50", d.p50_ms, s.p50_ms), ("p99", d.p99_ms, s.p99_ms)):
         out.append(
             SLOResult(
                 f"dns-latency-{q}",
@@ -337,18 +334,18 @@ def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
                 "nothing scheduled" if v is None else f"{v:.1f}ms",
             )
         )
-    props = d.get("propagation", [])
-    if d.get("propagation_error"):  # the probe Service could not be made: nothing timed
+    props = d.propagation
+    if d.propagation_error:  # the probe Service could not be made: nothing timed
         out.append(
             _broken(
                 "dns-propagation",
                 f"a new Service resolves within {s.propagation_s_max:g}s",
-                d["propagation_error"],
+                d.propagation_error,
             )
         )
     elif props:
-        slow = [p for p in props if p["seconds"] is None or p["seconds"] > s.propagation_s_max]
-        worst = max((p["seconds"] for p in props if p["seconds"] is not None), default=None)
+        slow = [p for p in props if p.seconds is None or p.seconds > s.propagation_s_max]
+        worst = max((p.seconds for p in props if p.seconds is not None), default=None)
         out.append(
             SLOResult(
                 "dns-propagation",
@@ -356,8 +353,7 @@ def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
                 f"a new Service resolves within {s.propagation_s_max:g}s",
                 f"slowest {worst:.1f}s" if worst is not None else "never resolved",
                 [
-                    f"{p['name']}: "
-                    + ("never resolved" if p["seconds"] is None else f"{p['seconds']:.1f}s")
+                    f"{p.name}: " + ("never resolved" if p.seconds is None else f"{p.seconds:.1f}s")
                     for p in slow
                 ],
             )
@@ -365,18 +361,13 @@ def _dns(d: dict[str, Any], s: DnsSLO) -> list[SLOResult]:
     return out
 
 
-def _client(c: dict[str, Any], s: ClientSLO) -> SLOResult:
-    total = c.get("requests", 0)
-    failures = c.get("failures", 0)
+def _client(c: ClientSummary, s: ClientSLO) -> SLOResult:
+    total, failures = c.requests, c.failures
     ratio = failures / total if total else 0.0
     return SLOResult(
         "client-failures",
         "fail" if ratio > s.failure_ratio_max else "pass",
         f"agent request failures <= {s.failure_ratio_max:.2%}",
         f"{ratio:.2%} ({failures} of {total})",
-        [
-            f"{r['name']}: {r['failures']} of {r['requests']}"
-            for r in c.get("by_name", [])
-            if r["failures"]
-        ],
+        [f"{r.name}: {r.failures} of {r.requests}" for r in c.by_name if r.failures],
     )

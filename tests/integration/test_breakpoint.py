@@ -17,7 +17,7 @@ from loadtest.clusters import Cluster, get_provider
 from loadtest.config import InventorySpec
 from loadtest.gate import breakpoint as bp
 from loadtest.inventory.seed import Seeder, expected_counts
-from loadtest.results import read_summary
+from loadtest.run.record import read_summary
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError
 from loadtest.gate import mitigation
 from loadtest.measurements import bystander, probe_service
-from loadtest.results import read_summary, write_summary
 from loadtest.run.job import BREAK_GLASS_FS, MainJob, RunConfig, ensure_break_glass
+from loadtest.run.record import read_summary, write_summary
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ from loadtest import config
 from loadtest.clusters import Cluster, get_provider, http_client
 from loadtest.config import InventorySpec
 from loadtest.measurements import dns as dns_m
-from loadtest.results import read_jsonl, read_summary
+from loadtest.results import read_jsonl
 from loadtest.run.job import MainJob, RunConfig, run_verdict_pytest
+from loadtest.run.record import read_summary
 from loadtest.verdict import slo
 from loadtest.wait import until
 

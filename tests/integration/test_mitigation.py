@@ -7,8 +7,8 @@ import pytest
 from loadtest.clusters import get_provider
 from loadtest.config import InventorySpec
 from loadtest.gate import mitigation
-from loadtest.results import read_summary
 from loadtest.run.job import MainJob, RunConfig
+from loadtest.run.record import read_summary
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ import pytest
 
 from loadtest.clusters.base import Cluster
 from loadtest.measurements import apiserver, metrics
+from loadtest.measurements.apiserver import ApiServerSummary, HarnessAccess
 from loadtest.results import read_jsonl
 from loadtest.verdict import slo
 from loadtest.wait import until
@@ -223,7 +224,7 @@ def test_a_parse_error_is_the_harness_s_not_an_outage(tmp_path: Path) -> None:
         "outages": [],
         "errors": [],
     }
-    avail = slo._api_availability(s["harness_access"])
+    avail = slo._api_availability(HarnessAccess.model_validate(s["harness_access"]))
     assert avail.status == "pass", avail.message
     assert s["requests"]["total"] == 80  # B's delta spans the unreadable scrape
 
@@ -235,7 +236,7 @@ def test_a_server_that_stops_answering_is_that_server_s_outage(tmp_path: Path) -
     by = s["harness_access"]["by_server"]
     assert (by[A]["failed"], by[B]["failed"], len(by[B]["outages"])) == (0, 2, 1)
     assert s["harness_errors"]["count"] == 0
-    avail = slo._api_availability(s["harness_access"])
+    avail = slo._api_availability(HarnessAccess.model_validate(s["harness_access"]))
     assert avail.status == "fail"
     assert avail.violations == [f"{B}: 2 of 5 scrapes failed in 1 outage(s)"]
     # the merged counters lose nothing: B's delta from scrape 1 to 5 spans the gap
@@ -292,7 +293,7 @@ def test_a_bug_in_a_summary_section_is_a_harness_error(
     assert s["harness_errors"] == {"count": 1, "errors": ["summarizing latency: KeyError: 'le'"]}
     assert s["harness_access"]["failed"] == 0
     # the SLO that needed it says it could not be judged: not a pass, not the server's fault
-    lat = slo._api_latency(s, slo.ApiSLO())
+    lat = slo._api_latency(ApiServerSummary.model_validate(s), slo.ApiSLO())
     assert {r.status for r in lat} == {"error"}
 
 

@@ -149,7 +149,7 @@ def test_a_step_the_harness_could_not_measure_stops_the_search(tmp_path: Path) -
 
 
 def test_step_from_run_tells_an_error_before_load_from_a_failure_under_it(tmp_path: Path) -> None:
-    from loadtest.results import write_summary
+    from loadtest.run.record import write_summary
 
     base = {"config": {"agents": 5, "inventory": {"nodes": 5}}, "failed": "boom"}
     write_summary(tmp_path, {**base, "stages": {"cluster": {}}})

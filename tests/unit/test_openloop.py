@@ -194,7 +194,7 @@ def test_loadtest_summarize_rebuilds_the_probes_from_their_raw_streams(tmp_path,
     import json
 
     from loadtest.cli.main import main
-    from loadtest.results import read_summary
+    from loadtest.run.record import read_summary
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -12,15 +12,17 @@ from loadtest.agents.profile import AgentProfile, Poll, load_profile
 from loadtest.errors import ConfigError
 from loadtest.gate import compare
 from loadtest.report.run import write_run_report
-from loadtest.results import read_summary, write_summary
 from loadtest.run.config import RunConfig
 from loadtest.run.record import (
     SCHEMA_VERSION,
     Measurements,
     RunRecord,
+    as_dict,
     load_record,
+    read_summary,
     run_profile,
     write_record,
+    write_summary,
 )
 from loadtest.verdict import slo
 
@@ -53,7 +55,11 @@ def test_a_record_round_trips(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "summary.json").read_text())["schema_version"] == 2
     back = load_record(tmp_path)
     assert back == rec
-    assert back.measurements.dns == {"p99_ms": 3.0} and back.config and back.config.agents == 7
+    assert (
+        as_dict(back)["measurements"]["dns"] == {"p99_ms": 3.0}
+        and back.config
+        and back.config.agents == 7
+    )
     assert slo.in_force(back).dns.p99_ms == 150
     # the untyped readers see the same, with the parts not measured left out
     assert "coredns" not in read_summary(tmp_path)["measurements"]
@@ -160,3 +166,14 @@ def test_dns_min_probe_default_is_twice_the_cache_ttl() -> None:
     from loadtest.measurements.dns import CACHE_TTL_S
 
     assert RunConfig().dns_min_probe_s == 2 * CACHE_TTL_S  # run_config cannot import dns
+
+
+@pytest.mark.parametrize("path", sorted(RUNS.parent.glob("*/*/summary.json")), ids=str)
+def test_typed_summaries_write_back_what_they_read(path: Path) -> None:
+    """Each measurement's summary is its module's model, typed where readers look: read
+    and written back, the JSON is the one recorded, key for key and value for value."""
+    data = json.loads(path.read_text())
+    rec = load_record(path.parent)
+    assert rec.measurements.apiserver and rec.measurements.apiserver.latency is not None
+    assert as_dict(rec)["measurements"] == data["measurements"]
+    assert json.dumps(as_dict(rec)["measurements"]) == json.dumps(data["measurements"])

@@ -7,7 +7,7 @@ import pytest
 from loadtest import config
 from loadtest.errors import ConfigError
 from loadtest.measurements import apiserver, dns
-from loadtest.results import write_summary
+from loadtest.run.record import write_summary
 from loadtest.verdict import slo
 from tests.unit.conftest import load_recorded
 
