@@ -31,9 +31,9 @@ from loadtest.gate.compare import load_window, run_costs
 from loadtest.gate.fit import Line, fit_nonnegative
 from loadtest.measurements import machine as machine_m
 from loadtest.measurements import metrics
-from loadtest.measurements.apiserver import expand
+from loadtest.measurements.apiserver import ApiServerSummary, expand
 from loadtest.results import read_jsonl
-from loadtest.run.record import read_summary
+from loadtest.run.record import RecordLike, coerce, load_record
 
 # Work the API server does, per second, by what it costs (see module doc).
 FEATURES = ("list_bytes", "watch_events", "watches", "requests")
@@ -129,49 +129,47 @@ def _mean_features(rows: Sequence[tuple[float, float, float, dict]]) -> dict[str
     return {k: sum(f[k] * (t1 - t0) for t0, t1, _, f in rows) / total for k in FEATURES}
 
 
-def _p99_classes(summary: dict[str, Any]) -> dict[str, float]:
+def _p99_classes(summary: RecordLike) -> dict[str, float]:
     """Worst p99 of each SLO class that CPU saturation moves (API server's SLI histogram,
     as the SLOs read it; break-glass as the harness's client saw it)."""
     from loadtest.verdict.slo import MUTATING_VERBS
 
     out: dict[str, float] = {}
-    api = summary.get("measurements", {}).get("apiserver", {})
-    for r in api.get("latency", []):
-        if r.get("metric") != "apiserver_request_sli_duration_seconds" or r.get("p99") is None:
+    m = coerce(summary).measurements
+    for r in (m.apiserver.latency if m.apiserver else None) or []:
+        if r.metric != "apiserver_request_sli_duration_seconds" or r.p99 is None:
             continue
-        if r["verb"] in MUTATING_VERBS:
+        if r.verb in MUTATING_VERBS:
             cls = "mutating"
-        elif r["verb"] == "LIST" and r.get("scope") == "cluster":
+        elif r.verb == "LIST" and r.scope == "cluster":
             cls = "read-cluster"
-        elif r["verb"] in ("GET", "LIST"):
-            cls = "read-resource" if r.get("scope") == "resource" else "read-namespace"
+        elif r.verb in ("GET", "LIST"):
+            cls = "read-resource" if r.scope == "resource" else "read-namespace"
         else:
             continue
-        out[cls] = max(out.get(cls, 0.0), r["p99"])
-    bg = summary.get("measurements", {}).get("break_glass") or {}
-    if bg.get("p99_ms") is not None:
-        out["break-glass"] = bg["p99_ms"] / 1000
+        out[cls] = max(out.get(cls, 0.0), r.p99)
+    if m.break_glass and m.break_glass.p99_ms is not None:
+        out["break-glass"] = m.break_glass.p99_ms / 1000
     return out
 
 
 def sample_from_run(run_dir: Path) -> RunSample:
     """Reduce a results folder (summary, raw/apiserver.jsonl, Locust history) to a sample."""
-    s = read_summary(run_dir)
-    cfg = s.get("config", {})
-    inv = cfg.get("inventory", {})
+    s = load_record(run_dir)
+    inv = s.config.inventory if s.config else None
     v, _ = run_costs(run_dir)
     window = load_window(run_dir)
     raw = run_dir / "raw" / "apiserver.jsonl"
     rows = scrape_intervals(raw) if raw.exists() else []
     inside = [r for r in rows if window and r[0] >= window[0] - 1 and r[1] <= window[1] + 6]
     outside = [r for r in rows if not window or r[1] <= window[0] or r[0] >= window[1]]
-    api = s.get("measurements", {}).get("apiserver", {})
-    load_s = (window[1] - window[0]) if window else float(cfg.get("duration_s") or 0)
+    api = s.measurements.apiserver or ApiServerSummary()
+    load_s = (window[1] - window[0]) if window else (s.config.duration_s if s.config else 0.0)
     by_res: dict[str, float] = {}
-    for r in api.get("response_bytes", []):
+    for r in api.response_bytes:
         if r["verb"] == "LIST" and load_s:
             by_res[r["resource"]] = by_res.get(r["resource"], 0.0) + r["bytes"] / load_s
-    nominal = api.get("apf", {}).get("nominal_limit_seats", {})
+    nominal = api.apf.nominal_limit_seats
     mraw = run_dir / "raw" / "machine.jsonl"
     busy = machine_m.busy_cores(read_jsonl(mraw), *window) if window and mraw.exists() else None
     others = (
@@ -179,14 +177,14 @@ def sample_from_run(run_dir: Path) -> RunSample:
         if busy is not None and v["apiserver_cpu"] is not None
         else None
     )
-    peak = s.get("cluster", {}).get("apiserver_memory_peak_bytes")
-    rss = api.get("process", {}).get("rss_max_mib")
+    peak = s.cluster.get("apiserver_memory_peak_bytes")
+    rss = api.process.rss_max_mib if api.process else None
     return RunSample(
-        nodes=int(inv.get("nodes", 0)),
-        agents=int(cfg.get("agents", 0)),
-        pods_per_node=int(inv.get("pods_per_node", 0)),
-        pod_bytes=int(inv.get("pod_bytes", 0)),
-        node_bytes=int(inv.get("node_bytes", 0)),
+        nodes=inv.nodes if inv else 0,
+        agents=s.agents,
+        pods_per_node=inv.pods_per_node if inv else 0,
+        pod_bytes=inv.pod_bytes if inv else 0,
+        node_bytes=inv.node_bytes if inv else 0,
         load_s=load_s,
         cpu_busy=v["apiserver_cpu"],
         work=_mean_features(inside),
@@ -197,8 +195,8 @@ def sample_from_run(run_dir: Path) -> RunSample:
         rss_bytes=float(peak) if peak else (rss * 2**20 if rss else None),
         seats_per_agent=v["apf_seats_per_agent"],
         level_seats=nominal.get("workload-low"),
-        verdict=s.get("verdict", "?"),
-        failed_slos=[r["name"] for r in s.get("slo", []) if r["status"] != "pass"],
+        verdict=s.verdict or "?",
+        failed_slos=[r.name for r in s.slo if r.status != "pass"],
         run_dir=str(run_dir),
         others_cores=others,
     )

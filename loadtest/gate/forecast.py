@@ -10,7 +10,7 @@ from typing import Any
 
 from loadtest.gate import capacity
 from loadtest.gate.target import TargetSpec, consistent_cache, translate
-from loadtest.run.record import read_summary
+from loadtest.run.record import RecordLike, as_dict, coerce, load_record
 from loadtest.verdict import slo
 
 # DESIGN.md: pinned, the API server got ~1.57 of this machine's 2 cores beside etcd, KWOK and
@@ -19,11 +19,13 @@ SHARE_OF_MACHINE = 0.8
 
 
 def fit_cores(
-    summaries: Sequence[dict[str, Any]], cores: float | None, shared_measured: bool = False
+    summaries: Sequence[RecordLike], cores: float | None, shared_measured: bool = False
 ) -> tuple[float, str]:
     """The cores the fit's API server had, and how that was known. shared_measured: the
     runs measured what the rest of this machine took (the model subtracts it at each N)."""
-    quotas = {s.get("cluster", {}).get("apiserver_cpu_cores") for s in summaries} - {None}
+    quotas = {
+        q for s in summaries if (q := coerce(s).cluster.get("apiserver_cpu_cores")) is not None
+    }
     if cores:
         return cores, f"{cores:g} cores for the API server (given)"
     if len(quotas) == 1:
@@ -67,10 +69,10 @@ def forecast_from_runs(
     """Fit on the runs given (small, passing ones), forecast; JSON for reports.
     forecast_cores: this machine's API server with other cores than the fit had (a CPU
     quota carried over)."""
-    summaries = [read_summary(d) for d in run_dirs]
+    records = [load_record(d) for d in run_dirs]
     samples = [capacity.sample_from_run(d) for d in run_dirs]
     shared = all(s.others_cores is not None for s in samples)
-    here, how = fit_cores(summaries, cores, shared)
+    here, how = fit_cores(records, cores, shared)
     machine = float(os.cpu_count() or 1) if shared else None
     model = capacity.fit_model(samples, here, machine)
     notes = [
@@ -97,8 +99,11 @@ def forecast_from_runs(
         )
         max_n = max_nodes
     else:
-        last = summaries[-1].get("config", {}).get("inventory", {})
-        fit = {**last, "consistent_cache": consistent_cache(summaries[-1])}
+        last = records[-1].config
+        fit = {
+            **(last.inventory.model_dump() if last else {}),
+            "consistent_cache": consistent_cache(as_dict(records[-1])),
+        }
         cap, sc, more = translate(target, fit, model.pods_share_of_list_bytes)
         notes += more
         max_n = max(max_nodes, target.inventory.nodes * 2)
