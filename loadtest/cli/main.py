@@ -229,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_mitigate(args: argparse.Namespace) -> int:
     from loadtest.gate import mitigation
     from loadtest.results import latest_run
-    from loadtest.run.record import read_summary
+    from loadtest.run.record import load_record
 
     if args.fresh_cluster and not args.rerun:
         raise ConfigError("--fresh-cluster goes with --rerun (a new cluster for every rerun)")
@@ -238,13 +238,9 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
     if args.results is None:
         args.results = latest_run(args.out, args.profile)
         log(f"newest run of {args.profile}: {args.results}")
-    summary = read_summary(args.results)
-    cfg = (
-        config.parse(RunConfig, summary.get("config", {}), f"{args.results}/summary.json")
-        if args.rerun
-        else None
-    )
-    if summary.get("verdict") == "pass":
+    summary = load_record(args.results)
+    cfg = (summary.config or RunConfig()) if args.rerun else None
+    if summary.verdict == "pass":
         log("warning: that run passed its SLOs: the objects confine agents that did no harm")
     plan = mitigation.Plan(shares_of_server=args.share) if args.share else None
     objs, why = mitigation.from_results(summary, plan)
@@ -315,12 +311,12 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
-    from loadtest.run.record import read_summary
+    from loadtest.run.record import load_record
 
-    summary = read_summary(args.results)  # a missing or foreign folder: one line, no XML
+    record = load_record(args.results)  # a missing or foreign folder: one line, no XML
     # by default the SLOs the run was judged by, not today's defaults
     return run_verdict_pytest(
-        args.results, args.slo or summary.get("config", {}).get("slo_file", "")
+        args.results, args.slo or (record.config.slo_file if record.config else "")
     )
 
 

@@ -261,25 +261,24 @@ def trim(cluster: Any, spec: InventorySpec, seeded_nodes: int) -> int:
 def step_from_run(run_dir: Path, phase: str, loadavg_1m: float | None) -> Step:
     """A measured run as a step: its verdict and the SLOs it failed, in evaluation order."""
     from loadtest.gate.compare import run_costs
-    from loadtest.run.record import read_summary
+    from loadtest.run.record import load_record
 
-    s = read_summary(run_dir)
+    s = load_record(run_dir)
     try:
         cpu = run_costs(run_dir)[0]["apiserver_cpu"]
     except (OSError, ValueError, KeyError):  # a run that broke early measured nothing
         cpu = None
-    cfg = s.get("config", {})
-    failed = [r["name"] for r in s.get("slo", []) if r["status"] != "pass"]
-    verdict = "pass" if not failed and s.get("verdict") == "pass" else "fail"
-    if "failed" in s and not failed:
-        failed = [f"run-error: {str(s['failed'])[:160]}"]
+    failed = [r.name for r in s.slo if r.status != "pass"]
+    verdict = "pass" if not failed and s.verdict == "pass" else "fail"
+    if s.failed is not None and not failed:
+        failed = [f"run-error: {s.failed[:160]}"]
         # broken under load (an API server that died) is a failure; broken before any load
         # (KWOK, seeding, a port taken) measured nothing: an error that ends the search
-        loaded = "measurements-started" in s.get("stages", {})
+        loaded = "measurements-started" in s.stages
         verdict = "fail" if loaded else "error"
     return Step(
-        cfg.get("inventory", {}).get("nodes", 0),
-        cfg.get("agents", 0),
+        s.config.inventory.nodes if s.config else 0,
+        s.agents,
         phase,
         verdict,
         failed,

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from loadtest.errors import ConfigError, LoadtestError
 from loadtest.gate import compare
 from loadtest.report.parts import axes, col, figure_tag, items, page, read_json, table
-from loadtest.run.record import read_summary
+from loadtest.run.record import load_record
 
 
 def interval_errors(
@@ -59,12 +59,8 @@ def comparison_plots(c: compare.Comparison) -> list[str]:
     for side, style in (("baseline", "-"), ("candidate", "--")):
         for i, d in enumerate(c.runs.get(side, [])):
             try:
-                ts = (
-                    read_summary(Path(d))
-                    .get("measurements", {})
-                    .get("apiserver", {})
-                    .get("timeseries", [])
-                )
+                api = load_record(Path(d)).measurements.apiserver
+                ts = api.timeseries if api else []
             except LoadtestError:
                 continue
             color = "tab:blue" if side == "baseline" else "tab:red"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.run.record import read_summary
+from loadtest.run.record import load_record
 from loadtest.verdict import slo
 
 
@@ -29,8 +29,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not results:
         raise pytest.UsageError("loadtest/verdict/pytest_verdict.py needs --loadtest-results DIR")
     slo_file = metafunc.config.getoption("--loadtest-slo")
-    summary = read_summary(Path(results))
-    evaluated = slo.evaluate(summary, slo.load_slos(Path(slo_file) if slo_file else None))
+    record = load_record(Path(results))
+    evaluated = slo.evaluate(record, slo.load_slos(Path(slo_file) if slo_file else None))
     metafunc.parametrize("slo_result", evaluated, ids=[r.name for r in evaluated], indirect=True)
 
 
