@@ -34,7 +34,7 @@ from loadtest.errors import ConfigError
 from loadtest.measurements.apiserver import ApiServerSummary, LatencyRow
 from loadtest.measurements.client import ClientSummary
 from loadtest.results import COMPARABLE
-from loadtest.run.record import RecordLike, RunRecord, as_dict, coerce, load_record, run_profile
+from loadtest.run.record import RecordLike, RunRecord, coerce, load_record, run_profile
 
 Values = dict[str, float | None]
 
@@ -261,27 +261,26 @@ def run_costs(run_dir: Path) -> tuple[Values, list[str]]:
 # --- environments -------------------------------------------------------------------------
 
 
-def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(summary: RecordLike) -> dict[str, Any]:
     """What must match for two runs to be comparable (the commit is reported, not required)."""
-    env = summary.get("environment", {})
-    cfg = summary.get("config", {})
-    cluster = summary.get("cluster", {})
+    record = coerce(summary)
+    env, cfg, cluster = record.environment, record.config, record.cluster
     flat = {k: env.get(k) for k in COMPARABLE}
     flat.update({f"tools.{k}": v for k, v in (env.get("tools") or {}).items()})
     flat.update(
         {
             "cluster.provider": cluster.get("provider"),
             "cluster.version": cluster.get("version"),
-            "inventory": cfg.get("inventory"),
-            "agents": cfg.get("agents"),
-            "duration_s": cfg.get("duration_s"),
-            "shape": cfg.get("shape"),
+            "inventory": cfg.inventory.model_dump() if cfg else None,
+            "agents": cfg.agents if cfg else None,
+            "duration_s": cfg.duration_s if cfg else None,
+            "shape": cfg.shape if cfg else None,
         }
     )
     return flat
 
 
-def environment_warnings(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> list[str]:
+def environment_warnings(a: Sequence[RecordLike], b: Sequence[RecordLike]) -> list[str]:
     """One line per field that differs anywhere among the runs of both sides."""
     prints = [fingerprint(s) for s in (*a, *b)]
     out = []
@@ -289,7 +288,7 @@ def environment_warnings(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]
         seen = {repr(p.get(key)) for p in prints}
         if len(seen) > 1:
             out.append(f"environments differ in {key}: {', '.join(sorted(seen))}")
-    commits = {s.get("environment", {}).get("commit") for s in (*a, *b)}
+    commits = {coerce(s).environment.get("commit") for s in (*a, *b)}
     if len(commits) > 1:
         out.append(f"harness commits differ: {', '.join(sorted(str(c) for c in commits))}")
     return out
@@ -582,7 +581,6 @@ def compare_runs(
     cand = [run_costs(d) for d in cand_dirs]
     recs_a = [load_record(d) for d in base_dirs]
     recs_b = [load_record(d) for d in cand_dirs]
-    sums_a, sums_b = [as_dict(r) for r in recs_a], [as_dict(r) for r in recs_b]
     metrics_ = compare_values([v for v, _ in base], [v for v, _ in cand])
     notes = sorted({n for _, ns in (*base, *cand) for n in ns} | set(_short_runs(recs_a + recs_b)))
     return Comparison(
@@ -592,7 +590,7 @@ def compare_runs(
         interval=INTERVAL if len(base_dirs) > 1 else "one round: point estimates only",
         metrics=metrics_,
         budgets=[check_budget(b, metrics_.get(b.metric)) for b in budgets],
-        warnings=environment_warnings(sums_a, sums_b),
+        warnings=environment_warnings(recs_a, recs_b),
         runs={"baseline": [str(d) for d in base_dirs], "candidate": [str(d) for d in cand_dirs]},
         notes=notes,
         machine=machine or {},

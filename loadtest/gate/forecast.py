@@ -10,7 +10,7 @@ from typing import Any
 
 from loadtest.gate import capacity
 from loadtest.gate.target import TargetSpec, consistent_cache, translate
-from loadtest.run.record import RecordLike, as_dict, coerce, load_record
+from loadtest.run.record import RecordLike, coerce, load_record
 from loadtest.verdict import slo
 
 # DESIGN.md: pinned, the API server got ~1.57 of this machine's 2 cores beside etcd, KWOK and
@@ -102,7 +102,7 @@ def forecast_from_runs(
         last = records[-1].config
         fit = {
             **(last.inventory.model_dump() if last else {}),
-            "consistent_cache": consistent_cache(as_dict(records[-1])),
+            "consistent_cache": consistent_cache(records[-1]),
         }
         cap, sc, more = translate(target, fit, model.pods_share_of_list_bytes)
         notes += more

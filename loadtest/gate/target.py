@@ -23,6 +23,7 @@ from loadtest.clusters import cgroups
 from loadtest.config import Strict
 from loadtest.errors import LoadtestError
 from loadtest.gate.capacity import Capacity, Scaling
+from loadtest.run.record import RecordLike, coerce
 
 # DESIGN.md, measured here: 200 consistent LISTs of 2,000 pods, watch cache 16.3 s, etcd 24.4 s
 # at the same concurrency (and etcd's own CPU 0.2 s -> 3.9 s).
@@ -182,10 +183,11 @@ def local_target(cores: float, replicas: int = 1, memory: str | None = None) -> 
     return TargetSpec(apiserver=ApiserverSpec(cores=cores, replicas=replicas, memory=memory))
 
 
-def consistent_cache(summary: dict[str, Any]) -> bool:
+def consistent_cache(summary: RecordLike) -> bool:
     """Did the run's API server serve consistent LISTs from its watch cache?"""
-    gates = summary.get("cluster", {}).get("feature_gates") or ""
+    cluster = coerce(summary).cluster
+    gates = cluster.get("feature_gates") or ""
     m = re.search(r"ConsistentListFromCache=(true|false)", str(gates))
-    version = summary.get("cluster", {}).get("version") or "v1.33"
+    version = cluster.get("version") or "v1.33"
     minor = int(re.findall(r"\d+", version)[1]) if len(re.findall(r"\d+", version)) > 1 else 33
     return (m.group(1) == "true") if m else minor >= 31
