@@ -283,7 +283,9 @@ class Law:
     """A work rate per agent, a + b*N (fitted), split by resource where it matters."""
 
     per_agent: Line
-    background: float
+    # the cluster's own work outside the agents (node Lease renewals, KWOK's status updates,
+    # controllers): it grows with the inventory too (a Lease PUT per node every 10 s)
+    background: Line
 
 
 @dataclass
@@ -348,7 +350,8 @@ class Model:
             "requests": 1.0,
         }
         work = {
-            k: (law.background + agents * max(0.0, law.per_agent(n)) * per[k]) / cap.replicas
+            k: (max(0.0, law.background(n)) + agents * max(0.0, law.per_agent(n)) * per[k])
+            / cap.replicas
             for k, law in self.work.items()
         }
         return self.unit.cpu(work), work
@@ -479,7 +482,7 @@ def fit_model(
     work = {
         k: Law(
             _law(ns, [max(0.0, s.work[k] - s.background[k]) / s.agents for s in runs]),
-            sum(s.background[k] for s in runs) / len(runs),
+            _law(ns, [s.background[k] for s in runs]),
         )
         for k in FEATURES
     }

@@ -131,6 +131,18 @@ def test_a_quota_on_a_shared_machine_gets_what_the_rest_leaves() -> None:
     assert capacity.fit_model([_run(50), _run(100)], 1.4, 2.0).available(300, shared) == 1.4
 
 
+def test_the_clusters_own_work_grows_with_the_inventory() -> None:
+    """Node Leases are renewed every 10 s: the background requests grow with N, and the
+    forecast carries that growth instead of holding the fit's mean flat."""
+    runs = [_run(50), _run(100)]
+    for r in runs:
+        r.background = {**r.background, "requests": r.nodes / 10}
+    m = capacity.fit_model(runs, cores=1.6)
+    assert m.work["requests"].background(1000) == pytest.approx(100, rel=0.01)
+    _, work = m.demand(1000, capacity.Scaling(), capacity.Capacity(cores=1.6))
+    assert work["requests"] >= 100
+
+
 def test_replicas_share_the_load_and_memory_can_break_first() -> None:
     m = capacity.fit_model([_run(50), _run(100)], cores=1.6)
     one = m.forecast(capacity.Capacity(cores=1.6)).nodes
