@@ -144,14 +144,14 @@ def test_the_clusters_own_work_grows_with_the_inventory() -> None:
 
 
 def test_an_idle_servers_latency_never_falls_with_n() -> None:
-    """Two small runs whose p99s fall with N (noise) give a flat law at their mean, not one
+    """Two small runs whose p99s fall with N (noise) give a flat law at the lower, not one
     that reaches 0 a little further on and lets no latency SLO break before saturation."""
     small, big = _run(50), _run(100)
     small.p99 = {**small.p99, "mutating": 0.6}
     big.p99 = {**big.p99, "mutating": 0.3}
     m = capacity.fit_model([small, big], cores=1.6)
     law = m.base_latency["mutating"]
-    assert law.slope == 0 and law(1000) == pytest.approx(law(50)) and law(50) > 0.2
+    assert law.slope == 0 and law(1000) == pytest.approx(law(50)) and 0.1 < law(50) < 0.3
 
 
 def test_replicas_share_the_load_and_memory_can_break_first() -> None:
