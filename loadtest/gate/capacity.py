@@ -13,8 +13,11 @@ Why not a polynomial in N: past the knee latency is queueing, not work. The mode
 where F_k are work rates at the API server (LIST bytes returned, watch events sent, watches
 open, requests), each per agent a + b*N (an agent listing cluster-wide pays for every
 object); u_k are CPU-seconds per unit, fitted on the scrape intervals of the small runs
-(many samples per run, the idle ones anchor the intercept); s(N) is the p99 a class of
-request would have on an idle server, p99 * (1 - rho) measured at each small size.
+(many samples per run, the idle ones anchor the intercept); the cluster's own work
+(Lease renewals, KWOK) a + b*N beside the agents'. s(N) is the p99 a class of request would
+have on an idle server, p99 * (1 - rho) measured at each small size, as a line in the watch
+events the server sends, E(N): fan-out delays writes at low CPU. A law of latency or of the
+rest of the machine that falls with N is small-size noise (one-sided): held at its lowest.
 """
 
 from __future__ import annotations
@@ -324,7 +327,10 @@ class Model:
 
     unit: UnitCosts
     work: dict[str, Law]  # feature -> per-agent law
-    base_latency: dict[str, Line]  # SLO class -> p99 on an idle server, a + b*N
+    # SLO class -> p99 on an idle server, a + b*N, and a + b*E with E the watch events/s the
+    # server sends; the larger counts: fan-out delays writes at low CPU (watch-heavy:
+    # break-glass p99 0.46 s at 194 events/s, 1.2 s at 1,745, the API server at 0.18 cores)
+    base_latency: dict[str, Line]
     seats_per_agent: Line | None
     level_seats: float | None
     resident: Line | None  # API server memory without LISTs in flight, a + b*N (bytes)
@@ -332,6 +338,7 @@ class Model:
     fit_nodes: list[int]
     pods_share_of_list_bytes: float  # how much of LIST bytes are pods (for object scaling)
     others: Line | None = None  # the machine's cores besides the API server, a + b*N
+    base_by_events: dict[str, Line] = field(default_factory=dict)  # see base_latency
 
     def available(self, n: float, cap: Capacity) -> float:
         """The cores the API server gets at n nodes: its own, or on a shared host what the
@@ -378,8 +385,10 @@ class Model:
                 sat = n
             q = 1 / (1 - rho) if rho < 1 else math.inf
             row: dict[str, float | None] = {"nodes": n, "rho": rho, "cores": cpu}
+            events = work.get("watch_events", 0.0)
             for cls, base in self.base_latency.items():
-                p = max(0.0, base(n)) * q
+                by_events = self.base_by_events.get(cls)
+                p = max(0.0, base(n), by_events(events) if by_events else 0.0) * q
                 row[f"p99_{cls}"] = p if math.isfinite(p) else None
                 limit = slo_p99.get(cls)
                 if limit and p > limit and cls not in breaks:
@@ -497,13 +506,16 @@ def fit_model(
         for k in FEATURES
     }
     base: dict[str, Line] = {}
+    by_events: dict[str, Line] = {}
     for cls in sorted({c for s in runs for c in s.p99}):
         pts = [
-            (float(s.nodes), s.p99[cls] * max(0.05, 1 - s.cpu_busy / avail(s)))
+            (s, s.p99[cls] * max(0.05, 1 - s.cpu_busy / avail(s)))
             for s in runs
             if cls in s.p99 and s.cpu_busy is not None
         ]
-        base[cls] = _rising([x for x, _ in pts], [y for _, y in pts])
+        ys = [y for _, y in pts]
+        base[cls] = _rising([float(s.nodes) for s, _ in pts], ys)
+        by_events[cls] = _rising([s.work["watch_events"] for s, _ in pts], ys)
     seats = [
         (float(s.nodes), s.seats_per_agent * max(0.05, 1 - (s.cpu_busy or 0) / avail(s)))
         for s in runs
@@ -526,4 +538,5 @@ def fit_model(
         sorted(s.nodes for s in runs),
         pods_lb / total_lb if total_lb else 1.0,
         _rising([x for x, _ in others], [y for _, y in others]) if others else None,
+        by_events,
     )
