@@ -1,4 +1,4 @@
-"""The project's one percentile of raw samples (histogram quantiles are in metrics.py)."""
+"""The project's one percentile of raw samples (histogram quantiles are in measurements/metrics.py)."""
 
 from __future__ import annotations
 
