@@ -67,8 +67,10 @@ def _stall(pid: int, seconds: float, raws: list[Path]) -> tuple[float, float]:
 def _in_stall(
     slots: openloop.Slots, t_stop: float, t_cont: float, late_ms: float
 ) -> dict[str, Any]:
-    """The slots due during the stall: how many failed (by cause) or came late."""
-    due = [r for r in slots.slots if t_stop <= r["sched"] <= t_cont]
+    """The slots due during the stall early enough to be late by `late_ms` when it ends:
+    how many failed (by cause) or came late. (A slot due in its last `late_ms` is answered
+    within that once the server runs again: honestly not late.)"""
+    due = [r for r in slots.slots if t_stop <= r["sched"] <= t_cont - late_ms / 1000]
     failed = [r for r in due if r["cause"] is not None]
     late = [r for r in due if r["cause"] is None and slots.value_ms(r) > late_ms]
     return {
@@ -135,8 +137,9 @@ def test_apiserver_stall_fails_the_other_tenant_and_break_glass(cluster, tmp_pat
             f"\napiserver stall {t_cont - t_stop:.1f}s: in it {seen}; in all {_totals(summaries)}"
             f"; SLOs {verdict}"
         )
-    for n, s in seen.items():
-        assert s["due"] >= 45 and s["share"] >= 0.9, (n, s)
+    for n, s in seen.items():  # 5 slots a second, 10 s stall, less the role's threshold
+        assert s["due"] >= 0.9 * 5 * (t_cont - t_stop - late_s[n]), (n, s)
+        assert s["share"] >= 0.9, (n, s)
     assert verdict["others-latency"] == verdict["others-errors"] == "fail"
     assert verdict["break-glass"] == "fail"
 
