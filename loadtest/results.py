@@ -83,7 +83,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def new_run_dir(root: Path, label: str = "") -> Path:
+    """A run's folder, named by time and label; a profile given as a file is labelled by
+    its name (a path as label made nested folders: `<time>-/tmp/x/hammer.yaml/`)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if "/" in label or label.endswith((".yaml", ".yml")):
+        label = Path(label).stem
     d = root / (f"{stamp}-{label}" if label else stamp)
     (d / "raw").mkdir(parents=True, exist_ok=True)
     return d

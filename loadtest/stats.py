@@ -1,4 +1,4 @@
-"""The project's one percentile of raw samples (histogram quantiles are in measurements/metrics.py)."""
+"""The project's one percentile of raw samples (histogram quantiles: measurements/metrics)."""
 
 from __future__ import annotations
 

@@ -177,3 +177,10 @@ def test_typed_summaries_write_back_what_they_read(path: Path) -> None:
     assert rec.measurements.apiserver and rec.measurements.apiserver.latency is not None
     assert as_dict(rec)["measurements"] == data["measurements"]
     assert json.dumps(as_dict(rec)["measurements"]) == json.dumps(data["measurements"])
+
+
+def test_a_profile_file_labels_its_run_by_name(tmp_path: Path) -> None:
+    from loadtest.results import new_run_dir
+
+    d = new_run_dir(tmp_path, str(tmp_path / "profiles" / "hammer.yaml"))
+    assert d.parent == tmp_path and d.name.endswith("-hammer") and (d / "raw").is_dir()
