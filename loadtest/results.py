@@ -82,12 +82,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def run_label(profile: str) -> str:
+    """What a run's folder is named after: the profile, a file by its name (a path as the
+    label made nested folders: `<time>-/tmp/x/hammer.yaml/`)."""
+    return Path(profile).stem if "/" in profile or profile.endswith((".yaml", ".yml")) else profile
+
+
 def new_run_dir(root: Path, label: str = "") -> Path:
-    """A run's folder, named by time and label; a profile given as a file is labelled by
-    its name (a path as label made nested folders: `<time>-/tmp/x/hammer.yaml/`)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    if "/" in label or label.endswith((".yaml", ".yml")):
-        label = Path(label).stem
+    label = run_label(label)
     d = root / (f"{stamp}-{label}" if label else stamp)
     (d / "raw").mkdir(parents=True, exist_ok=True)
     return d
@@ -95,7 +98,7 @@ def new_run_dir(root: Path, label: str = "") -> Path:
 
 def latest_run(root: Path, profile: str) -> Path:
     """The newest run of `profile` under `root` (run folders start with a UTC timestamp)."""
-    runs = sorted(d for d in root.glob(f"*-{profile}") if (d / "summary.json").exists())
+    runs = sorted(d for d in root.glob(f"*-{run_label(profile)}") if (d / "summary.json").exists())
     if not runs:
         raise ConfigError(
             f"no run of profile {profile!r} in {root}/: run `make loadtest "
