@@ -61,6 +61,9 @@ def memory_total_bytes() -> int:
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, summed over its cores;
     idle and I/O wait are not busy."""
-    t = psutil.cpu_times()
-    total = float(sum(t))
-    return total - t.idle - getattr(t, "iowait", 0.0), total
+    t = psutil.cpu_times()._asdict()
+    idle = t.pop("idle") + t.pop("iowait", 0.0)
+    # guest time is already inside user/nice (Linux); busy summed from its own fields,
+    # since total - idle cancels to -3.5e-11 between two samples of an idle machine
+    busy = sum(v for k, v in t.items() if k not in ("guest", "guest_nice"))
+    return busy, busy + idle

@@ -57,7 +57,8 @@ def busy_cores(
     inside = [r for r in rows if "busy_s" in r and t0 <= r["t"] <= t1]
     if len(inside) < 2 or inside[-1]["t"] <= inside[0]["t"]:
         return None
-    return (inside[-1]["busy_s"] - inside[0]["busy_s"]) / (inside[-1]["t"] - inside[0]["t"])
+    busy = inside[-1]["busy_s"] - inside[0]["busy_s"]
+    return max(0.0, busy) / (inside[-1]["t"] - inside[0]["t"])  # counters only grow
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,3 +33,8 @@ def test_a_real_sampler_writes_as_it_goes(tmp_path: Path) -> None:
     s = m.gather()
     assert s["samples"] >= 4 and s["cpus"] >= 1
     assert s["busy_cores_mean"] is not None and 0 <= s["busy_cores_mean"] <= s["cpus"] + 0.5
+
+
+def test_an_idle_pair_of_samples_is_zero_busy_not_negative() -> None:
+    rows = [{"t": 1.0, "busy_s": 10.0}, {"t": 2.0, "busy_s": 10.0 - 3.5e-11}]
+    assert machine.busy_cores(rows) == 0.0
