@@ -89,12 +89,14 @@ def search(
         "steps": [
             (s["nodes"], s["verdict"], s["first_failed"], s["loadavg_1m"]) for s in data["steps"]
         ],
-        "fit_runs": [  # what the forecast used
-            s["run_dir"]
-            for s in data["steps"][: (data.get("predicted") or {}).get("made_after_steps", 2)]
-            if s["verdict"] == "pass"
-        ],
+        "fit_runs": fit_runs(data),
     }
+
+
+def fit_runs(data: dict[str, Any]) -> list[str]:
+    """The runs a search's forecast was fitted on: the passing ones before it was made."""
+    made_after = (data.get("predicted") or {}).get("made_after_steps", 2)
+    return [s["run_dir"] for s in data["steps"][:made_after] if s["verdict"] == "pass"]
 
 
 def measured(r: dict[str, Any]) -> float | None:

@@ -1,7 +1,7 @@
 """Forecast again from recorded break-point searches, with today's capacity model.
 
 A search keeps every step's run: the forecast can be made again from its fit runs (the
-passing ones among the first two steps) for any API server cores, and set against the
+passing ones before its forecast was made) for any API server cores, and set against the
 brackets that were measured, without measuring again. For the same fit, `--cores` carries a
 quota over (fit at 0.5, forecast 1 and 1.5) as `make bench-breakpoint` does.
 
@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_breakpoint import fit_runs, measured  # noqa: E402
 from benchmarks.common import table, write_result  # noqa: E402
 from loadtest.gate import forecast  # noqa: E402
 
@@ -33,14 +34,9 @@ def search(d: Path) -> dict[str, Any]:
     return data
 
 
-def middle(data: dict[str, Any]) -> float | None:
-    lo, hi = data.get("bracket") or (None, None)
-    return (lo + hi) / 2 if lo is not None and hi is not None else None
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("fit", type=Path, help="the search whose first two steps are the fit")
+    p.add_argument("fit", type=Path, help="the search whose fit runs are refitted")
     p.add_argument("--cores", default="", help="API server cores to forecast (default: the fit's)")
     p.add_argument(
         "--measured", action="append", default=[], metavar="CORES=DIR", help="a measured search"
@@ -48,15 +44,15 @@ def main() -> int:
     p.add_argument("--slo", type=Path, help="SLO file the searches ran with")
     a = p.parse_args()
     fit = search(a.fit)
-    runs = [Path(s["run_dir"]) for s in fit["steps"][:2] if s["verdict"] == "pass"]
+    runs = [Path(r) for r in fit_runs(fit)]
     if not runs:
-        raise SystemExit(f"{a.fit}: no passing run among the first two steps to fit on")
-    measured = {float(k): middle(search(Path(v))) for k, v in (m.split("=", 1) for m in a.measured)}
+        raise SystemExit(f"{a.fit}: no passing run before its forecast to fit on")
+    known = {float(k): measured(search(Path(v))) for k, v in (m.split("=", 1) for m in a.measured)}
     cores = [float(c) for c in a.cores.split(",") if c] or [0.0]
     rows, out = [], []
     for c in cores:
         fc = forecast.forecast_from_runs(runs, forecast_cores=c or None, slo_file=str(a.slo or ""))
-        got = measured.get(c) if c else middle(fit)
+        got = known.get(c) if c else measured(fit)
         err = (fc["nodes"] - got) / got if fc["nodes"] and got else None
         rows.append((c or "the fit's", fc["nodes"], fc["slo"], got, err))
         out.append({"cores": c or None, "forecast": fc, "measured_middle": got, "error": err})

@@ -321,6 +321,14 @@ class Forecast:
         )
 
 
+def share(cores: float, machine_cores: float | None, others: float | None) -> float:
+    """The cores an API server gets: its own, or on a shared host what the rest leaves of
+    it, whichever is less (never below a sliver: rho stays finite)."""
+    if machine_cores is None or others is None:
+        return cores
+    return max(0.05, min(cores, machine_cores - max(0.0, others)))
+
+
 @dataclass
 class Model:
     """Unit costs and laws fitted on small runs; `forecast` for any capacity and scaling."""
@@ -341,11 +349,8 @@ class Model:
     base_by_events: dict[str, Line] = field(default_factory=dict)  # see base_latency
 
     def available(self, n: float, cap: Capacity) -> float:
-        """The cores the API server gets at n nodes: its own, or on a shared host what the
-        rest leaves of it, whichever is less (never below a sliver: rho stays finite)."""
-        if cap.machine_cores is None or self.others is None:
-            return cap.cores
-        return max(0.05, min(cap.cores, cap.machine_cores - max(0.0, self.others(n))))
+        """The cores the API server gets at n nodes (see `share`)."""
+        return share(cap.cores, cap.machine_cores, self.others(n) if self.others else None)
 
     def demand(self, n: float, sc: Scaling, cap: Capacity) -> tuple[float, dict[str, float]]:
         """API server cores needed at n nodes, per replica, and the work behind it."""
@@ -493,9 +498,7 @@ def fit_model(
     unit = fit_unit_costs(runs, cores)
 
     def avail(s: RunSample) -> float:
-        if machine_cores is None or s.others_cores is None:
-            return cores
-        return max(0.05, min(cores, machine_cores - s.others_cores))
+        return share(cores, machine_cores, s.others_cores)
 
     ns = [float(s.nodes) for s in runs]
     work = {

@@ -19,10 +19,10 @@ SHARE_OF_MACHINE = 0.8
 
 
 def fit_cores(
-    summaries: Sequence[RecordLike], cores: float | None, shared_measured: bool = False
+    summaries: Sequence[RecordLike], cores: float | None, machine_cores: float | None = None
 ) -> tuple[float, str]:
-    """The cores the fit's API server had, and how that was known. shared_measured: the
-    runs measured what the rest of this machine took (the model subtracts it at each N)."""
+    """The cores the fit's API server had, and how that was known. machine_cores: the runs
+    measured what the rest of their host (of that many cores) took; the model subtracts it."""
     quotas = {
         q for s in summaries if (q := coerce(s).cluster.get("apiserver_cpu_cores")) is not None
     }
@@ -31,14 +31,22 @@ def fit_cores(
     if len(quotas) == 1:
         q = float(quotas.pop())
         return q, f"{q:g} cores for the API server (its CPU quota)"
+    if machine_cores:
+        return machine_cores, (
+            f"this machine's {machine_cores:g} cores for the API server, less what the rest takes"
+        )
     cpus = float(os.cpu_count() or 1)
-    if shared_measured:
-        return cpus, f"this machine's {cpus:g} cores for the API server, less what the rest takes"
     return cpus * SHARE_OF_MACHINE, (
         f"{cpus * SHARE_OF_MACHINE:.2g} cores for the API server: {SHARE_OF_MACHINE:.0%} of "
         f"this machine's {cpus:g} (measured: ~1.57 of 2 when pinned, beside etcd, KWOK and "
         "the harness)"
     )
+
+
+def _host_cores(records: Sequence[RecordLike]) -> float:
+    """The cores of the host the runs measured (their machine summary), else this one's."""
+    seen = {m.cpus for r in records if (m := coerce(r).measurements.machine) and m.cpus}
+    return float(seen.pop()) if len(seen) == 1 else float(os.cpu_count() or 1)
 
 
 def slo_limits(spec: slo.SLOSpec) -> tuple[dict[str, float], float]:
@@ -71,9 +79,8 @@ def forecast_from_runs(
     quota carried over)."""
     records = [load_record(d) for d in run_dirs]
     samples = [capacity.sample_from_run(d) for d in run_dirs]
-    shared = all(s.others_cores is not None for s in samples)
-    here, how = fit_cores(records, cores, shared)
-    machine = float(os.cpu_count() or 1) if shared else None
+    machine = _host_cores(records) if all(s.others_cores is not None for s in samples) else None
+    here, how = fit_cores(records, cores, machine)
     model = capacity.fit_model(samples, here, machine)
     notes = [
         how,

@@ -63,11 +63,8 @@ def busy_cores(
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     rows = [r for r in rows if "busy_s" in r]
-    steps = [
-        (b["busy_s"] - a["busy_s"]) / (b["t"] - a["t"])
-        for a, b in zip(rows, rows[1:], strict=False)
-        if b["t"] > a["t"]
-    ]
+    pairs = (busy_cores([a, b]) for a, b in zip(rows, rows[1:], strict=False))
+    steps = [c for c in pairs if c is not None]
     return {
         "cpus": os.cpu_count() or 1,
         "samples": len(rows),
