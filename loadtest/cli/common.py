@@ -26,13 +26,17 @@ def _memory(args: argparse.Namespace) -> int | None:
 def make_provider(args: argparse.Namespace) -> ClusterProvider:
     memory = _memory(args)
     cpu = getattr(args, "apiserver_cpu", None)
+    # what both providers that make clusters take
+    made = {
+        "log": log,
+        "apiserver_port": args.port,
+        "apiserver_args": dict(args.apiserver_arg or []),
+        "feature_gates": args.feature_gates,
+    }
     if args.provider == "local":
         return get_provider(
             "local",
-            log=log,
-            apiserver_port=args.port,
-            apiserver_args=dict(args.apiserver_arg or []),
-            feature_gates=args.feature_gates,
+            **made,
             apiserver_memory=memory,
             apiserver_cpu=cgroups.parse_cores(cpu) if cpu else None,
         )
@@ -42,13 +46,7 @@ def make_provider(args: argparse.Namespace) -> ClusterProvider:
             "limits the API server's memory and CPU"
         )
     if args.provider == "kind":
-        return get_provider(
-            "kind",
-            log=log,
-            apiserver_port=args.port,
-            apiserver_args=dict(args.apiserver_arg or []),
-            feature_gates=args.feature_gates,
-        )
+        return get_provider("kind", **made)
     if args.provider == "existing":
         return get_provider("existing", kubeconfig_path=args.kubeconfig)
     return get_provider(args.provider)
