@@ -40,13 +40,14 @@ def make_provider(args: argparse.Namespace) -> ClusterProvider:
             apiserver_memory=memory,
             apiserver_cpu=cgroups.parse_cores(cpu) if cpu else None,
         )
-    if memory or cpu:
-        raise LoadtestError(
-            "--apiserver-memory/--apiserver-cpu: only the local provider "
-            "limits the API server's memory and CPU"
-        )
+    if cpu:
+        raise LoadtestError("--apiserver-cpu: only the local provider limits the API server's CPU")
     if args.provider == "kind":
-        return get_provider("kind", **made)
+        return get_provider("kind", **made, apiserver_memory=memory)
+    if memory:
+        raise LoadtestError(
+            "--apiserver-memory: only the local and kind providers limit the API server's memory"
+        )
     if args.provider == "existing":
         return get_provider("existing", kubeconfig_path=args.kubeconfig)
     return get_provider(args.provider)
@@ -103,8 +104,9 @@ def memory_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--apiserver-memory",
         metavar="SIZE",
-        help="local: the API server's memory budget, e.g. 2Gi (a control plane's "
-        "size; beyond it the kernel's OOM killer acts, as in production)",
+        help="local, kind: the API server's memory budget, e.g. 2Gi (a control plane's "
+        "size; beyond it the kernel's OOM killer acts, as in production; on kind a limit on "
+        "each API server's static pod, which kubelet restarts)",
     )
     p.add_argument(
         "--apiserver-cpu",

@@ -39,16 +39,44 @@ class _Group(NamedTuple):
     peak: str
 
 
-def _group(name: str) -> _Group:
-    """The group's directory and files in this machine's hierarchy."""
-    if (ROOT / "cgroup.controllers").exists():  # v2, unified
-        return _Group(ROOT / f"loadtest-{name}", "memory.max", "memory.events", "memory.peak")
-    return _Group(
-        ROOT / "memory" / f"loadtest-{name}",
-        "memory.limit_in_bytes",
-        "memory.oom_control",
-        "memory.max_usage_in_bytes",
-    )
+def _v2() -> bool:
+    return (ROOT / "cgroup.controllers").exists()  # unified hierarchy
+
+
+def _group(name: str | Path) -> _Group:
+    """The memory group's directory and files in this machine's hierarchy: ours by name, or
+    any group by its directory (one another manager made, e.g. a kubelet's pod group)."""
+    if _v2():
+        d = name if isinstance(name, Path) else ROOT / f"loadtest-{name}"
+        return _Group(d, "memory.max", "memory.events", "memory.peak")
+    d = name if isinstance(name, Path) else ROOT / "memory" / f"loadtest-{name}"
+    return _Group(d, "memory.limit_in_bytes", "memory.oom_control", "memory.max_usage_in_bytes")
+
+
+def memory_group_of(pid: int) -> Path | None:
+    """The memory group directory a process is in (None: gone, or no memory controller)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if _v2() and controllers == "":
+            return ROOT / path.lstrip("/")
+        if "memory" in controllers.split(","):
+            return ROOT / "memory" / path.lstrip("/")
+    return None
+
+
+def memory_limit(name: str | Path) -> int | None:
+    """The group's memory limit in bytes (None: no group, or unlimited)."""
+    g = _group(name)
+    try:
+        text = (g.dir / g.limit).read_text().strip()
+    except OSError:
+        return None
+    # v2 says "max"; v1 says a page-rounded LONG_MAX
+    return None if text == "max" or int(text) >= 2**62 else int(text)
 
 
 def cap(name: str, limit: int) -> Path:
@@ -86,7 +114,7 @@ def parse_cores(text: str) -> float:
 
 
 def _cpu_dir(name: str) -> Path:
-    if (ROOT / "cgroup.controllers").exists():
+    if _v2():
         return _group(name).dir  # v2: one group holds both controllers
     return ROOT / "cpu" / f"loadtest-{name}"
 
@@ -96,7 +124,7 @@ def cap_cpu(name: str, cores: float) -> Path:
     d = _cpu_dir(name)
     quota = max(1000, round(cores * PERIOD_US))
     try:
-        if (ROOT / "cgroup.controllers").exists():
+        if _v2():
             with contextlib.suppress(OSError):  # enabled already, or not ours to enable
                 (ROOT / "cgroup.subtree_control").write_text("+cpu")
             d.mkdir(exist_ok=True)
@@ -116,7 +144,7 @@ def cpu_quota(name: str) -> float | None:
     """The cores the group may use (None: no group, or no limit)."""
     d = _cpu_dir(name)
     try:
-        if (ROOT / "cgroup.controllers").exists():
+        if _v2():
             quota, period = (d / "cpu.max").read_text().split()
         else:
             quota = (d / "cpu.cfs_quota_us").read_text().strip()
@@ -144,7 +172,7 @@ def launcher(name: str, binary: Path, script: Path) -> Path:
     return script
 
 
-def oom_kills(name: str) -> int | None:
+def oom_kills(name: str | Path) -> int | None:
     """How many processes the kernel's OOM killer took in the group (None: no group)."""
     g = _group(name)
     try:
@@ -155,7 +183,7 @@ def oom_kills(name: str) -> int | None:
     return int(m.group(1)) if m else 0
 
 
-def reset_peak(name: str) -> None:
+def reset_peak(name: str | Path) -> None:
     """Start the group's peak usage over from now, so a run's peak is its own (v1 can; v2's
     memory.peak is the group's lifetime peak on kernels before 6.12)."""
     g = _group(name)
@@ -163,7 +191,7 @@ def reset_peak(name: str) -> None:
         (g.dir / g.peak).write_text("0")
 
 
-def peak(name: str) -> int | None:
+def peak(name: str | Path) -> int | None:
     """The most memory the group held (bytes) since creation or the last reset_peak; None
     when the group or the counter is missing. Charged pages, i.e. what the limit applies to
     (a process's RSS can read higher: file pages charged to the group that read them first).

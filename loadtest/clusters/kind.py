@@ -6,6 +6,9 @@ node image is the one `make node-image` builds (loadtest/kind-node:<kubernetes v
 that image is absent, kind's own default image is used, as on a machine that can pull.
 The harness marks the clusters it creates with a Kubernetes node label, so a kind cluster the
 user made by hand is reported as not created by the harness (no load goes to it by default).
+A memory budget for the API server is a limit on its static pod, set by kubeadm's own patch
+mechanism at creation, so it holds from the server's first page and kubelet restarts it after
+an OOM kill, as on a production control plane.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from loadtest import toolchain
-from loadtest.clusters import kubeconfig
-from loadtest.clusters.base import Cluster, check_name, http_client
+from loadtest import processes, toolchain
+from loadtest.clusters import cgroups, kubeconfig
+from loadtest.clusters.base import Cluster, check_name
 from loadtest.clusters.fake_nodes import ensure_beside, stop_beside
-from loadtest.errors import ClusterError, CommandError, ConfigError
+from loadtest.errors import ClusterError, CommandError, ConfigError, LoadtestError
 from loadtest.proc import run
 from loadtest.wait import until
 
@@ -39,6 +43,9 @@ LOCAL_IMAGE_REPO = "loadtest/kind-node"
 # The DaemonSet of the node image's default CNI; it stands in for kindnet (see
 # clusters/node-image/files/default-cni.yaml). kindest/node images run kindnet instead.
 CNI_AGENTS = ({"app": "loadtest-cni"}, {"app": "kindnet"})
+ROLE_LABEL = "io.x-k8s.kind.role"  # kind's label: control-plane, worker, external-load-balancer
+PATCHES_IN_NODE = "/kind/loadtest-patches"  # kubeadm's patch directory, mounted from the host
+DNS_REPLACE_S = 30.0  # the longest a CoreDNS replica's restart is waited for
 
 
 def _quiet(_: str) -> None:
@@ -69,11 +76,14 @@ class KindProvider:
         apiserver_args: Mapping[str, str] | None = None,
         feature_gates: str = "",
         timeout: float = 600,
+        apiserver_memory: int | None = None,
     ) -> None:
         """`config`: a kind config path or a name in clusters/kind/ ("default", "ha");
         default $LOADTEST_KIND_CONFIG or "default". `image`: the node image; default
-        $LOADTEST_KIND_IMAGE, else the local build if present, else kind's own default."""
+        $LOADTEST_KIND_IMAGE, else the local build if present, else kind's own default.
+        `apiserver_memory`: bytes each API server may use (its static pod's limit)."""
         self.log = log
+        self.apiserver_memory = apiserver_memory
         self.config = _config_path(config or os.environ.get("LOADTEST_KIND_CONFIG") or "default")
         self.image = image or os.environ.get("LOADTEST_KIND_IMAGE") or None
         self.apiserver_port = apiserver_port
@@ -98,8 +108,9 @@ class KindProvider:
         try:
             # 1. our kind config: the chosen file, loopback API server, per-run flags, our mark
             d.mkdir(parents=True, exist_ok=True)
+            patches = self._write_patches(d / "patches")
             conf = d / "kind-config.yaml"
-            conf.write_text(yaml.safe_dump(self._kind_config(), sort_keys=False))
+            conf.write_text(yaml.safe_dump(self._kind_config(patches), sort_keys=False))
             # 2. kind creates the node containers, runs kubeadm, installs the CNI
             shown = image or "kind's default"
             self.log(
@@ -177,26 +188,63 @@ class KindProvider:
         return self._handle(cluster_name, kcfg, created_by_harness="node/" in mark)
 
     def restart_dns(self, cluster_name: str) -> None:
-        """`kubectl rollout restart deployment/coredns -n kube-system`, through the API."""
-        cluster = self.get(cluster_name)
-        if cluster is None:
+        """Restart each CoreDNS container in turn through its node's runtime, as an OOM kill
+        or a crash does: kubelet starts it again without asking the API server, so this
+        works when the API server does not answer (a rollout restart through the API would
+        wait for it, and the old pods would keep serving from their caches). Each restarted
+        CoreDNS must LIST Services and EndpointSlices anew: under saturation it cannot, and
+        after 5 s it answers SERVFAIL for what it does not know, which is what is measured.
+        The next replica is restarted once the previous one runs again (at most
+        DNS_REPLACE_S), so a healthy cluster keeps one replica serving."""
+        rows = _docker_lines(
+            [
+                "ps",
+                "--filter",
+                f"label={CLUSTER_LABEL}={cluster_name}",
+                "--format",
+                f'{{{{.Names}}}} {{{{.Label "{ROLE_LABEL}"}}}}',
+            ]
+        )
+        if not rows:
             raise ClusterError(f"no kind cluster named {cluster_name!r}")
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        patch = {
-            "spec": {
-                "template": {
-                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}
-                }
-            }
+        # kubelets' nodes, not HA's load balancer
+        nodes = sorted(
+            n for n, _, role in (r.partition(" ") for r in rows) if role != "external-load-balancer"
+        )
+        for node in nodes:
+            for old in _crictl_ids(node, "coredns"):
+                self.log(f"restarting CoreDNS container {old[:12]} on {node}")
+                before = set(_crictl_ids(node, "coredns"))
+                _crictl(node, "stop", "--timeout", "2", old)
+                try:
+                    until(
+                        partial(_restarted, node, before),
+                        f"CoreDNS restarted on {node}",
+                        timeout=DNS_REPLACE_S,
+                        interval=1,
+                    )
+                except LoadtestError:
+                    self.log(f"CoreDNS on {node} not running again after {DNS_REPLACE_S:g}s")
+
+    def apiserver_memory_usage(
+        self, cluster_name: str, reset: bool = False
+    ) -> dict[str, int | None] | None:
+        """OOM kills in the API servers' pod groups (they outlive a container's restart) and
+        the largest peak charge among them since the last reset; None when no API server of
+        the cluster has a memory limit. Read on the host: the node containers share its
+        kernel, and kubelet's groups are nested in their containers' groups."""
+        groups = _apiserver_groups(cluster_name)
+        if not groups:
+            return None
+        kills = [cgroups.oom_kills(g) for g in groups]
+        peaks = [p for p in (cgroups.peak(g) for g in groups) if p is not None]
+        if reset:
+            for g in groups:
+                cgroups.reset_peak(g)
+        return {
+            "apiserver_oom_kills": sum(k or 0 for k in kills),
+            "apiserver_memory_peak_bytes": max(peaks, default=None),
         }
-        with http_client(cluster) as c:
-            r = c.patch(
-                "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
-                json=patch,
-                headers={"Content-Type": "application/strategic-merge-patch+json"},
-            )
-        if r.status_code != 200:
-            raise ClusterError(f"restarting CoreDNS: HTTP {r.status_code}: {r.text[:200]}")
 
     def ensure_fake_nodes(self, cluster: Cluster) -> int:
         """kind has no KWOK controller: one runs on the host, beside the cluster."""
@@ -265,7 +313,19 @@ class KindProvider:
             return None
         return local
 
-    def _kind_config(self) -> dict[str, Any]:
+    def _write_patches(self, d: Path) -> Path | None:
+        """kubeadm patches for the API server's static pod (its memory limit), or None."""
+        if not self.apiserver_memory:
+            return None
+        d.mkdir(parents=True, exist_ok=True)
+        limits = {"memory": str(self.apiserver_memory)}
+        patch = {
+            "spec": {"containers": [{"name": "kube-apiserver", "resources": {"limits": limits}}]}
+        }
+        (d / "kube-apiserver+strategic.yaml").write_text(yaml.safe_dump(patch))
+        return d
+
+    def _kind_config(self, patches: Path | None = None) -> dict[str, Any]:
         try:
             conf = yaml.safe_load(self.config.read_text())
         except (OSError, yaml.YAMLError) as e:
@@ -288,6 +348,15 @@ class KindProvider:
         nodes = conf.setdefault("nodes", [{"role": "control-plane"}])
         for node in nodes:
             node.setdefault("labels", {})[CREATED_BY[0]] = CREATED_BY[1]
+            if patches and node.get("role") == "control-plane":
+                node.setdefault("extraMounts", []).append(
+                    {"hostPath": str(patches), "containerPath": PATCHES_IN_NODE, "readOnly": True}
+                )
+                # the first control plane inits, the others join: both read the patches
+                node.setdefault("kubeadmConfigPatches", []).extend(
+                    yaml.safe_dump({"kind": k, "patches": {"directory": PATCHES_IN_NODE}})
+                    for k in ("InitConfiguration", "JoinConfiguration")
+                )
         return conf
 
     def _wait_nodes_ready(self, kubectl: Path, kcfg: Path) -> None:
@@ -379,6 +448,55 @@ def _require_docker() -> None:
         run(["docker", "info", "--format", "{{.ServerVersion}}"], "docker info", timeout=30)
     except CommandError as e:
         raise ClusterError("the Docker engine does not answer: run `make docker`") from e
+
+
+def _apiserver_groups(cluster_name: str) -> list[Path]:
+    """The memory groups of the cluster's API server pods that have a limit. Found from
+    the running servers once (kubelet's path depends on its cgroup driver) and kept:
+    a pod's group stays while the server in it is dead between restarts."""
+    cache = state_root() / cluster_name / "apiserver-groups.json"
+    if cache.exists():
+        known = [Path(p) for p in json.loads(cache.read_text())]
+        if known and all(p.is_dir() for p in known):
+            return known
+    ids = _docker_lines(
+        [
+            "ps",
+            "--no-trunc",
+            "--filter",
+            f"label={CLUSTER_LABEL}={cluster_name}",
+            "--filter",
+            f"label={ROLE_LABEL}=control-plane",
+            "--format",
+            "{{.ID}}",
+        ]
+    )
+    found: list[Path] = []
+    for pid, argv in processes.mentioning("kube-apiserver").items():
+        group = cgroups.memory_group_of(pid)
+        if not argv or Path(argv[0]).name != "kube-apiserver" or group is None:
+            continue
+        if any(i in str(group) for i in ids) and cgroups.memory_limit(group.parent):
+            found.append(group.parent)  # the pod's group, above the container's
+    found = sorted(set(found))
+    if found and cache.parent.is_dir():
+        cache.write_text(json.dumps([str(p) for p in found]))
+    return found
+
+
+def _crictl(node: str, *args: str) -> str:
+    return run(["docker", "exec", node, "crictl", *args], f"crictl {args[0]} on {node}", timeout=60)
+
+
+def _restarted(node: str, before: set[str]) -> bool:
+    """A CoreDNS container runs in `node` that was not running `before`."""
+    return bool(set(_crictl_ids(node, "coredns")) - before)
+
+
+def _crictl_ids(node: str, name: str) -> list[str]:
+    """The running containers named `name` in a node."""
+    out = _crictl(node, "ps", "--name", name, "--state", "running", "-q")
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def _docker_lines(args: list[str]) -> list[str]:

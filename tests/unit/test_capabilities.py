@@ -31,7 +31,16 @@ CAPABILITIES = (
     ("provider", "has"),
     [
         ("local", {RestartsDNS, BudgetsApiserverMemory}),
-        ("kind", {RunsFakeNodesBeside, ProbesDNSInNamespace, RunsPods, RestartsDNS}),
+        (
+            "kind",
+            {
+                RunsFakeNodesBeside,
+                ProbesDNSInNamespace,
+                RunsPods,
+                RestartsDNS,
+                BudgetsApiserverMemory,
+            },
+        ),
         ("existing", set()),
     ],
 )

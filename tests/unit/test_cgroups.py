@@ -1,5 +1,6 @@
 """Memory limits through cgroups: sizes, and the OOM count from either hierarchy's files."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,33 @@ def test_peak_reads_and_resets_the_hierarchys_counter(tmp_path: Path, monkeypatc
     assert cgroups.peak("c1") == 2**31
     cgroups.reset_peak("c1")  # the kernel starts the count over from what is held now
     assert (d / name).read_text() == "0"
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_a_group_made_elsewhere_is_read_by_its_directory(tmp_path: Path, monkeypatch, v2: bool):
+    """A kubelet's pod group, found from a process's /proc/PID/cgroup line."""
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    if v2:
+        (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    pod = (tmp_path if v2 else tmp_path / "memory") / "docker" / "abc" / "kubepods" / "pod1"
+    pod.mkdir(parents=True)
+    limit, events = (
+        ("memory.max", "memory.events")
+        if v2
+        else (
+            "memory.limit_in_bytes",
+            "memory.oom_control",
+        )
+    )
+    (pod / limit).write_text("max\n" if v2 else "9223372036854771712\n")
+    assert cgroups.memory_limit(pod) is None  # unlimited
+    (pod / limit).write_text("2147483648\n")
+    assert cgroups.memory_limit(pod) == 2**31
+    (pod / events).write_text("oom_kill 3\n")
+    assert cgroups.oom_kills(pod) == 3
+    assert cgroups.memory_group_of(2**22 + 12345) is None  # no such process
+    me = cgroups.memory_group_of(os.getpid())
+    assert me is None or me.is_relative_to(tmp_path)
 
 
 def test_launcher_enters_the_group_before_the_binary_runs(tmp_path: Path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from loadtest.clusters import get_provider
-from loadtest.clusters.kind import CREATED_BY, HOST, KindProvider
+from loadtest.clusters.kind import CREATED_BY, HOST, PATCHES_IN_NODE, KindProvider
 from loadtest.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +49,28 @@ def test_per_run_apiserver_flags_become_a_kubeadm_patch():
         "max-requests-inflight": "50",
         "feature-gates": "ConsistentListFromCache=false",
     }
+
+
+@pytest.mark.parametrize("config", ["default", "ha"])
+def test_a_memory_budget_is_a_kubeadm_patch_on_every_api_server(config, tmp_path):
+    p = KindProvider(config=config, apiserver_memory=2 * 2**30)
+    patches = p._write_patches(tmp_path / "patches")
+    assert patches is not None
+    pod = yaml.safe_load((patches / "kube-apiserver+strategic.yaml").read_text())
+    assert pod["spec"]["containers"] == [
+        {"name": "kube-apiserver", "resources": {"limits": {"memory": str(2 * 2**30)}}}
+    ]
+    conf = p._kind_config(patches)
+    planes = [n for n in conf["nodes"] if n["role"] == "control-plane"]
+    for node in planes:  # init or join, each control plane reads the mounted patches
+        assert {"hostPath": str(patches), "containerPath": PATCHES_IN_NODE, "readOnly": True} in (
+            node["extraMounts"]
+        )
+        kinds = {yaml.safe_load(x)["kind"]: yaml.safe_load(x) for x in node["kubeadmConfigPatches"]}
+        for k in ("InitConfiguration", "JoinConfiguration"):
+            assert kinds[k]["patches"] == {"directory": PATCHES_IN_NODE}
+    assert all("extraMounts" not in n for n in conf["nodes"] if n["role"] != "control-plane")
+    assert KindProvider(config=config)._write_patches(tmp_path / "none") is None
 
 
 def test_unknown_config_names_the_known_ones():
