@@ -85,7 +85,10 @@ class ApiserverTail:
                 self.prev, self.last = self.last, (rec["t"], self.state.get("cpu", 0.0))
         cores = None
         if self.prev and self.last and self.last[0] > self.prev[0]:
-            cores = (self.last[1] - self.prev[1]) / (self.last[0] - self.prev[0])
+            used = self.last[1] - self.prev[1]
+            if used < 0:  # the counter started over: a restarted API server
+                used = self.last[1]
+            cores = used / (self.last[0] - self.prev[0])
         return {
             "cores": cores,
             "rss": self.state.get("rss"),

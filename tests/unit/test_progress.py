@@ -45,6 +45,20 @@ def test_apiserver_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
     assert later["cores"] is not None and tail.offset == raw.stat().st_size
 
 
+def test_a_restarted_api_server_reads_as_cpu_used_not_negative(tmp_path: Path) -> None:
+    """Its CPU counter starts over: what it used since then counts (measured on kind: the
+    line read -25.63 cores after an OOM kill)."""
+    raw = tmp_path / "apiserver.jsonl"
+    rows = [(0.0, 30.0), (5.0, 32.5), (10.0, 0.5)]  # (t, process_cpu_seconds_total)
+    raw.write_text(
+        "".join(
+            json.dumps({"t": t, "samples": [["process_cpu_seconds_total", [], cpu]]}) + "\n"
+            for t, cpu in rows
+        )
+    )
+    assert progress.ApiserverTail(raw).update()["cores"] == 0.5 / 5
+
+
 def test_agents_counters_summed_over_processes(tmp_path: Path) -> None:
     for i, synced in enumerate((3, 4)):
         (tmp_path / f"agents.{i}.json").write_text(
