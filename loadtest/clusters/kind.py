@@ -22,11 +22,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from loadtest import processes, toolchain
 from loadtest.clusters import cgroups, kubeconfig
-from loadtest.clusters.base import Cluster, check_name
+from loadtest.clusters.base import Cluster, check_name, http_client
 from loadtest.clusters.fake_nodes import ensure_beside, stop_beside
 from loadtest.errors import ClusterError, CommandError, ConfigError, LoadtestError
 from loadtest.proc import run
@@ -45,7 +46,7 @@ LOCAL_IMAGE_REPO = "loadtest/kind-node"
 CNI_AGENTS = ({"app": "loadtest-cni"}, {"app": "kindnet"})
 ROLE_LABEL = "io.x-k8s.kind.role"  # kind's label: control-plane, worker, external-load-balancer
 PATCHES_IN_NODE = "/kind/loadtest-patches"  # kubeadm's patch directory, mounted from the host
-DNS_REPLACE_S = 30.0  # the longest a CoreDNS replica's restart is waited for
+DNS_REPLACE_S = 30.0  # the longest CoreDNS's rollout restart is waited for (as local)
 
 
 def _quiet(_: str) -> None:
@@ -188,61 +189,61 @@ class KindProvider:
         return self._handle(cluster_name, kcfg, created_by_harness="node/" in mark)
 
     def restart_dns(self, cluster_name: str) -> None:
-        """Restart each CoreDNS container in turn through its node's runtime, as an OOM kill
-        or a crash does: kubelet starts it again without asking the API server, so this
-        works when the API server does not answer (a rollout restart through the API would
-        wait for it, and the old pods would keep serving from their caches). Each restarted
-        CoreDNS must LIST Services and EndpointSlices anew: under saturation it cannot, and
-        after 5 s it answers SERVFAIL for what it does not know, which is what is measured.
-        The next replica is restarted once the previous one runs again (at most
-        DNS_REPLACE_S), so a healthy cluster keeps one replica serving."""
-        rows = _docker_lines(
-            [
-                "ps",
-                "--filter",
-                f"label={CLUSTER_LABEL}={cluster_name}",
-                "--format",
-                f'{{{{.Names}}}} {{{{.Label "{ROLE_LABEL}"}}}}',
-            ]
-        )
-        if not rows:
-            raise ClusterError(f"no kind cluster named {cluster_name!r}")
-        # kubelets' nodes, not HA's load balancer
-        nodes = sorted(
-            n for n, _, role in (r.partition(" ") for r in rows) if role != "external-load-balancer"
-        )
-        for node in nodes:
-            for old in _crictl_ids(node, "coredns"):
-                self.log(f"restarting CoreDNS container {old[:12]} on {node}")
-                before = set(_crictl_ids(node, "coredns"))
-                _crictl(node, "stop", "--timeout", "2", old)
-                try:
-                    until(
-                        partial(_restarted, node, before),
-                        f"CoreDNS restarted on {node}",
-                        timeout=DNS_REPLACE_S,
-                        interval=1,
-                    )
-                except LoadtestError:
-                    self.log(f"CoreDNS on {node} not running again after {DNS_REPLACE_S:g}s")
+        """Replace CoreDNS as the local provider does: a rollout restart through the API
+        (new pods beside the old, which stop once the new are ready: a healthy cluster
+        loses no query), and where that does not finish within DNS_REPLACE_S, or the API
+        server does not take it, the old containers are restarted through their nodes'
+        runtime, as an OOM kill or an eviction would not wait. kubelet starts them again
+        without the API server; each must LIST Services and EndpointSlices anew, and
+        under saturation it cannot: after 5 s it answers SERVFAIL, which is what is
+        measured."""
+        cluster = self._known(cluster_name)
+        nodes = _kubelet_nodes(cluster_name)
+        old = {n: _crictl_ids(n, "coredns") for n in nodes}
+        try:
+            _rollout_restart(cluster)
+            until(
+                partial(_rolled_out, cluster),
+                "CoreDNS rolled out",
+                timeout=DNS_REPLACE_S,
+                interval=1,
+            )
+            return
+        except LoadtestError as e:
+            self.log(f"CoreDNS not replaced through the API ({e}): restarting it in its nodes")
+        for node, ids in old.items():
+            for cid in set(ids) & set(_crictl_ids(node, "coredns")):  # still running
+                self.log(f"restarting CoreDNS container {cid[:12]} on {node}")
+                _crictl(node, "stop", "--timeout", "2", cid)
 
     def apiserver_memory_usage(
         self, cluster_name: str, reset: bool = False
     ) -> dict[str, int | None] | None:
-        """OOM kills in the API servers' pod groups (they outlive a container's restart) and
-        the largest peak charge among them since the last reset; None when no API server of
-        the cluster has a memory limit. Read on the host: the node containers share its
-        kernel, and kubelet's groups are nested in their containers' groups."""
+        """Since the last reset: the API servers' restarts and OOM kills as kubelet counts
+        them (the kernel's count lives in the container's group, gone with it; on cgroup
+        v1 the pod's group does not sum it) and the largest peak charge of their pod groups,
+        read on the host (the node containers share its kernel; kubelet's groups nest in
+        theirs). None when no API server of the cluster has a memory limit; counts are None
+        when the API server did not answer."""
         groups = _apiserver_groups(cluster_name)
         if not groups:
             return None
-        kills = [cgroups.oom_kills(g) for g in groups]
         peaks = [p for p in (cgroups.peak(g) for g in groups) if p is not None]
+        now = _apiserver_restarts(self._known(cluster_name))
+        base = state_root() / cluster_name / "apiserver-restarts.json"
         if reset:
             for g in groups:
                 cgroups.reset_peak(g)
+            if now is not None:
+                base.write_text(json.dumps(now[0]))
+        kills = since = None
+        if now is not None and base.exists():
+            since = now[0] - json.loads(base.read_text())
+            # kubelet keeps the reason of each container's last termination only
+            kills = since if "OOMKilled" in now[1] else 0
         return {
-            "apiserver_oom_kills": sum(k or 0 for k in kills),
+            "apiserver_oom_kills": kills,
+            "apiserver_restarts": since,
             "apiserver_memory_peak_bytes": max(peaks, default=None),
         }
 
@@ -397,6 +398,14 @@ class KindProvider:
             interval=2,
         )
 
+    def _known(self, name: str) -> Cluster:
+        """A handle from the kubeconfig kept when it was made or last read, without asking
+        the API server (`get` does; this works while it is down)."""
+        kcfg = state_root() / name / "kubeconfig"
+        if not kcfg.exists() and self.get(name) is None:
+            raise ClusterError(f"no kind cluster named {name!r}")
+        return self._handle(name, kcfg, created_by_harness=False)
+
     def _handle(self, name: str, kcfg: Path, created_by_harness: bool) -> Cluster:
         creds = kubeconfig.read(kcfg, data_dir=kcfg.parent)
         return Cluster.from_credentials(
@@ -488,9 +497,77 @@ def _crictl(node: str, *args: str) -> str:
     return run(["docker", "exec", node, "crictl", *args], f"crictl {args[0]} on {node}", timeout=60)
 
 
-def _restarted(node: str, before: set[str]) -> bool:
-    """A CoreDNS container runs in `node` that was not running `before`."""
-    return bool(set(_crictl_ids(node, "coredns")) - before)
+def _kubelet_nodes(cluster_name: str) -> list[str]:
+    """The node containers that run a kubelet (not HA's load balancer)."""
+    rows = _docker_lines(
+        [
+            "ps",
+            "--filter",
+            f"label={CLUSTER_LABEL}={cluster_name}",
+            "--format",
+            f'{{{{.Names}}}} {{{{.Label "{ROLE_LABEL}"}}}}',
+        ]
+    )
+    return sorted(
+        n for n, _, role in (r.partition(" ") for r in rows) if role != "external-load-balancer"
+    )
+
+
+COREDNS = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
+
+
+def _rollout_restart(cluster: Cluster) -> None:
+    """`kubectl rollout restart deployment/coredns -n kube-system`, through the API."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    annotation = {"kubectl.kubernetes.io/restartedAt": now}
+    patch = {"spec": {"template": {"metadata": {"annotations": annotation}}}}
+    try:
+        with http_client(cluster, timeout=5) as c:
+            r = c.patch(
+                COREDNS,
+                json=patch,
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
+    except httpx.HTTPError as e:
+        raise ClusterError(f"restarting CoreDNS: {type(e).__name__}: {e}") from e
+    if r.status_code != 200:
+        raise ClusterError(f"restarting CoreDNS: HTTP {r.status_code}: {r.text[:200]}")
+
+
+def _rolled_out(cluster: Cluster) -> bool:
+    """The Deployment's pods are all of the new template and ready (kubectl rollout status)."""
+    with http_client(cluster, timeout=5) as c:
+        d = c.get(COREDNS).raise_for_status().json()
+    want, st = d["spec"].get("replicas", 1), d.get("status", {})
+    return bool(
+        st.get("observedGeneration", 0) >= d["metadata"]["generation"]
+        and st.get("updatedReplicas", 0) == want
+        and st.get("replicas", 0) == want
+        and st.get("availableReplicas", 0) == want
+    )
+
+
+def _apiserver_restarts(cluster: Cluster) -> tuple[int, list[str]] | None:
+    """kubelet's restart count of the API server containers and their last terminations'
+    reasons (None: the API server does not answer)."""
+    try:
+        with http_client(cluster, timeout=10) as c:
+            r = c.get(
+                "/api/v1/namespaces/kube-system/pods",
+                params={"labelSelector": "component=kube-apiserver"},
+            )
+            r.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    statuses = [
+        cs for p in r.json()["items"] for cs in p.get("status", {}).get("containerStatuses", [])
+    ]
+    reasons = [
+        cs["lastState"]["terminated"].get("reason", "")
+        for cs in statuses
+        if "terminated" in cs.get("lastState", {})
+    ]
+    return sum(cs.get("restartCount", 0) for cs in statuses), reasons
 
 
 def _crictl_ids(node: str, name: str) -> list[str]:
