@@ -17,6 +17,7 @@ import pytest
 
 from loadtest import toolchain
 from loadtest.clusters import Cluster, get_provider
+from loadtest.clusters import kind as kind_m
 from loadtest.clusters.kind import CLUSTER_LABEL, NETWORK, state_root
 from loadtest.proc import run
 from loadtest.wait import until
@@ -185,6 +186,46 @@ def test_cluster_dns_from_inside_a_pod(loadtest_cluster: Cluster, probe_image: s
         assert "200 OK" in out and out.rstrip().endswith("hello from web"), out
     finally:
         kubectl(c, "delete", "namespace", ns, "--wait=false")
+
+
+def _coredns_containers(cluster: Cluster) -> set[str]:
+    nodes = kind_m._kubelet_nodes(cluster.name)
+    return {c for n in nodes for c in kind_m._crictl_ids(n, "coredns")}
+
+
+def test_coredns_restarts_through_the_api_or_else_through_the_runtime(
+    loadtest_cluster: Cluster,
+):
+    """A rollout restart when the API server answers; when it is stopped (SIGSTOP), the
+    running CoreDNS containers are restarted by their nodes' kubelets all the same."""
+    provider = get_provider("kind")
+    c = loadtest_cluster
+    before = _coredns_containers(c)
+    provider.restart_dns(c.name)  # the API answers: a rollout
+    deploy = kubectl_json(c, "-n", "kube-system", "get", "deployment", "coredns")
+    assert "kubectl.kubernetes.io/restartedAt" in deploy["spec"]["template"]["metadata"].get(
+        "annotations", {}
+    )
+    assert kind_m._rolled_out(c)
+    # new pods' containers; the old ones stop after their lame-duck seconds
+    rolled = until(
+        lambda: (cs := _coredns_containers(c)) and not cs & before and cs,
+        "the old CoreDNS pods gone",
+        timeout=60,
+    )
+    control_plane = f"{c.name}-control-plane"
+    run(["docker", "exec", control_plane, "pkill", "-STOP", "-x", "kube-apiserver"], "stop")
+    try:
+        provider.restart_dns(c.name)
+    finally:
+        run(["docker", "exec", control_plane, "pkill", "-CONT", "-x", "kube-apiserver"], "cont")
+    again = until(
+        lambda: (cs := _coredns_containers(c)) and len(cs) == len(rolled) and cs,
+        "CoreDNS running again",
+        timeout=60,
+    )
+    assert not again & rolled  # restarted in place, without the API server
+    until(lambda: kind_m._rolled_out(c), "CoreDNS ready again", timeout=60)
 
 
 def test_delete_leaves_no_containers_or_networks(
