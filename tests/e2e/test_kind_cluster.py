@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -193,12 +194,20 @@ def _coredns_containers(cluster: Cluster) -> set[str]:
     return {c for n in nodes for c in kind_m._crictl_ids(n, "coredns")}
 
 
+def _containers_when(cluster: Cluster, ok: Callable[[set[str]], bool], what: str) -> set[str]:
+    def now() -> set[str] | None:
+        cs = _coredns_containers(cluster)
+        return cs if cs and ok(cs) else None
+
+    return until(now, what, timeout=60)
+
+
 def test_coredns_restarts_through_the_api_or_else_through_the_runtime(
     loadtest_cluster: Cluster,
 ):
     """A rollout restart when the API server answers; when it is stopped (SIGSTOP), the
     running CoreDNS containers are restarted by their nodes' kubelets all the same."""
-    provider = get_provider("kind")
+    provider = kind_m.KindProvider()
     c = loadtest_cluster
     before = _coredns_containers(c)
     provider.restart_dns(c.name)  # the API answers: a rollout
@@ -208,22 +217,14 @@ def test_coredns_restarts_through_the_api_or_else_through_the_runtime(
     )
     assert kind_m._rolled_out(c)
     # new pods' containers; the old ones stop after their lame-duck seconds
-    rolled = until(
-        lambda: (cs := _coredns_containers(c)) and not cs & before and cs,
-        "the old CoreDNS pods gone",
-        timeout=60,
-    )
+    rolled = _containers_when(c, lambda cs: not cs & before, "the old CoreDNS pods gone")
     control_plane = f"{c.name}-control-plane"
     run(["docker", "exec", control_plane, "pkill", "-STOP", "-x", "kube-apiserver"], "stop")
     try:
         provider.restart_dns(c.name)
     finally:
         run(["docker", "exec", control_plane, "pkill", "-CONT", "-x", "kube-apiserver"], "cont")
-    again = until(
-        lambda: (cs := _coredns_containers(c)) and len(cs) == len(rolled) and cs,
-        "CoreDNS running again",
-        timeout=60,
-    )
+    again = _containers_when(c, lambda cs: len(cs) == len(rolled), "CoreDNS running again")
     assert not again & rolled  # restarted in place, without the API server
     until(lambda: kind_m._rolled_out(c), "CoreDNS ready again", timeout=60)
 
