@@ -59,9 +59,10 @@ def memory_group_of(pid: int) -> Path | None:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
+    v2 = _v2()
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if _v2() and controllers == "":
+        if v2 and controllers == "":
             return ROOT / path.lstrip("/")
         if "memory" in controllers.split(","):
             return ROOT / "memory" / path.lstrip("/")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import yaml
@@ -421,13 +421,36 @@ class KindProvider:
         )
 
 
+class _Node(NamedTuple):
+    id: str
+    name: str
+    role: str  # kind's: control-plane, worker, external-load-balancer (HA)
+
+
+def _node_containers(cluster_name: str) -> list[_Node]:
+    """The cluster's running node containers, by name."""
+    rows = _docker_lines(
+        [
+            "ps",
+            "--no-trunc",
+            "--filter",
+            f"label={CLUSTER_LABEL}={cluster_name}",
+            "--format",
+            f'{{{{.ID}}}} {{{{.Names}}}} {{{{.Label "{ROLE_LABEL}"}}}}',
+        ]
+    )
+    nodes = []
+    for r in rows:
+        cid, name, role = (r.split(" ", 2) + [""])[:3]  # no role label: the line ends at name
+        nodes.append(_Node(cid, name, role))
+    return sorted(nodes, key=lambda n: n.name)
+
+
 def _probe_node(name: str) -> str:
     """A worker's container (a control-plane one if there is none), for in-cluster probes."""
-    nodes = _docker_lines(
-        ["ps", "--filter", f"label={CLUSTER_LABEL}={name}", "--format", "{{.Names}}"]
-    )
-    workers = sorted(n for n in nodes if "-worker" in n)
-    return (workers or sorted(nodes) or [f"{name}-control-plane"])[0]
+    nodes = _node_containers(name)
+    workers = [n.name for n in nodes if n.role == "worker"]
+    return (workers or [n.name for n in nodes] or [f"{name}-control-plane"])[0]
 
 
 def container_pid(container: str) -> int:
@@ -468,18 +491,7 @@ def _apiserver_groups(cluster_name: str) -> list[Path]:
         known = [Path(p) for p in json.loads(cache.read_text())]
         if known and all(p.is_dir() for p in known):
             return known
-    ids = _docker_lines(
-        [
-            "ps",
-            "--no-trunc",
-            "--filter",
-            f"label={CLUSTER_LABEL}={cluster_name}",
-            "--filter",
-            f"label={ROLE_LABEL}=control-plane",
-            "--format",
-            "{{.ID}}",
-        ]
-    )
+    ids = [n.id for n in _node_containers(cluster_name) if n.role == "control-plane"]
     found: list[Path] = []
     for pid, argv in processes.mentioning("kube-apiserver").items():
         group = cgroups.memory_group_of(pid)
@@ -499,18 +511,7 @@ def _crictl(node: str, *args: str) -> str:
 
 def _kubelet_nodes(cluster_name: str) -> list[str]:
     """The node containers that run a kubelet (not HA's load balancer)."""
-    rows = _docker_lines(
-        [
-            "ps",
-            "--filter",
-            f"label={CLUSTER_LABEL}={cluster_name}",
-            "--format",
-            f'{{{{.Names}}}} {{{{.Label "{ROLE_LABEL}"}}}}',
-        ]
-    )
-    return sorted(
-        n for n, _, role in (r.partition(" ") for r in rows) if role != "external-load-balancer"
-    )
+    return [n.name for n in _node_containers(cluster_name) if n.role != "external-load-balancer"]
 
 
 COREDNS = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"

@@ -34,6 +34,12 @@ def index(samples: Iterable[Sample]) -> dict[tuple[str, Labels], float]:
     return {(n, lb): v for n, lb, v in samples}
 
 
+def increase(before: float, after: float) -> float:
+    """A counter's increase; one that went down was reset (a restarted API server): its
+    whole value counts, as Prometheus's rate() takes it."""
+    return after - before if after >= before else after
+
+
 def counter_delta(
     before: Mapping[tuple[str, Labels], float],
     after: Mapping[tuple[str, Labels], float],
@@ -48,8 +54,7 @@ def counter_delta(
     for (n, lb), v in after.items():
         if n != name:
             continue
-        prev = before.get((n, lb), 0.0)
-        d = v - prev if v >= prev else v
+        d = increase(before.get((n, lb), 0.0), v)
         labels = dict(lb)
         out[tuple(labels.get(k, "") for k in by)] += d
     return dict(out)

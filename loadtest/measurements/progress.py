@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from loadtest.measurements import metrics
 from loadtest.measurements.base import Ticker
 
 
@@ -85,9 +86,7 @@ class ApiserverTail:
                 self.prev, self.last = self.last, (rec["t"], self.state.get("cpu", 0.0))
         cores = None
         if self.prev and self.last and self.last[0] > self.prev[0]:
-            used = self.last[1] - self.prev[1]
-            if used < 0:  # the counter started over: a restarted API server
-                used = self.last[1]
+            used = metrics.increase(self.prev[1], self.last[1])  # a restart starts it over
             cores = used / (self.last[0] - self.prev[0])
         return {
             "cores": cores,
