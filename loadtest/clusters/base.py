@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -197,6 +198,32 @@ def unreachable(cluster: Cluster, e: Exception) -> ClusterError:
 
 
 def not_ready(cluster: Cluster, r: httpx.Response) -> ClusterError:
+    # /readyz lists every check, one per line; the failing ones ("[-]...") say why.
+    failing = [ln[3:].strip() for ln in r.text.splitlines() if ln.startswith("[-]")]
+    why = "; ".join(failing) or " ".join(r.text.split())[:200]
     return ClusterError(
-        f"API server of {cluster.name!r} is not ready: /readyz {r.status_code} {r.text[:200]}"
+        f"API server of {cluster.name!r} is not ready: /readyz {r.status_code} {why}"
     )
+
+
+# How long a control plane that answers "not ready" is asked again. Readiness flaps on a busy
+# machine: kube-apiserver's etcd-readiness check fails while etcd's fsync stalls (it did in CI
+# seconds after a kind cluster was made and had passed its own wait).
+READY_WITHIN = 30.0
+
+
+def wait_ready(c: httpx.Client, cluster: Cluster, within: float = READY_WITHIN) -> float:
+    """Seconds the /readyz that answered 200 took. No answer fails at once, in one line;
+    "not ready" is asked again each second for `within` s, then fails with its last answer."""
+    deadline = time.monotonic() + within
+    while True:
+        t0 = time.monotonic()
+        try:
+            r = c.get("/readyz")
+        except httpx.HTTPError as e:
+            raise unreachable(cluster, e) from None
+        if r.status_code == 200:
+            return time.monotonic() - t0
+        if time.monotonic() >= deadline:
+            raise not_ready(cluster, r)
+        time.sleep(1.0)

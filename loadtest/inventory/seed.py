@@ -22,7 +22,13 @@ from typing import Any
 
 import httpx
 
-from loadtest.clusters.base import Cluster, async_http_client, not_ready, unreachable
+from loadtest.clusters.base import (
+    Cluster,
+    async_http_client,
+    http_client,
+    unreachable,
+    wait_ready,
+)
 from loadtest.config import InventorySpec
 from loadtest.errors import ClusterError
 from loadtest.inventory import padding
@@ -359,16 +365,26 @@ class Seeder:
         self.progress = progress
 
     def seed(self) -> SeedResult:
+        self._ready()
         return asyncio.run(self._seed())
 
     def delete(self) -> dict[str, int]:
+        self._ready()
         return asyncio.run(self._delete())
 
     def counts(self) -> dict[str, int]:
         """Objects of this inventory now in the cluster, by resource."""
+        self._ready()
         return asyncio.run(self._counts())
 
     # -- internals --
+
+    def _ready(self) -> None:
+        try:
+            with http_client(self.cluster, timeout=10) as c:
+                wait_ready(c, self.cluster)
+        except OSError as e:  # TLS material that cannot be read
+            raise unreachable(self.cluster, e) from None
 
     def _client(self) -> httpx.AsyncClient:
         return async_http_client(
@@ -401,7 +417,6 @@ class Seeder:
         result = SeedResult()
         t0 = time.monotonic()
         async with self._client() as c:
-            await _check_reachable(c, self.cluster)
             existing: dict[str, set[tuple[str, str]]] = {}
             for kind in (NAMESPACES, SERVICEACCOUNTS, NODES, CONFIGMAPS, SERVICES, PODS):
                 existing[kind.name] = await self._existing(c, kind)
@@ -454,7 +469,6 @@ class Seeder:
     async def _delete(self) -> dict[str, int]:
         before: dict[str, int] = {}
         async with self._client() as c:
-            await _check_reachable(c, self.cluster)
             sel = {"labelSelector": f"{LABEL}={self.spec.name}"}
             namespaces = sorted(name for _, name in await self._existing(c, NAMESPACES))
             for kind in (PODS, SERVICES, CONFIGMAPS, NODES, NAMESPACES):
@@ -524,7 +538,6 @@ class Seeder:
 
     async def _counts(self) -> dict[str, int]:
         async with self._client() as c:
-            await _check_reachable(c, self.cluster)
             return {
                 k.name: len(await self._existing(c, k))
                 for k in (NAMESPACES, NODES, PODS, SERVICES, CONFIGMAPS)
@@ -559,15 +572,6 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
         smoothing=0.1,
         mininterval=1.0,
     )
-
-
-async def _check_reachable(c: httpx.AsyncClient, cluster: Cluster) -> None:
-    try:
-        r = await c.get("/readyz", timeout=10)
-    except httpx.HTTPError as e:
-        raise unreachable(cluster, e) from None
-    if r.status_code != 200:
-        raise not_ready(cluster, r)
 
 
 def _error_text(r: httpx.Response) -> str:

@@ -25,9 +25,9 @@ from loadtest.clusters.base import (
     ClusterProvider,
     apply_object,
     http_client,
-    not_ready,
     response_message,
     unreachable,
+    wait_ready,
 )
 from loadtest.clusters.capabilities import (
     BudgetsApiserverMemory,
@@ -135,14 +135,10 @@ def check_cluster(cluster: Cluster) -> dict[str, Any]:
     """Fail at once, in one line, when the cluster cannot be reached."""
     try:
         with http_client(cluster, timeout=5) as c:
-            t0 = time.monotonic()
-            r = c.get("/readyz")
-            elapsed = time.monotonic() - t0
+            elapsed = wait_ready(c, cluster)
             version = c.get("/version").json().get("gitVersion", "?")
     except (httpx.HTTPError, OSError, ValueError) as e:  # transport, TLS, a non-JSON answer
         raise unreachable(cluster, e) from None
-    if r.status_code != 200:
-        raise not_ready(cluster, r)
     return {"readyz_s": round(elapsed, 4), "version": version}
 
 

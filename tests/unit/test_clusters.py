@@ -73,3 +73,27 @@ def test_check_cluster_says_unreachable_in_one_line_and_lets_bugs_through(monkey
     monkeypatch.setattr(run, "http_client", broken)
     with pytest.raises(TypeError):
         run.check_cluster(dead)
+
+
+def test_a_flapping_readyz_is_asked_again_and_a_lasting_one_fails_in_one_line(monkeypatch):
+    import httpx
+
+    from loadtest.clusters import base
+
+    monkeypatch.setattr(base.time, "sleep", lambda _s: None)
+    answers = iter([500, 500, 200])
+
+    def flapping(_req):
+        return httpx.Response(next(answers), text="[-]etcd-readiness failed")
+
+    with httpx.Client(transport=httpx.MockTransport(flapping), base_url="https://x") as c:
+        assert base.wait_ready(c, _cluster()) >= 0
+    assert next(answers, None) is None  # asked three times
+
+    def never(_req):
+        return httpx.Response(500, text="[+]ping ok\n[-]etcd-readiness failed: reason withheld\n")
+
+    c = httpx.Client(transport=httpx.MockTransport(never), base_url="https://x")
+    with c, pytest.raises(ClusterError, match="not ready: /readyz 500") as e:
+        base.wait_ready(c, _cluster(), within=0.05)
+    assert str(e.value).endswith("/readyz 500 etcd-readiness failed: reason withheld")
