@@ -207,14 +207,17 @@ def test_coredns_restarts_through_the_api_or_else_through_the_runtime(
 ):
     """A rollout restart when the API server answers; when it is stopped (SIGSTOP), the
     running CoreDNS containers are restarted by their nodes' kubelets all the same."""
-    provider = kind_m.KindProvider()
+    said: list[str] = []
+    provider = kind_m.KindProvider(log=said.append)
     c = loadtest_cluster
+    until(lambda: kind_m._rolled_out(c), "CoreDNS steady before the test", timeout=60)
     before = _coredns_containers(c)
     provider.restart_dns(c.name)  # the API answers: a rollout
     deploy = kubectl_json(c, "-n", "kube-system", "get", "deployment", "coredns")
     assert "kubectl.kubernetes.io/restartedAt" in deploy["spec"]["template"]["metadata"].get(
         "annotations", {}
     )
+    assert not said, said  # rolled out through the API, within DNS_REPLACE_S, nothing else
     assert kind_m._rolled_out(c)
     # new pods' containers; the old ones stop after their lame-duck seconds
     rolled = _containers_when(c, lambda cs: not cs & before, "the old CoreDNS pods gone")
