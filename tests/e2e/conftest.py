@@ -3,7 +3,6 @@ so a plain `pytest` or `make test` never starts Docker containers."""
 
 import pytest
 
-
 # The incident replay saturates this machine for ~13 minutes (a thousand fake nodes and
 # their agents against a 2 GiB API server). It runs last: the kind cluster the other modules
 # share sits through it otherwise, its controllers starved, and the CoreDNS rollout after it

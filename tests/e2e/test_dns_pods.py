@@ -18,7 +18,7 @@ import pytest
 from loadtest import toolchain
 from loadtest.clusters import Cluster
 from loadtest.clusters.base import http_client
-from loadtest.clusters.kind import KindProvider
+from loadtest.clusters.kind import KindProvider, _rolled_out
 from loadtest.measurements import dns_pods
 from loadtest.measurements.dns import CACHE_TTL_S
 from loadtest.proc import run
@@ -67,6 +67,9 @@ def probe(loadtest_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
         p.gather()
     with http_client(c) as h:
         h.delete(f"/api/v1/namespaces/{OTHER_NS}")
+    # The cluster is shared with the next modules: CoreDNS back at full strength (the last
+    # test scaled it to zero; it waited for one answer, not for every replica).
+    until(lambda: _rolled_out(c), "CoreDNS back at its replicas", timeout=180, interval=1)
 
 
 def test_probe_pods_run_on_every_real_worker(probe):
