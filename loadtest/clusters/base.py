@@ -214,7 +214,8 @@ READY_WITHIN = 30.0
 
 def wait_ready(c: httpx.Client, cluster: Cluster, within: float = READY_WITHIN) -> float:
     """Seconds the /readyz that answered 200 took. No answer fails at once, in one line;
-    "not ready" is asked again each second for `within` s, then fails with its last answer."""
+    "not ready" is asked again each second for `within` s, then fails with its last answer.
+    Not `wait.until`: it takes every exception for "not yet", and no answer must not wait."""
     deadline = time.monotonic() + within
     while True:
         t0 = time.monotonic()
