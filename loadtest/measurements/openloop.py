@@ -10,10 +10,13 @@ slow sample and a burst of fast catch-up ones (Gil Tene's coordinated omission).
 - a timeout is a failure and counts at least at the timeout in the quantiles; so do unsent
   slots and slots whose record is missing (the probe was killed): "unrecorded".
 
-The raw stream, one JSON object a line: {"event": "start", "t0", "rate_hz", "timeout_s",
-"workers", ...}; per slot {"k", "sched" (wall-clock scheduled time), "lag_ms" (scheduled to
-sent), "ms" (scheduled to done), "cause" (null: success), ...the probe's own fields};
-{"event": "stop", "scheduled"}. Slot records arrive in completion order, not k order.
+The raw stream, one JSON object a line: {"event": "start", "t0", "t0_mono", "rate_hz",
+"timeout_s", "workers", ...}; per slot {"k", "sched" (wall-clock scheduled time), "lag_ms"
+(scheduled to sent), "ms" (scheduled to done), "cause" (null: success), ...the probe's own
+fields}; {"event": "stop", "scheduled"}. Slot records arrive in completion order, not k order.
+The schedule runs on the monotonic clock; "sched" is t0 + k/rate, so a wall-clock step during
+a run does not move it. "t0_mono" (the machine's monotonic clock at t0) places an event timed
+on that clock by another process on the schedule: `Slots.sched_of`.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class OpenLoop:
             {
                 "event": "start",
                 "t0": self._t0_wall,
+                "t0_mono": self._t0,
                 "rate_hz": self.rate_hz,
                 "timeout_s": self.timeout_s,
                 "workers": self.workers,
@@ -207,6 +211,12 @@ class Slots:
 
     def failed(self) -> list[Record]:
         return [r for r in self.slots if r["cause"] is not None]
+
+    def sched_of(self, t_mono: float) -> float:
+        """A moment on this machine's monotonic clock as a scheduled time of this stream. A
+        fault timed with time.time() is off by any wall-clock step since the probe started (a
+        VM paused, its clock set)."""
+        return float(self.start["t0"]) + t_mono - float(self.start["t0_mono"])
 
 
 def read_slots(records: Iterable[Record], timeout_s: float) -> Slots:

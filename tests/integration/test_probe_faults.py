@@ -42,20 +42,36 @@ def cluster() -> Iterator[Cluster]:
         provider.delete(name)
 
 
-def _answered_after(raw: Path, t: float) -> int:
-    return sum(1 for r in read_jsonl(raw) if "k" in r and r["sched"] > t and r["cause"] is None)
+def _slots(raw: Path) -> openloop.Slots:
+    return openloop.read_slots(read_jsonl(raw), bystander_m.TIMEOUT_S)
+
+
+def _answered_after(raw: Path, t_mono: float) -> int:
+    """Slots scheduled after a moment on the monotonic clock and answered."""
+    s = _slots(raw)
+    if not s.start:
+        return 0
+    t = s.sched_of(t_mono)
+    return sum(1 for r in s.slots if r["sched"] > t and r["cause"] is None)
 
 
 def _stall(pid: int, seconds: float, raws: list[Path]) -> tuple[float, float]:
-    """Steady answers first, then the process stopped for `seconds`, then answers again."""
+    """Steady answers first, then the process stopped for `seconds`, then answers again.
+    Returns when it was surely stopped, on the monotonic clock (the probes' schedule runs on
+    it; the wall clock may step meanwhile): from just after SIGSTOP to just before SIGCONT,
+    so a pause of this process between the signal and the clock read only shortens it."""
     until(lambda: all(_answered_after(r, 0) >= 10 for r in raws), "steady answers", timeout=60)
-    t_stop = time.time()
+    wall_minus_mono = time.time() - time.monotonic()
     os.kill(pid, signal.SIGSTOP)
+    t_stop = time.monotonic()
     try:
         time.sleep(seconds)  # the fault itself
     finally:
+        t_cont = time.monotonic()
         os.kill(pid, signal.SIGCONT)
-        t_cont = time.time()
+    step = time.time() - time.monotonic() - wall_minus_mono
+    if abs(step) > 0.5:
+        print(f"\nthe wall clock stepped {step:+.1f} s during the stall")
     until(
         lambda: all(_answered_after(r, t_cont + 1) >= 10 for r in raws),
         "answers again after the stall",
@@ -67,10 +83,11 @@ def _stall(pid: int, seconds: float, raws: list[Path]) -> tuple[float, float]:
 def _in_stall(
     slots: openloop.Slots, t_stop: float, t_cont: float, late_ms: float
 ) -> dict[str, Any]:
-    """The slots due during the stall early enough to be late by `late_ms` when it ends:
-    how many failed (by cause) or came late. (A slot due in its last `late_ms` is answered
-    within that once the server runs again: honestly not late.)"""
-    due = [r for r in slots.slots if t_stop <= r["sched"] <= t_cont - late_ms / 1000]
+    """The slots due during the stall (monotonic times) early enough to be late by `late_ms`
+    when it ends: how many failed (by cause) or came late. (A slot due in its last `late_ms`
+    is answered within that once the server runs again: honestly not late.)"""
+    lo, hi = slots.sched_of(t_stop), slots.sched_of(t_cont) - late_ms / 1000
+    due = [r for r in slots.slots if lo <= r["sched"] <= hi]
     failed = [r for r in due if r["cause"] is not None]
     late = [r for r in due if r["cause"] is None and slots.value_ms(r) > late_ms]
     return {

@@ -80,6 +80,9 @@ def test_slots_keep_their_schedule_while_sends_block_and_the_overflow_is_unsent(
     # every scheduled slot recorded exactly once, at its place on the grid
     assert [r["k"] for r in slots] == list(range(stop["scheduled"]))
     assert all(r["sched"] == pytest.approx(start["t0"] + r["k"] / 50, abs=1e-6) for r in slots)
+    # a monotonic moment lands on the schedule (what a fault timed in another process uses)
+    s = openloop.read_slots([start, *slots], 1.0)
+    assert s.sched_of(start["t0_mono"] + 0.5) == pytest.approx(start["t0"] + 0.5, abs=1e-6)
     # the stall did not stop the schedule: slots due meanwhile were recorded on their time
     # as unsent failures, never sent late in a burst nor skipped
     assert n_unsent_blocked >= 10
