@@ -43,6 +43,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 def _slots(raw: Path) -> openloop.Slots:
+    """A probe's raw stream as slots (the timeout is its start record's once written)."""
     return openloop.read_slots(read_jsonl(raw), bystander_m.TIMEOUT_S)
 
 
@@ -150,8 +151,7 @@ def test_apiserver_stall_fails_the_other_tenant_and_break_glass(cluster, tmp_pat
         summaries = {n: p.gather() for n, p in probes.items()}
     verdict = _slos(summaries)
     seen = {
-        n: _in_stall(bystander_m.read_slots(read_jsonl(p.raw)), t_stop, t_cont, late_s[n] * 1000)
-        for n, p in probes.items()
+        n: _in_stall(_slots(p.raw), t_stop, t_cont, late_s[n] * 1000) for n, p in probes.items()
     }
     with capsys.disabled():
         print(
@@ -174,9 +174,7 @@ def test_coredns_stall_fails_the_dns_probe(cluster, tmp_path, capsys):
     finally:
         summary = probe.gather()
     verdict = _slos({"dns": summary})
-    seen = _in_stall(
-        openloop.read_slots(read_jsonl(probe.raw), 1), t_stop, t_cont, slo.DnsSLO().p99_ms
-    )
+    seen = _in_stall(_slots(probe.raw), t_stop, t_cont, slo.DnsSLO().p99_ms)
     with capsys.disabled():
         print(
             f"\ncoredns stall {t_cont - t_stop:.1f}s: in it {seen}; in all "
