@@ -21,7 +21,9 @@ def run(
     timeout: float = 300,
     input: str | None = None,
 ) -> str:
-    """Run to completion; return stdout+stderr, or raise CommandError naming `what`."""
+    """Run to completion; return its stdout, or raise CommandError naming `what` (with stdout
+    and stderr). Callers parse what is returned, so stderr stays out of it: kubectl printed a
+    websocket warning ("Unknown stream id 1") after an exec's output and failed CI's test."""
     args = [str(c) for c in cmd]
     try:
         r = subprocess.run(
@@ -33,14 +35,15 @@ def run(
             env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        out = "".join(
+            (x or b"").decode() if isinstance(x, bytes) else (x or "") for x in (e.stdout, e.stderr)
+        )
         raise CommandError(f"{what} (timed out after {timeout:.0f}s)", args, -1, out) from e
     except FileNotFoundError as e:
         raise CommandError(what, args, 127, str(e)) from e
-    output = r.stdout + r.stderr
     if r.returncode != 0:
-        raise CommandError(what, args, r.returncode, output)
-    return output
+        raise CommandError(what, args, r.returncode, r.stdout + r.stderr)
+    return r.stdout
 
 
 def stop_pidfile(pidfile: Path, grace: float = 10) -> None:

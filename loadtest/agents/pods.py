@@ -63,7 +63,7 @@ def free_port(host: str) -> int:
 def build_image(log: Log) -> str:
     log("building the worker image (clusters/locust/build.sh; cached when up to date)")
     out = run(["bash", str(BUILD)], "clusters/locust/build.sh", timeout=1800)
-    # the reference is the one line without spaces (stdout); progress lines are stderr's
+    # the reference is the one line without spaces on stdout (progress goes to stderr)
     refs = [x for x in out.splitlines() if x.strip() and " " not in x.strip()]
     if not refs:
         raise ClusterError(f"clusters/locust/build.sh printed no image reference:\n{out[-800:]}")

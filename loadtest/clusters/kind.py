@@ -588,8 +588,7 @@ def _kubectl_json(kubectl: Path, kcfg: Path, *args: str) -> dict[str, Any]:
     out = run(
         [kubectl, "--kubeconfig", kcfg, *args, "-o", "json"], f"kubectl {args[-1]}", timeout=30
     )
-    # stdout (the JSON) comes first; kubectl may add warnings on stderr after it.
-    doc, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    doc: dict[str, Any] = json.loads(out)
     return doc
 
 

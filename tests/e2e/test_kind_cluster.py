@@ -39,8 +39,7 @@ def kubectl(cluster: Cluster, *args: str, input: str | None = None, timeout: flo
 
 
 def kubectl_json(cluster: Cluster, *args: str) -> dict:
-    out = kubectl(cluster, *args, "-o", "json")
-    return json.JSONDecoder().raw_decode(out[out.index("{") :])[0]
+    return json.loads(kubectl(cluster, *args, "-o", "json"))
 
 
 def ready(obj: dict) -> bool:
