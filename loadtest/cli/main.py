@@ -313,11 +313,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 def cmd_verdict(args: argparse.Namespace) -> int:
     from loadtest.run.record import load_record
 
-    record = load_record(args.results)  # a missing or foreign folder: one line, no XML
-    # by default the SLOs the run was judged by, not today's defaults
-    return run_verdict_pytest(
-        args.results, args.slo or (record.config.slo_file if record.config else "")
-    )
+    load_record(args.results)  # a missing or foreign folder: one line, no XML
+    # without --slo, the SLOs the run recorded (the verdict's own default)
+    return run_verdict_pytest(args.results, args.slo or "")
 
 
 class Parser(argparse.ArgumentParser):
@@ -462,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verdict", help="evaluate a run's SLOs with pytest")
     v.add_argument("results", type=Path)
-    v.add_argument("--slo")
+    v.add_argument("--slo", help="SLO file to judge by (default: the SLOs the run recorded)")
     v.set_defaults(func=cmd_verdict)
     cli_gate.register(sub)  # the rollout gate's commands (compare, report, sweep, ...)
     cli_learn.register(sub)  # learn / record: profiles learned from a real agent

@@ -3,6 +3,8 @@
     pytest -p loadtest.verdict.pytest_plugin loadtest/verdict/pytest_verdict.py \
         --loadtest-results DIR [--loadtest-slo FILE]
 
+Without --loadtest-slo the SLOs in force are those the run recorded (slo.in_force).
+
 A violated SLO fails its test, with what was expected, what was measured, and for which
 verb, resource and scope; an SLO whose measurement is missing or broken is an error.
 The exit code serves CI.
@@ -30,7 +32,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError("loadtest/verdict/pytest_verdict.py needs --loadtest-results DIR")
     slo_file = metafunc.config.getoption("--loadtest-slo")
     record = load_record(Path(results))
-    evaluated = slo.evaluate(record, slo.load_slos(Path(slo_file) if slo_file else None))
+    # An SLO file given now overrides; else the SLOs the run recorded (an old run is judged by
+    # what it ran with, not by today's defaults or today's copy of its file).
+    spec = slo.load_slos(Path(slo_file)) if slo_file else slo.in_force(record)
+    evaluated = slo.evaluate(record, spec)
     metafunc.parametrize("slo_result", evaluated, ids=[r.name for r in evaluated], indirect=True)
 
 

@@ -79,12 +79,9 @@ def test_bad_slo_file_is_one_line(tmp_path):
         slo.load_slos(f)
 
 
-def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path):
-    s = _recorded_summary()
-    s["measurements"]["dns"] = {"error": "probe died"}
-    write_summary(tmp_path, s)
+def _verdict_pytest(results: Path, *args: str) -> subprocess.CompletedProcess[str]:
     verdict = Path(slo.__file__).with_name("pytest_verdict.py")
-    r = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -96,11 +93,19 @@ def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path
             "no:cacheprovider",
             str(verdict),
             "--loadtest-results",
-            str(tmp_path),
+            str(results),
+            *args,
         ],
         capture_output=True,
         text=True,
     )
+
+
+def test_verdict_pytest_fails_violations_and_errors_broken_measurements(tmp_path):
+    s = _recorded_summary()
+    s["measurements"]["dns"] = {"error": "probe died"}
+    write_summary(tmp_path, s)
+    r = _verdict_pytest(tmp_path)
     assert r.returncode == 1
     assert "FAILED" in r.stdout and "test_slo[api-errors]" in r.stdout
     assert "ERROR" in r.stdout and "test_slo[dns-errors]" in r.stdout
@@ -183,3 +188,22 @@ def test_slos_in_force_are_the_recorded_ones_then_the_file(tmp_path):
     recorded = slo.SLOSpec(dns=slo.DnsSLO(p99_ms=150)).model_dump()
     assert slo.in_force({"slos": recorded, "config": {"slo_file": str(f)}}).dns.p99_ms == 150
     assert slo.in_force({}).dns.p99_ms == 100
+
+
+def test_verdict_judges_by_the_recorded_slos_unless_a_file_is_given(tmp_path):
+    """The recorded run fails api-errors and api-latency-mutating by today's defaults and
+    was run with looser ones: re-judged, it passes by what it ran with (its SLO file is gone
+    since); a file given now still wins."""
+    s = _recorded_summary()
+    judged = _by_name(slo.evaluate(s, slo.SLOSpec()))
+    assert judged["api-errors"].status == judged["api-latency-mutating"].status == "fail"
+    loose = slo.SLOSpec(api=slo.ApiSLO(errors_5xx_ratio_max=1.0, mutating_p99_s=3600))
+    s["slos"] = loose.model_dump()
+    s["config"] = {"slo_file": str(tmp_path / "gone.yaml")}
+    write_summary(tmp_path, s)
+    r = _verdict_pytest(tmp_path)
+    assert r.returncode == 0 and "12 passed" in r.stdout, r.stdout
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("api:\n  errors_5xx_ratio_max: 0.001\n")
+    r = _verdict_pytest(tmp_path, "--loadtest-slo", str(strict))
+    assert r.returncode == 1 and "FAILED" in r.stdout and "test_slo[api-errors]" in r.stdout
