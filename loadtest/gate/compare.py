@@ -649,9 +649,9 @@ def abba(rounds: int) -> list[tuple[int, int]]:
     return [(0, 1) if i % 2 == 0 else (1, 0) for i in range(rounds)]
 
 
-def schedule_text(rounds: int) -> str:
+def schedule_text(rounds: int, a: str = "baseline", b: str = "candidate") -> str:
     order = " ".join("AB" if first == 0 else "BA" for first, _ in abba(rounds))
-    return f"ABBA: who runs first alternates each round ({order}; A baseline, B candidate)"
+    return f"ABBA: who runs first alternates each round ({order}; A {a}, B {b})"
 
 
 def interleave(

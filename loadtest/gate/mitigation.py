@@ -28,6 +28,7 @@ from loadtest.clusters.base import (
     response_message,
 )
 from loadtest.errors import ClusterError, ConfigError, LoadtestError
+from loadtest.gate.compare import abba, schedule_text
 from loadtest.measurements.apiserver import ApiServerSummary
 from loadtest.measurements.bystander import RoleSummary
 from loadtest.measurements.client import ClientSummary
@@ -42,6 +43,8 @@ NAME = "loadtest-agents"
 # (exempt 0 + system 30 + leader-election 10 + node-high 40 + workload-high 40 +
 #  workload-low 100 + global-default 20 + catch-all 5).
 DEFAULT_SHARES_SUM = 245
+# the two runs of a rerun round, in compare's A/B order: without the objects, then with
+VARIANTS = ("without", "with")
 
 
 @dataclass(frozen=True)
@@ -324,14 +327,17 @@ def rerun(
     fresh: bool,
     log: Callable[[str], None],
 ) -> tuple[str, Path]:
-    """The failing run's scenario again, without and with the objects, every round judged.
-    Runs go to out/without and out/with; returns the verdict and out/comparison.json.
+    """The failing run's scenario again, without and with the objects, who goes first
+    alternating each round (ABBA), every round judged. Runs go to out/without and out/with;
+    returns the verdict and out/comparison.json.
     `fresh_cluster`: each run on a new cluster (`fresh`: the first one is new already)."""
-    views: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
-    run_dirs: dict[str, list[str]] = {"without": [], "with": []}
+    views: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    run_dirs: dict[str, list[str]] = {v: [] for v in VARIANTS}
     try:
-        for _ in range(rounds):
-            for variant in ("without", "with"):
+        # who goes first alternates each round, as compare does: drift within a round
+        # (a warming cache, a neighbour) favours neither side
+        for order in abba(rounds):
+            for variant in (VARIANTS[side] for side in order):
                 if fresh_cluster and not fresh:
                     # each run from the same start: a run that brought the control plane
                     # down (an OOM-killed API server) leaves nothing to the next
@@ -354,6 +360,7 @@ def rerun(
     data = {
         "verdict": result,
         "reasons": reasons,
+        "schedule": schedule_text(rounds, *VARIANTS),
         "rounds": judged,
         "runs": views,
         "run_dirs": run_dirs,
@@ -363,7 +370,7 @@ def rerun(
     for variant, vs in views.items():
         for i, v in enumerate(vs, 1):
             log(f"{variant:8} round {i}: {json.dumps(v, default=str)}")
-    for line in reasons:
+    for line in [schedule_text(rounds, *VARIANTS), *reasons]:
         log(line)
     log(f"{result} ({path})")
     return result, path

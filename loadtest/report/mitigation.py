@@ -124,7 +124,9 @@ def write_mitigation_report(d: Path) -> Path:
         [
             (
                 "Verdict",
-                items(data.get("reasons", []))
+                items(
+                    [*data.get("reasons", []), *([data["schedule"]] if "schedule" in data else [])]
+                )
                 + (
                     table(
                         ("round", "verdict"),

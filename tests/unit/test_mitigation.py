@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from loadtest.errors import ConfigError
@@ -170,3 +172,44 @@ def test_others_mutating_latency_counts_every_mutating_verb():
         }
     }
     assert mitigation.others_view(summary)["mutating_p99_s"] == 1.5
+
+
+def test_rerun_alternates_who_goes_first_and_keeps_each_round_paired(monkeypatch, tmp_path):
+    """Runs in ABBA order (as compare's), the objects applied exactly for the "with" runs,
+    and round i of one side judged against round i of the other."""
+    events: list[str] = []
+
+    class Job:
+        def __init__(self, provider, name, cfg, out, log):
+            self.out = out
+
+        def execute(self):
+            events.append(f"run {self.out.name}")
+            return self.out / str(sum(e.startswith("run") for e in events))
+
+    monkeypatch.setattr(mitigation, "MainJob", Job)
+    monkeypatch.setattr(mitigation, "apply", lambda cluster, objs: events.append("apply"))
+    monkeypatch.setattr(mitigation, "remove", lambda cluster: events.append("remove"))
+    monkeypatch.setattr(mitigation, "load_record", lambda run_dir: run_dir)
+    monkeypatch.setattr(mitigation, "others_view", lambda run_dir: {"dir": run_dir.name})
+    judged: dict[str, list[dict[str, str]]] = {}
+
+    def judge(without, with_):
+        judged.update(without=without, with_=with_)
+        return mitigation.INCONCLUSIVE, [], []
+
+    monkeypatch.setattr(mitigation, "judge", judge)
+    lines: list[str] = []
+    # no provider, cluster or config is touched: the job, apply and remove are stand-ins
+    anything: Any = None
+    mitigation.rerun(anything, "c", anything, [], anything, tmp_path, 3, False, False, lines.append)
+    runs = [e for e in events if e.startswith("run")]
+    assert runs == [f"run {v}" for v in ("without", "with", "with", "without", "without", "with")]
+    # before every run its side's state: removed before "without", applied before "with"
+    for i, e in enumerate(events):
+        if e.startswith("run"):
+            assert events[i - 1] == ("apply" if e == "run with" else "remove")
+    assert [v["dir"] for v in judged["without"]] == ["1", "4", "5"]
+    assert [v["dir"] for v in judged["with_"]] == ["2", "3", "6"]
+    assert "AB BA AB" in (tmp_path / "comparison.json").read_text()
+    assert any("(AB BA AB; A without, B with)" in x for x in lines)
