@@ -357,10 +357,11 @@ def rerun(
         except (LoadtestError, httpx.HTTPError) as e:  # a control plane the run brought down
             log(f"warning: could not remove the APF objects: {e}")
     result, reasons, judged = judge(views["without"], views["with"])
+    schedule = schedule_text(rounds, *VARIANTS)
     data = {
         "verdict": result,
         "reasons": reasons,
-        "schedule": schedule_text(rounds, *VARIANTS),
+        "schedule": schedule,
         "rounds": judged,
         "runs": views,
         "run_dirs": run_dirs,
@@ -370,7 +371,7 @@ def rerun(
     for variant, vs in views.items():
         for i, v in enumerate(vs, 1):
             log(f"{variant:8} round {i}: {json.dumps(v, default=str)}")
-    for line in [schedule_text(rounds, *VARIANTS), *reasons]:
+    for line in [schedule, *reasons]:
         log(line)
     log(f"{result} ({path})")
     return result, path
